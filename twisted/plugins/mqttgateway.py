@@ -1,18 +1,15 @@
 """twistd plugin: ``twistd -n mqttgateway``.
 
-Installs Twisted's asyncio reactor at import (guarded) so aiocoap can share the loop;
-``twistd`` imports plugins while parsing options, before any reactor exists.
-Everything heavy is imported lazily by ``gateway.service``.
+twistd imports plugins while parsing options, before any reactor exists, so this is
+where the asyncio reactor gets installed (guarded) for aiocoap to share. The real code
+is imported lazily by ``gateway.service``.
 """
 
-import sys
-
-if "twisted.internet.reactor" not in sys.modules:
-    from twisted.internet import asyncioreactor
-
-    asyncioreactor.install()
-
 from twisted.application.service import ServiceMaker
+
+from gateway.reactor import install_asyncio_reactor
+
+install_asyncio_reactor()
 
 mqttgateway = ServiceMaker(
     "mqttgateway",

@@ -1,0 +1,428 @@
+"""One MQTT connection's protocol state: packets in, hub calls out, deliveries back.
+
+The channel writes encoded bytes to a transport-like ``link`` (``write``,
+``loseConnection``) and reads time from an ``IReactorTime``; tests drive it with
+``StringTransport`` and ``task.Clock``. Anything that breaks the protocol closes this
+one connection, never anything else.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from twisted.internet.defer import maybeDeferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from gateway.hub.api import SUBSCRIBE, SUBSCRIBE_FAILED, WRITE, ClientInfo, Message
+from gateway.hub.hub import Hub
+from gateway.hub.sessions import Session
+from gateway.hub.topics import TopicError, validate_topic_filter, validate_topic_name
+from gateway.mqtt.codec import MQTTError, encode, publish_parts, set_dup
+from gateway.mqtt.packets import (
+    ConnAck,
+    Connect,
+    Disconnect,
+    PingReq,
+    PingResp,
+    PubAck,
+    PubComp,
+    Publish,
+    PubRec,
+    PubRel,
+    Subscribe,
+    SubAck,
+    Unsubscribe,
+    UnsubAck,
+)
+from gateway.mqtt.reasons import ConnAckCode, ReasonCode
+
+AWAIT_CONNECT = 0
+AUTHENTICATING = 1
+CONNECTED = 2
+CLOSED = 3
+
+PINGRESP = b"\xd0\x00"
+
+
+@dataclass(slots=True)
+class MQTTSettings:
+    """The protocol-side part of the configuration."""
+
+    max_keepalive: int = 65535
+    allow_zero_length_clientid: bool = True
+    auto_id_prefix: str = "auto-"
+    message_size_limit: int = 0
+    max_packet_size: int = 0
+    retain_available: bool = True
+    connect_timeout: float = 10.0
+    verbose: bool = False
+
+
+class MQTTChannel:
+    """Protocol state for one client connection (levels 3 and 4)."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        hub: Hub,
+        settings: MQTTSettings,
+        link: Any,
+        clock: IReactorTime,
+        peer: str = "",
+        listener: Any = None,
+    ) -> None:
+        self.hub = hub
+        self.settings = settings
+        self.link = link
+        self.clock = clock
+        self.peer = peer
+        self.listener = listener
+        self.state = AWAIT_CONNECT
+        self.level = 4
+        self.session: Session | None = None
+        self.client: ClientInfo | None = None
+        self.keepalive = 0
+        self.last_rx = clock.seconds()
+        self._graceful = False
+        self._pending: list[Any] = []
+        self._timer: IDelayedCall | None = clock.callLater(
+            settings.connect_timeout, self._connect_timed_out
+        )
+        self._stats = hub.stats
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            Publish: self._on_publish,
+            PubAck: self._on_puback,
+            PubRec: self._on_pubrec,
+            PubRel: self._on_pubrel,
+            PubComp: self._on_pubcomp,
+            Subscribe: self._on_subscribe,
+            Unsubscribe: self._on_unsubscribe,
+            PingReq: self._on_pingreq,
+            Disconnect: self._on_disconnect,
+            Connect: self._on_second_connect,
+        }
+
+    # input -----------------------------------------------------------------------
+
+    def handle(self, packet: Any) -> None:
+        """Dispatch one decoded packet."""
+        state = self.state
+        if state == CONNECTED:
+            handler = self._handlers.get(type(packet))
+            if handler is None:
+                self.protocol_error(MQTTError(f"unexpected {type(packet).__name__}", ReasonCode.PROTOCOL_ERROR))
+                return
+            handler(packet)
+        elif state == AWAIT_CONNECT:
+            if type(packet) is not Connect:
+                self.protocol_error(MQTTError("first packet is not CONNECT", ReasonCode.PROTOCOL_ERROR))
+                return
+            self._on_connect(packet)
+        elif state == AUTHENTICATING:
+            self._pending.append(packet)
+
+    def protocol_error(self, error: MQTTError) -> None:
+        """Close this connection for a protocol violation (the will is published)."""
+        if self.state == CLOSED:
+            return
+        if error.reason == ReasonCode.UNSUPPORTED_PROTOCOL_VERSION and self.state == AWAIT_CONNECT:
+            self._write(encode(ConnAck(ConnAckCode.UNACCEPTABLE_PROTOCOL_VERSION)))
+        self.log.warn(
+            "closing connection from {peer} ({client_id}): {reason}",
+            peer=self.peer,
+            client_id=self.client.client_id if self.client else None,
+            reason=str(error),
+        )
+        self._close()
+
+    def connection_lost(self) -> None:
+        """The transport is gone: detach from the hub (will unless clean DISCONNECT)."""
+        self.state = CLOSED
+        self._cancel_timer()
+        session = self.session
+        if session is not None:
+            self.session = None
+            self.hub.disconnect(session, self._graceful, self)
+            if self.settings.verbose:
+                self.log.info(
+                    "client {client_id} disconnected ({how})",
+                    client_id=session.client_id,
+                    how="clean" if self._graceful else "without DISCONNECT",
+                )
+
+    # CONNECT -----------------------------------------------------------------------
+
+    def _on_connect(self, p: Connect) -> None:
+        self.level = p.protocol_level
+        settings = self.settings
+        client_id = p.client_id
+        if not client_id:
+            if self.level == 3 or not p.clean_session or not settings.allow_zero_length_clientid:
+                self._refuse(ConnAckCode.IDENTIFIER_REJECTED, "zero-length client id")
+                return
+            client_id = settings.auto_id_prefix + os.urandom(8).hex()
+        elif self.level == 3 and len(client_id) > 23:
+            self._refuse(ConnAckCode.IDENTIFIER_REJECTED, "client id longer than 23 characters")
+            return
+        if settings.max_keepalive < 65535 and (
+            p.keepalive > settings.max_keepalive or p.keepalive == 0
+        ):
+            self._refuse(ConnAckCode.IDENTIFIER_REJECTED, "keepalive above max_keepalive")
+            return
+        will = None
+        if p.will is not None:
+            try:
+                validate_topic_name(p.will.topic)
+            except TopicError as e:
+                self.protocol_error(MQTTError(f"will topic: {e}", ReasonCode.TOPIC_NAME_INVALID))
+                return
+            if p.will.retain and not settings.retain_available:
+                self.protocol_error(MQTTError("retain not available", ReasonCode.RETAIN_NOT_SUPPORTED))
+                return
+            will = Message(p.will.topic, p.will.payload, p.will.qos, p.will.retain)
+        self.client = ClientInfo(client_id, "mqtt", self.peer, p.username, self.listener)
+        self.keepalive = p.keepalive
+        self.state = AUTHENTICATING
+        d = maybeDeferred(self.hub.authenticate, self.client, p.password)
+        d.addCallbacks(self._authenticated, self._auth_failed, callbackArgs=(p, will))
+        d.addErrback(self._internal_error)
+
+    def _auth_failed(self, failure: Failure) -> None:
+        self.log.failure("authentication backend failed", failure)
+        self._refuse(ConnAckCode.SERVER_UNAVAILABLE, "authentication backend failed")
+
+    def _internal_error(self, failure: Failure) -> None:
+        self.log.failure("internal error while accepting {peer}", failure, peer=self.peer)
+        self._close()
+
+    def _authenticated(self, ok: bool, p: Connect, will: Message | None) -> None:
+        if self.state != AUTHENTICATING:
+            return
+        client = self.client
+        assert client is not None
+        if not ok:
+            self.log.info(
+                "refused {client_id} from {peer}: not authorized",
+                client_id=client.client_id,
+                peer=self.peer,
+            )
+            self._refuse(ConnAckCode.NOT_AUTHORIZED, None)
+            return
+        if will is not None and not self.hub.authorize(client, WRITE, will.topic):
+            self._refuse(ConnAckCode.NOT_AUTHORIZED, "will topic not authorized")
+            return
+        session, present = self.hub.connect(client, self, p.clean_session, will)
+        self.session = session
+        self.state = CONNECTED
+        self._write(encode(ConnAck(0, present)))
+        if self.settings.verbose:
+            self.log.info(
+                "client {client_id} connected from {peer} (level {protocol_level}, clean {clean}, keepalive {keepalive})",
+                client_id=client.client_id,
+                peer=self.peer,
+                protocol_level=self.level,
+                clean=p.clean_session,
+                keepalive=p.keepalive,
+            )
+        self._cancel_timer()
+        if self.keepalive:
+            self._timer = self.clock.callLater(self.keepalive * 1.5, self._check_keepalive)
+        session.resume(self)
+        pending, self._pending = self._pending, []
+        for packet in pending:
+            if self.state != CONNECTED:
+                break
+            self.handle(packet)
+
+    def _refuse(self, code: int, why: str | None) -> None:
+        if why:
+            self.log.info("refused connection from {peer}: {why}", peer=self.peer, why=why)
+        self._write(encode(ConnAck(code)))
+        self._close()
+
+    def _on_second_connect(self, p: Connect) -> None:
+        self.protocol_error(MQTTError("second CONNECT", ReasonCode.PROTOCOL_ERROR))
+
+    # PUBLISH and acknowledgements --------------------------------------------------
+
+    def _on_publish(self, p: Publish) -> None:
+        stats = self._stats
+        stats.publish_received += 1
+        limit = self.settings.message_size_limit
+        if limit and len(p.payload) > limit:
+            self.protocol_error(MQTTError("payload above message_size_limit", ReasonCode.PACKET_TOO_LARGE))
+            return
+        if p.retain and not self.settings.retain_available:
+            self.protocol_error(MQTTError("retain not available", ReasonCode.RETAIN_NOT_SUPPORTED))
+            return
+        qos = p.qos
+        hub = self.hub
+        session = self.session
+        allowed = hub._authorize is None or hub.authorize(session.client, WRITE, p.topic)  # type: ignore[union-attr]
+        if qos == 0:
+            if allowed:
+                hub.publish(Message(p.topic, p.payload, 0, p.retain), session)
+            return
+        pid = p.packet_id
+        if qos == 1:
+            if allowed:
+                hub.publish(Message(p.topic, p.payload, 1, p.retain), session)
+            self._write(b"\x40\x02" + pid.to_bytes(2, "big"))  # type: ignore[union-attr]
+        else:
+            if session.inbound_qos2_received(pid) and allowed:  # type: ignore[union-attr,arg-type]
+                hub.publish(Message(p.topic, p.payload, 2, p.retain), session)
+            self._write(b"\x50\x02" + pid.to_bytes(2, "big"))  # type: ignore[union-attr]
+
+    def _on_puback(self, p: PubAck) -> None:
+        self.session.acknowledge(p.packet_id)  # type: ignore[union-attr]
+
+    def _on_pubrec(self, p: PubRec) -> None:
+        self.session.received_pubrec(p.packet_id)  # type: ignore[union-attr]
+        self._write(b"\x62\x02" + p.packet_id.to_bytes(2, "big"))
+
+    def _on_pubrel(self, p: PubRel) -> None:
+        self.session.inbound_qos2_released(p.packet_id)  # type: ignore[union-attr]
+        self._write(b"\x70\x02" + p.packet_id.to_bytes(2, "big"))
+
+    def _on_pubcomp(self, p: PubComp) -> None:
+        self.session.acknowledge(p.packet_id)  # type: ignore[union-attr]
+
+    # SUBSCRIBE / UNSUBSCRIBE ---------------------------------------------------------
+
+    def _on_subscribe(self, p: Subscribe) -> None:
+        hub = self.hub
+        session = self.session
+        assert session is not None and self.client is not None
+        granted: list[int] = []
+        for topic_filter, qos in p.topics:
+            try:
+                validate_topic_filter(topic_filter)
+            except TopicError as e:
+                self.protocol_error(MQTTError(f"invalid filter: {e}", ReasonCode.TOPIC_FILTER_INVALID))
+                return
+            if not hub.authorize(self.client, SUBSCRIBE, topic_filter):
+                granted.append(SUBSCRIBE_FAILED)
+                continue
+            granted.append(hub.subscribe(session, topic_filter, qos))
+            if self.settings.verbose:
+                self.log.debug(
+                    "{client_id} subscribed to {topic_filter} qos {qos}",
+                    client_id=session.client_id,
+                    topic_filter=topic_filter,
+                    qos=qos,
+                )
+        self._write(encode(SubAck(p.packet_id, granted)))
+        for (topic_filter, _), qos in zip(p.topics, granted):
+            if qos == SUBSCRIBE_FAILED:
+                continue
+            for message in hub.retained(topic_filter):
+                if hub._authorize is not None and not hub.authorize(self.client, "read", message.topic):
+                    continue
+                session.deliver(message, min(qos, message.qos), True)
+
+    def _on_unsubscribe(self, p: Unsubscribe) -> None:
+        session = self.session
+        for topic_filter in p.topics:
+            try:
+                validate_topic_filter(topic_filter)
+            except TopicError as e:
+                self.protocol_error(MQTTError(f"invalid filter: {e}", ReasonCode.TOPIC_FILTER_INVALID))
+                return
+            self.hub.unsubscribe(session, topic_filter)  # type: ignore[arg-type]
+        self._write(encode(UnsubAck(p.packet_id)))
+
+    def _on_pingreq(self, p: PingReq) -> None:
+        self._write(PINGRESP)
+
+    def _on_disconnect(self, p: Disconnect) -> None:
+        self._graceful = True
+        session = self.session
+        if session is not None:
+            self.session = None
+            self.hub.disconnect(session, True, self)
+            if self.settings.verbose:
+                self.log.info("client {client_id} disconnected (clean)", client_id=session.client_id)
+        self._close()
+
+    # Endpoint (called by the hub and the session) --------------------------------------
+
+    def send_publish(
+        self, message: Message, qos: int, packet_id: int | None, dup: bool, retain: bool
+    ) -> None:
+        cache = message.cache
+        key = qos * 2 + retain
+        head = cache.get(key)
+        if qos == 0:
+            if head is None:
+                h, payload = publish_parts(message.topic, message.payload, 0, retain)
+                head = cache[key] = h + payload
+            data = head
+        else:
+            if head is None:
+                head = cache[key] = publish_parts(message.topic, message.payload, qos, retain)[0]
+            if dup:
+                head = set_dup(head)
+            data = head + packet_id.to_bytes(2, "big") + message.payload  # type: ignore[union-attr]
+        stats = self._stats
+        stats.publish_sent += 1
+        stats.messages_sent += 1
+        stats.bytes_sent += len(data)
+        self.link.write(data)
+
+    def send_pubrel(self, packet_id: int) -> None:
+        self._write(b"\x62\x02" + packet_id.to_bytes(2, "big"))
+
+    def takeover(self) -> None:
+        """Another connection claimed our client id: the hub already detached us."""
+        self.session = None
+        if self.settings.verbose and self.client is not None:
+            self.log.info("client {client_id} taken over by a new connection", client_id=self.client.client_id)
+        self._close()
+
+    # helpers -------------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        stats = self._stats
+        stats.messages_sent += 1
+        stats.bytes_sent += len(data)
+        self.link.write(data)
+
+    def _close(self) -> None:
+        if self.state != CLOSED:
+            self.state = CLOSED
+            self._cancel_timer()
+            self.link.loseConnection()
+
+    def _cancel_timer(self) -> None:
+        timer = self._timer
+        if timer is not None:
+            self._timer = None
+            if timer.active():
+                timer.cancel()
+
+    def _connect_timed_out(self) -> None:
+        self._timer = None
+        if self.state in (AWAIT_CONNECT, AUTHENTICATING):
+            self.log.info("no CONNECT from {peer} in time; closing", peer=self.peer)
+            self._close()
+
+    def _check_keepalive(self) -> None:
+        self._timer = None
+        if self.state != CONNECTED:
+            return
+        limit = self.keepalive * 1.5
+        idle = self.clock.seconds() - self.last_rx
+        if idle >= limit:
+            self.log.info(
+                "client {client_id} keepalive expired after {idle:.1f}s",
+                client_id=self.client.client_id if self.client else None,
+                idle=idle,
+            )
+            self._close()
+            return
+        self._timer = self.clock.callLater(limit - idle, self._check_keepalive)

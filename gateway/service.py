@@ -1,0 +1,195 @@
+"""``Options`` and ``makeService()`` for twistd, and the service that wires listeners to one hub."""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import fields
+from typing import Any
+
+from twisted.application import service
+from twisted.application.internet import TimerService
+from twisted.internet import defer
+from twisted.logger import ILogObserver, Logger
+from twisted.python import usage
+
+from gateway import __version__
+from gateway.config import Config, Listener, anonymous_allowed, default_config, load
+from gateway.errors import ConfigError
+from gateway.hub.auth import AnonymousPolicy
+from gateway.hub.hub import Hub, HubSettings
+from gateway.hub.sessions import Limits
+from gateway.listeners import ListenerService
+from gateway.logs import make_observer, wants_own_observer
+from gateway.mqtt.channel import MQTTSettings
+
+
+class Options(usage.Options):
+    """The plugin's options; the ``mqttgateway`` command adds Mosquitto's ``-d``."""
+
+    synopsis = "[-c FILE] [-p PORT] [-v]"
+    longdesc = "Runs the gateway. With no config file: MQTT on 127.0.0.1:1883, anonymous allowed."
+    optParameters = [
+        ["config", "c", None, "configuration file (Mosquitto syntax)"],
+        ["port", "p", None, "MQTT port (replaces the default listener's port)"],
+    ]
+    optFlags = [["verbose", "v", "log every connection event"]]
+
+    def postOptions(self) -> None:
+        port = self["port"]
+        if port is not None:
+            try:
+                value = int(port)
+            except ValueError:
+                raise usage.UsageError(f"--port: expected an integer, got {port!r}") from None
+            if not 1 <= value <= 65535:
+                raise usage.UsageError(f"--port: {value} is not between 1 and 65535")
+            self["port"] = value
+
+
+def read_config(options: Options) -> Config:
+    """Load the file (or the embedded defaults) and apply ``-p``; exit 1 on error."""
+    path = options["config"]
+    try:
+        config = load(path) if path else default_config()
+    except ConfigError as e:
+        raise SystemExit(f"mqttgateway: {e}") from None
+    except OSError as e:
+        raise SystemExit(f"mqttgateway: {path}: {e.strerror}") from None
+    port = options["port"]
+    if port is not None:
+        mqtt = [listener for listener in config.listeners if listener.protocol == "mqtt"]
+        if path and mqtt and not config.explicit_listeners:
+            mqtt[0].port = port
+        elif not path:
+            config.listeners[0].port = port
+        else:
+            config.listeners.append(Listener(port=port, bind_address="127.0.0.1", source=("-p", 0)))
+    return config
+
+
+def hub_settings(config: Config) -> HubSettings:
+    return HubSettings(
+        limits=Limits(
+            max_inflight=config.max_inflight_messages,
+            max_inflight_bytes=config.max_inflight_bytes,
+            max_queued=config.max_queued_messages,
+            max_queued_bytes=config.max_queued_bytes,
+        ),
+        retain_available=config.retain_available,
+        upgrade_outgoing_qos=config.upgrade_outgoing_qos,
+        persistent_client_expiration=config.persistent_client_expiration,
+    )
+
+
+def mqtt_settings(config: Config, verbose: bool) -> MQTTSettings:
+    return MQTTSettings(
+        max_keepalive=config.max_keepalive,
+        allow_zero_length_clientid=config.allow_zero_length_clientid,
+        auto_id_prefix=config.auto_id_prefix,
+        message_size_limit=config.message_size_limit,
+        max_packet_size=config.max_packet_size,
+        retain_available=config.retain_available,
+        verbose=verbose or "all" in config.log_type or "debug" in config.log_type,
+    )
+
+
+def _update(target: Any, source: Any) -> None:
+    """Copy dataclass fields in place, so every holder of ``target`` sees the change."""
+    for f in fields(source):
+        setattr(target, f.name, getattr(source, f.name))
+
+
+class GatewayService(service.MultiService):
+    """The hub, its listeners and its timers; SIGHUP reloads the config."""
+
+    log = Logger()
+
+    def __init__(self, config: Config, verbose: bool = False) -> None:
+        super().__init__()
+        self.config = config
+        self.verbose = verbose
+        self.hub = Hub(hub_settings(config))
+        self.mqtt_settings = mqtt_settings(config, verbose)
+        self.hub.set_security(AnonymousPolicy(self._anonymous_allowed), None)
+        self.listeners = ListenerService(self.hub, config, self.mqtt_settings)
+        self.listeners.setServiceParent(self)
+        self.sys_timer: TimerService | None = None
+        self._configure_sys_timer()
+        TimerService(60, self.hub.expire_sessions).setServiceParent(self)
+
+    def _anonymous_allowed(self, listener: object) -> bool:
+        return anonymous_allowed(self.config, listener)  # type: ignore[arg-type]
+
+    def _configure_sys_timer(self) -> None:
+        if self.sys_timer is not None:
+            self.sys_timer.disownServiceParent()
+            self.sys_timer = None
+        if self.config.sys_interval > 0:
+            self.sys_timer = TimerService(self.config.sys_interval, self.hub.publish_sys)
+            self.sys_timer.setServiceParent(self)
+
+    def setServiceParent(self, parent: Any) -> None:
+        """twistd hands us its Application first: log where the config says, by default stderr."""
+        if hasattr(parent, "setComponent") and wants_own_observer(self.config):
+            parent.setComponent(ILogObserver, make_observer(self.config, self.verbose))
+        super().setServiceParent(parent)
+
+    def startService(self) -> None:
+        from gateway.reactor import require_asyncio_reactor
+
+        require_asyncio_reactor()
+        self.log.info(
+            "mqttgateway {version} starting (config: {path})",
+            version=__version__,
+            path=self.config.path or "embedded defaults",
+        )
+        super().startService()
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, self._on_sighup)
+
+    def _on_sighup(self, signum: int, frame: Any) -> None:
+        from twisted.internet import reactor
+
+        reactor.callFromThread(self.reload)  # type: ignore[attr-defined]
+
+    def reload(self) -> bool:
+        """Reread the config file and apply what a running service can apply."""
+        path = self.config.path
+        if not path:
+            self.log.info("SIGHUP: no config file to reload")
+            return False
+        try:
+            new = load(path)
+        except (ConfigError, OSError) as e:
+            self.log.error("reload failed, keeping the running config: {error}", error=str(e))
+            return False
+        old_listeners = [(x.port, x.bind_address, x.protocol) for x in self.config.listeners]
+        new_listeners = [(x.port, x.bind_address, x.protocol) for x in new.listeners]
+        if old_listeners != new_listeners:
+            self.log.warn("listener changes take effect after a restart")
+            new.listeners = self.config.listeners
+        self.config = new
+        _update(self.hub.settings.limits, hub_settings(new).limits)
+        settings = hub_settings(new)
+        self.hub.settings.retain_available = settings.retain_available
+        self.hub.settings.upgrade_outgoing_qos = settings.upgrade_outgoing_qos
+        self.hub.settings.persistent_client_expiration = settings.persistent_client_expiration
+        _update(self.mqtt_settings, mqtt_settings(new, self.verbose))
+        self._configure_sys_timer()
+        self.log.info("configuration reloaded from {path}", path=path)
+        return True
+
+    @defer.inlineCallbacks
+    def stopService(self) -> Any:
+        self.log.info("mqttgateway shutting down")
+        yield super().stopService()
+        yield self.listeners.close_connections()
+        self.log.info("mqttgateway stopped")
+
+
+def makeService(options: Options) -> GatewayService:
+    config = read_config(options)
+    return GatewayService(config, verbose=bool(options["verbose"]))
+
+
+__all__ = ["GatewayService", "Options", "makeService", "read_config"]
