@@ -1,0 +1,475 @@
+"""Mosquitto-syntax configuration files (``man mosquitto.conf``) parsed into dataclasses.
+
+One ``key value...`` per line; a line whose first non-blank character is ``#``
+is a comment.  Every key has one entry in ``KEYS``: how its value is converted
+and where it goes (the broker as a whole, or the listener section currently
+open).  Keys that Mosquitto knows but the gateway does not implement yet are in
+``NOT_SUPPORTED_YET`` and are refused rather than silently ignored.
+
+Differences from Mosquitto, on purpose: every error stops the parse (Mosquitto
+only warns for some), ``include_dir`` in an included file is an error (Mosquitto
+ignores it), and a listener key that has no listener to apply to is an error.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+from dataclasses import dataclass, field, fields
+from typing import Callable, NamedTuple
+
+from gateway.errors import ConfigError
+
+__all__ = [
+    "Config", "Listener", "KEYS", "NOT_SUPPORTED_YET", "NOT_SUPPORTED_YET_PREFIXES",
+    "PROTOCOLS", "Scope", "anonymous_allowed", "default_config", "load", "parse",
+    "parse_duration",
+]
+
+DEFAULT_PORT = 1883
+LOCAL_ONLY_ADDRESS = "127.0.0.1"
+PROTOCOLS = frozenset({"mqtt"})             # "websockets", "mqttsn", "coap" join later
+SOCKET_DOMAINS = frozenset({"ipv4", "ipv6"})
+ALL_LOG_TYPES = ("debug", "error", "warning", "notice", "information",
+                 "subscribe", "unsubscribe", "websockets")
+DEFAULT_LOG_TYPES = ("error", "warning", "notice", "information")
+LOG_DESTS = frozenset({"stderr", "stdout", "syslog", "topic", "dlt"})  # plus "file PATH", "none"
+MAX_PAYLOAD = 268435455                     # largest MQTT remaining length
+DURATION_UNITS = {"h": 3600, "d": 86400, "w": 7 * 86400, "m": 30 * 86400, "y": 365 * 86400}
+
+# Every other key of Mosquitto 2.0 (man mosquitto.conf, src/conf.c).  Remove a
+# key from here when adding it to KEYS.
+NOT_SUPPORTED_YET = frozenset({
+    # authentication and authorisation
+    "acl_file", "password_file", "psk_file", "plugin", "auth_plugin",
+    "auth_plugin_deny_special_chars", "use_username_as_clientid", "clientid_prefixes",
+    # TLS
+    "cafile", "capath", "certfile", "keyfile", "crlfile", "dhparamfile", "ciphers",
+    "ciphers_tls1.3", "tls_version", "tls_engine", "tls_engine_kpass_sha1", "tls_keyform",
+    "require_certificate", "use_identity_as_username", "use_subject_as_username", "psk_hint",
+    # persistence
+    "persistence", "retained_persistence", "persistence_file", "persistence_location",
+    "autosave_interval", "autosave_on_changes",
+    # listeners
+    "bind_interface", "http_dir", "mount_point", "max_qos", "maximum_qos", "max_topic_alias",
+    "websockets_log_level", "websockets_headers_size",
+    # logging
+    "log_facility", "log_timestamp", "log_timestamp_format", "connection_messages",
+    # broker
+    "memory_limit", "check_retain_source", "queue_qos0_messages", "pid_file",
+    "allow_duplicate_messages", "retry_interval",
+    # bridges
+    "connection", "address", "addresses", "topic", "bridge_alpn", "bridge_attempt_unsubscribe",
+    "bridge_bind_address", "bridge_cafile", "bridge_capath", "bridge_certfile",
+    "bridge_identity", "bridge_insecure", "bridge_keyfile", "bridge_max_packet_size",
+    "bridge_outgoing_retain", "bridge_protocol_version", "bridge_psk", "bridge_require_ocsp",
+    "bridge_tls_version", "cleansession", "local_cleansession", "clientid", "remote_clientid",
+    "local_clientid", "username", "remote_username", "local_username", "password",
+    "remote_password", "local_password", "idle_timeout", "keepalive_interval",
+    "notifications", "notifications_local_only", "notification_topic", "restart_timeout",
+    "round_robin", "start_type", "threshold", "try_private",
+})
+NOT_SUPPORTED_YET_PREFIXES = ("auth_opt_", "plugin_opt_")
+
+
+@dataclass
+class Listener:
+    port: int
+    bind_address: str | None = None     # None = all interfaces
+    protocol: str = "mqtt"              # one of PROTOCOLS
+    max_connections: int = -1           # -1 unlimited
+    socket_domain: str | None = None    # "ipv4" | "ipv6" | None
+    source: tuple[str, int] = ("<default>", 0)   # file, line that created it
+    # Security settings used when per_listener_settings is true.
+    allow_anonymous: bool | None = None
+
+
+@dataclass
+class Config:
+    listeners: list[Listener]
+    allow_anonymous: bool | None = None          # None: see anonymous_allowed()
+    max_inflight_messages: int = 20              # 0 = unlimited
+    max_inflight_bytes: int = 0                  # 0 = unlimited
+    max_queued_messages: int = 1000              # 0 = unlimited
+    max_queued_bytes: int = 0                    # 0 = unlimited
+    message_size_limit: int = 0                  # 0 = no limit (max 268435455)
+    max_packet_size: int = 0                     # 0 = no limit
+    max_keepalive: int = 65535
+    retain_available: bool = True
+    sys_interval: int = 10                       # 0 disables $SYS
+    # "log_type none" gives [], "log_type all" every entry of ALL_LOG_TYPES.
+    log_type: list[str] = field(default_factory=lambda: list(DEFAULT_LOG_TYPES))
+    # Entries: stderr stdout syslog topic dlt, or "file PATH"; "log_dest none" gives [].
+    log_dest: list[str] = field(default_factory=lambda: ["stderr"])
+    # Only recorded: dropping privileges is left to systemd (User=) or twistd --uid.
+    user: str | None = None
+    allow_zero_length_clientid: bool = True
+    auto_id_prefix: str = "auto-"
+    upgrade_outgoing_qos: bool = False
+    persistent_client_expiration: int | None = None   # seconds; None = never
+    set_tcp_nodelay: bool = False
+    per_listener_settings: bool = False
+    path: str | None = None                      # file the config came from (None = defaults)
+    explicit_listeners: bool = False             # the file defined a listener, port or bind_address
+
+
+def default_config() -> Config:
+    """The configuration without a file: Mosquitto 2.0 local-only mode."""
+    return Config(listeners=[Listener(DEFAULT_PORT, LOCAL_ONLY_ADDRESS)])
+
+
+def anonymous_allowed(config: Config, listener: Listener) -> bool:
+    """Mosquitto 2.0: an explicit allow_anonymous wins; otherwise anonymous
+    clients are allowed only in local-only mode (no listener in the file)."""
+    explicit = listener.allow_anonymous if config.per_listener_settings else config.allow_anonymous
+    if explicit is not None:
+        return explicit
+    return not config.explicit_listeners
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in a Mosquitto duration: ``<n>h``, ``d``, ``w``, ``m`` (30 days) or ``y`` (365)."""
+    match = re.fullmatch(r"([0-9]+)([hdwmy])", text)
+    if match is None:
+        raise ConfigError(f"expected a duration such as 2d, 1w, 3m or 1y, got {text!r}")
+    seconds = int(match[1]) * DURATION_UNITS[match[2]]
+    if seconds <= 0:
+        raise ConfigError("duration must be greater than zero")
+    return seconds
+
+
+def load(path: str) -> Config:
+    """Parse the file at *path*, and the files it includes."""
+    try:
+        text = _read_text(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file: {exc.strerror}", path, 0) from None
+    return parse(text, path)
+
+
+def parse(text: str, path: str = "<string>") -> Config:
+    """Parse configuration *text*; *path* names it in errors and in ``Config.path``."""
+    parser = _Parser(path)
+    parser.feed(text, path)
+    return parser.finish()
+
+
+# -- converters: the text after the key -> a value, or ConfigError(reason) ------------
+
+def _word(args: str) -> str:
+    words = args.split()
+    if not words:
+        raise ConfigError("missing value")
+    if len(words) > 1:
+        raise ConfigError("too many values")
+    return words[0]
+
+
+def _to_int(word: str, low: int, high: int | None) -> int:
+    if not re.fullmatch(r"-?[0-9]+", word):
+        raise ConfigError(f"expected an integer, got {word!r}")
+    value = int(word)
+    if value < low or (high is not None and value > high):
+        limits = f"{low}..{high}" if high is not None else f"at least {low}"
+        raise ConfigError(f"{value} is out of range ({limits})")
+    return value
+
+
+def _integer(low: int, high: int | None = None) -> Callable[[str], int]:
+    return lambda args: _to_int(_word(args), low, high)
+
+
+def _packet_size(args: str) -> int:
+    value = _to_int(_word(args), 0, None)
+    if 0 < value < 20:
+        raise ConfigError(f"{value} is out of range (0 for no limit, or at least 20)")
+    return value
+
+
+def _boolean(args: str) -> bool:
+    # Mosquitto's conf__parse_bool also takes 1 and 0.
+    word = _word(args)
+    if word in ("true", "1"):
+        return True
+    if word in ("false", "0"):
+        return False
+    raise ConfigError(f"expected true or false, got {word!r}")
+
+
+def _choice(allowed: frozenset[str], reason: str) -> Callable[[str], str]:
+    def convert(args: str) -> str:
+        word = _word(args)
+        if word not in allowed:
+            raise ConfigError(reason.format(word))
+        return word
+    return convert
+
+
+def _text(args: str) -> str:
+    # The rest of the line, blanks included, like Mosquitto's conf__parse_string.
+    if not args:
+        raise ConfigError("missing value")
+    return args
+
+
+def _duration(args: str) -> int:
+    return parse_duration(_word(args))
+
+
+def _listener_args(args: str) -> tuple[int, str | None]:
+    words = args.split()
+    if len(words) > 1 and words[1].startswith("#"):
+        words = words[:1]                  # "listener 1883 # comment", as Mosquitto allows
+    if not words:
+        raise ConfigError("missing value")
+    if len(words) > 2:
+        raise ConfigError("too many values")
+    return _to_int(words[0], 1, 65535), (words[1] if len(words) == 2 else None)
+
+
+_log_type = _choice(frozenset(ALL_LOG_TYPES) | {"none", "all"}, "unknown log type {!r}")
+
+
+def _log_dest(args: str) -> str:
+    words = args.split(None, 1)
+    if words[:1] == ["file"]:
+        if len(words) == 1:
+            raise ConfigError("the file destination needs a path")
+        return f"file {words[1]}"
+    return _choice(LOG_DESTS | {"none"}, "unknown log destination {!r}")(args)
+
+
+# -- the parser ----------------------------------------------------------------------
+
+class Scope(enum.Enum):
+    GLOBAL = "global"        # a field of Config
+    LISTENER = "listener"    # a field of the current listener
+    SECURITY = "security"    # Config, or the current listener if per_listener_settings
+
+
+class _Line(NamedTuple):
+    path: str
+    number: int
+    key: str
+
+    def error(self, reason: str) -> ConfigError:
+        return ConfigError(reason, self.path, self.number, self.key)
+
+
+_LISTENER_FIELDS = frozenset(f.name for f in fields(Listener))
+
+
+def _mosquitto_order(name: str) -> list[tuple[str, str]]:
+    # Mosquitto's include_dir order: by letter ignoring case, then upper case first.
+    return [(c.upper() if c.isascii() else c, c) for c in name]
+
+
+def _read_text(path: str) -> str:
+    with open(path, "rb") as fh:
+        data = fh.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ConfigError("not valid UTF-8", path, line) from None
+
+
+class _Parser:
+    def __init__(self, path: str) -> None:
+        self.config = Config(listeners=[], path=path)
+        self.default = Listener(DEFAULT_PORT)       # set by port / bind_address
+        self.default_line: _Line | None = None      # first port / bind_address line
+        self.default_last: _Line | None = None      # last one
+        self.default_needed: _Line | None = None    # first listener key given to it
+        self.current: Listener | None = None        # last `listener` section
+        self.created: list[tuple[Listener, _Line]] = []
+        self.security_line: _Line | None = None
+        self.set_at: dict[tuple[int, str], _Line] = {}
+        self.log_type: list[str] | None = None
+        self.log_dest: list[str] | None = None
+        self.depth = 0                               # include_dir nesting
+
+    def feed(self, text: str, path: str) -> None:
+        for number, raw in enumerate(text.split("\n"), 1):
+            stripped = raw.strip()
+            if not stripped or stripped.startswith("#"):
+                continue
+            key, *rest = stripped.split(None, 1)
+            line = _Line(path, number, key)
+            entry = KEYS.get(key)
+            if entry is None:
+                if key in NOT_SUPPORTED_YET or key.startswith(NOT_SUPPORTED_YET_PREFIXES):
+                    raise line.error("not supported yet")
+                raise line.error("unknown configuration key")
+            try:
+                entry.apply(self, line, entry.convert(rest[0] if rest else ""), entry.scope)
+            except ConfigError as exc:
+                if exc.path:
+                    raise
+                raise line.error(exc.reason) from None
+
+    def finish(self) -> Config:
+        config = self.config
+        if self.default_needed is not None and self.default_line is None:
+            raise self.default_needed.error(
+                "needs a listener: put it after a listener line (or use port/bind_address)")
+        first: dict[tuple[int, str | None], _Line] = {}
+        for listener, line in self.created:
+            if listener is self.default:
+                line = self.default_last           # the line that set its final address
+            where = first.setdefault((listener.port, listener.bind_address), line)
+            if where is not line:
+                on = f"{listener.bind_address}:" if listener.bind_address else "port "
+                raise line.error(f"duplicate listener on {on}{listener.port} "
+                                 f"(first defined at {where.path}:{where.number})")
+        config.listeners = [listener for listener, _ in self.created]
+        if not config.listeners:
+            config.listeners = default_config().listeners
+        if self.log_type is not None:
+            config.log_type = self.log_type
+        if self.log_dest is not None:
+            config.log_dest = self.log_dest
+        return config
+
+    # -- where a value goes
+
+    def target(self, line: _Line, scope: Scope) -> Config | Listener:
+        if scope is Scope.SECURITY:
+            self.security_line = self.security_line or line
+            if not self.config.per_listener_settings:
+                return self.config
+            if line.key not in _LISTENER_FIELDS:
+                raise line.error("not supported yet per listener (per_listener_settings is true)")
+        elif scope is Scope.GLOBAL:
+            return self.config
+        if self.current is not None:
+            return self.current
+        self.default_needed = self.default_needed or line
+        return self.default
+
+    def store(self, line: _Line, value: object, scope: Scope) -> None:
+        setattr(self.target(line, scope), line.key, value)
+
+    def store_once(self, line: _Line, value: object, scope: Scope) -> None:
+        # Mosquitto refuses a second value for its string settings.
+        target = self.target(line, scope)
+        self.first_time(target, line)
+        setattr(target, line.key, value)
+
+    def first_time(self, target: Config | Listener, line: _Line) -> None:
+        first = self.set_at.setdefault((id(target), line.key), line)
+        if first is not line:
+            raise line.error(f"duplicate value (first set at {first.path}:{first.number})")
+
+    # -- keys that do more than store a value
+
+    def open_listener(self, line: _Line, value: tuple[int, str | None], scope: Scope) -> None:
+        port, bind_address = value
+        self.current = Listener(port, bind_address, source=(line.path, line.number))
+        self.created.append((self.current, line))
+        self.config.explicit_listeners = True
+
+    def configure_default(self, line: _Line, value: object, scope: Scope) -> None:
+        if self.default_line is None:
+            self.default_line = line
+            self.default.source = (line.path, line.number)
+            self.created.append((self.default, line))
+        self.default_last = line
+        self.config.explicit_listeners = True
+        if line.key == "bind_address":
+            self.first_time(self.default, line)
+        setattr(self.default, line.key, value)
+
+    def set_per_listener_settings(self, line: _Line, value: bool, scope: Scope) -> None:
+        if value and self.security_line is not None:
+            raise line.error("must come before any security setting (first at "
+                             f"{self.security_line.path}:{self.security_line.number})")
+        self.config.per_listener_settings = value
+
+    def add_log_type(self, line: _Line, value: str, scope: Scope) -> None:
+        types = self.log_type if self.log_type is not None else []
+        if value == "none":
+            types = []
+        elif value == "all":
+            types = list(ALL_LOG_TYPES)
+        elif value not in types:
+            types.append(value)
+        self.log_type = types
+
+    def add_log_dest(self, line: _Line, value: str, scope: Scope) -> None:
+        dests = self.log_dest if self.log_dest is not None else []
+        if value == "none":
+            dests = []
+        elif value.startswith("file ") and any(d.startswith("file ") for d in dests):
+            raise line.error("only one file destination is allowed")
+        elif value not in dests:
+            dests.append(value)
+        self.log_dest = dests
+
+    def include(self, line: _Line, directory: str, scope: Scope) -> None:
+        if self.depth > 0:
+            raise line.error("only allowed in the main configuration file")
+        try:
+            names = os.listdir(directory)
+        except OSError as exc:
+            raise line.error(f"cannot read directory {directory!r}: {exc.strerror}") from None
+        main = self.config.path
+        for name in sorted((n for n in names if len(n) > 5 and n.endswith(".conf")),
+                           key=_mosquitto_order):
+            path = os.path.join(directory, name)
+            try:
+                if main and os.path.exists(main) and os.path.samefile(path, main):
+                    raise line.error("the directory holds the main configuration file")
+                text = _read_text(path)
+            except OSError as exc:
+                raise line.error(f"cannot read {path!r}: {exc.strerror}") from None
+            self.depth += 1
+            try:
+                self.feed(text, path)
+            finally:
+                self.depth -= 1
+
+
+class _Key(NamedTuple):
+    convert: Callable[[str], object]
+    scope: Scope
+    apply: Callable[[_Parser, _Line, object, Scope], None] = _Parser.store
+
+
+_G, _L, _S = Scope.GLOBAL, Scope.LISTENER, Scope.SECURITY
+
+KEYS: dict[str, _Key] = {
+    # listeners
+    "listener": _Key(_listener_args, _L, _Parser.open_listener),
+    "port": _Key(_integer(1, 65535), _L, _Parser.configure_default),
+    "bind_address": _Key(_text, _L, _Parser.configure_default),
+    "protocol": _Key(_choice(PROTOCOLS, "unsupported protocol {!r}"), _L),
+    "max_connections": _Key(_integer(-1), _L),
+    "socket_domain": _Key(_choice(SOCKET_DOMAINS, "expected ipv4 or ipv6, got {!r}"), _L),
+    # security
+    "per_listener_settings": _Key(_boolean, _G, _Parser.set_per_listener_settings),
+    "allow_anonymous": _Key(_boolean, _S),
+    "allow_zero_length_clientid": _Key(_boolean, _S),
+    "auto_id_prefix": _Key(_text, _S, _Parser.store_once),
+    # limits
+    "max_inflight_messages": _Key(_integer(0, 65535), _G),
+    "max_inflight_bytes": _Key(_integer(0), _G),
+    "max_queued_messages": _Key(_integer(0), _G),
+    "max_queued_bytes": _Key(_integer(0), _G),
+    "message_size_limit": _Key(_integer(0, MAX_PAYLOAD), _G),
+    "max_packet_size": _Key(_packet_size, _G),
+    "max_keepalive": _Key(_integer(0, 65535), _G),
+    # behaviour
+    "retain_available": _Key(_boolean, _G),
+    "upgrade_outgoing_qos": _Key(_boolean, _G),
+    "persistent_client_expiration": _Key(_duration, _G),
+    "set_tcp_nodelay": _Key(_boolean, _G),
+    "sys_interval": _Key(_integer(0, 65535), _G),
+    "user": _Key(_text, _G, _Parser.store_once),
+    # logging
+    "log_type": _Key(_log_type, _G, _Parser.add_log_type),
+    "log_dest": _Key(_log_dest, _G, _Parser.add_log_dest),
+    # files
+    "include_dir": _Key(_text, _G, _Parser.include),
+}

@@ -1,0 +1,431 @@
+"""gateway.config: Mosquitto-syntax configuration files."""
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from gateway import config
+from gateway.config import (
+    KEYS, NOT_SUPPORTED_YET, Config, Listener, anonymous_allowed, default_config, load,
+    parse, parse_duration,
+)
+from gateway.errors import ConfigError
+
+ROOT = Path(__file__).parent.parent
+DATA = Path(__file__).parent / "data" / "config"
+BAD_FILES = sorted((DATA / "bad").glob("*.conf"))
+
+
+def error_of(text, path="<string>"):
+    with pytest.raises(ConfigError) as exc:
+        parse(text, path)
+    return exc.value
+
+
+# -- defaults ------------------------------------------------------------------------
+
+def test_default_config_is_mosquitto_local_only_mode():
+    cfg = default_config()
+    assert cfg.listeners == [Listener(1883, "127.0.0.1")]
+    assert cfg.listeners[0].source == ("<default>", 0)
+    assert cfg.listeners[0].protocol == "mqtt"
+    assert cfg.listeners[0].max_connections == -1
+    assert cfg.path is None
+    assert cfg.explicit_listeners is False
+    assert anonymous_allowed(cfg, cfg.listeners[0]) is True
+
+
+def test_default_values():
+    cfg = default_config()
+    assert (cfg.allow_anonymous, cfg.max_inflight_messages, cfg.max_inflight_bytes,
+            cfg.max_queued_messages, cfg.max_queued_bytes, cfg.message_size_limit,
+            cfg.max_packet_size, cfg.max_keepalive, cfg.retain_available,
+            cfg.sys_interval) == (None, 20, 0, 1000, 0, 0, 0, 65535, True, 10)
+    assert cfg.log_type == ["error", "warning", "notice", "information"]
+    assert cfg.log_dest == ["stderr"]
+    assert (cfg.user, cfg.allow_zero_length_clientid, cfg.auto_id_prefix,
+            cfg.upgrade_outgoing_qos, cfg.persistent_client_expiration,
+            cfg.set_tcp_nodelay, cfg.per_listener_settings) == (
+        None, True, "auto-", False, None, False, False)
+
+
+def test_default_lists_are_not_shared():
+    a, b = default_config(), default_config()
+    a.log_type.append("debug")
+    a.log_dest.clear()
+    assert b.log_type == ["error", "warning", "notice", "information"]
+    assert b.log_dest == ["stderr"]
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n", "   # indented comment\n\t\n"])
+def test_empty_file_gives_the_defaults(text):
+    cfg = parse(text, "empty.conf")
+    assert cfg == dataclasses.replace(default_config(), path="empty.conf")
+
+
+# -- every key -----------------------------------------------------------------------
+
+def test_every_key_parsed():
+    path = str(DATA / "good" / "every-key.conf")
+    cfg = load(path)
+    assert cfg.path == path
+    assert cfg.per_listener_settings is False
+    assert cfg.allow_anonymous is True
+    assert cfg.user == "mqtt"
+    assert cfg.allow_zero_length_clientid is False
+    assert cfg.auto_id_prefix == "gw-"
+    assert cfg.max_inflight_messages == 10
+    assert cfg.max_inflight_bytes == 65536
+    assert cfg.max_queued_messages == 100
+    assert cfg.max_queued_bytes == 1048576
+    assert cfg.message_size_limit == 268435455
+    assert cfg.max_packet_size == 1000
+    assert cfg.max_keepalive == 120
+    assert cfg.retain_available is False
+    assert cfg.sys_interval == 0
+    assert cfg.log_type == ["debug", "error"]
+    assert cfg.log_dest == ["stdout", "file /var/log/mqttgateway/broker.log"]
+    assert cfg.upgrade_outgoing_qos is True
+    assert cfg.persistent_client_expiration == 365 * 86400
+    assert cfg.set_tcp_nodelay is True
+    assert cfg.explicit_listeners is True
+    assert cfg.listeners == [
+        Listener(1885, "0.0.0.0", source=(path, 25)),
+        Listener(8883, "::1", "mqtt", 10, "ipv6", source=(path, 28)),
+    ]
+
+
+def test_every_supported_key_is_in_the_every_key_sample():
+    text = (DATA / "good" / "every-key.conf").read_text()
+    used = {line.split()[0] for line in text.splitlines() if line and not line.startswith("#")}
+    assert used == set(KEYS) - {"include_dir"}      # include_dir: see the include tests
+
+
+def test_supported_and_unsupported_keys_are_disjoint():
+    assert not set(KEYS) & NOT_SUPPORTED_YET
+
+
+def test_mosquitto_sample_parses():
+    path = str(DATA / "good" / "mosquitto-typical.conf")
+    cfg = load(path)
+    assert [(lst.port, lst.bind_address, lst.max_connections, lst.socket_domain)
+            for lst in cfg.listeners] == [(1883, None, 500, None), (1884, "127.0.0.1", -1, "ipv4")]
+    assert cfg.listeners[0].source == (path, 31)
+    assert cfg.sys_interval == 30
+    assert cfg.persistent_client_expiration == 14 * 86400
+    assert cfg.auto_id_prefix == "lan-"
+    assert cfg.log_dest == ["syslog", "file /var/log/mosquitto/mosquitto.log"]
+    assert cfg.log_type == ["error", "warning", "notice", "information", "subscribe"]
+    assert all(anonymous_allowed(cfg, lst) for lst in cfg.listeners)
+
+
+@pytest.mark.parametrize("value, expected",
+                         [("true", True), ("false", False), ("1", True), ("0", False)])
+def test_booleans_as_mosquitto_reads_them(value, expected):
+    assert parse(f"retain_available {value}").retain_available is expected
+
+
+def test_blanks_tabs_and_crlf():
+    cfg = parse("  max_keepalive\t 60  \r\n\t# comment\r\nuser   my user \r\n")
+    assert cfg.max_keepalive == 60
+    assert cfg.user == "my user"            # string values keep inner blanks, as mosquitto
+
+
+def test_log_dest_file_path_keeps_spaces():
+    cfg = parse("log_dest file /var/log/my gateway.log")
+    assert cfg.log_dest == ["file /var/log/my gateway.log"]
+
+
+@pytest.mark.parametrize("lines, expected", [
+    (["log_type debug", "log_type debug"], ["debug"]),
+    (["log_type all"], list(config.ALL_LOG_TYPES)),
+    (["log_type all", "log_type none"], []),
+    (["log_type none", "log_type error"], ["error"]),
+])
+def test_log_type_accumulates(lines, expected):
+    assert parse("\n".join(lines)).log_type == expected
+
+
+@pytest.mark.parametrize("lines, expected", [
+    (["log_dest none"], []),
+    (["log_dest syslog", "log_dest topic", "log_dest syslog"], ["syslog", "topic"]),
+    (["log_dest dlt", "log_dest none", "log_dest stderr"], ["stderr"]),
+])
+def test_log_dest_accumulates(lines, expected):
+    assert parse("\n".join(lines)).log_dest == expected
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("1h", 3600), ("2d", 172800), ("1w", 604800), ("3m", 3 * 30 * 86400), ("1y", 365 * 86400),
+])
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "d", "10", "10s", "-1d", "1.5d", "2D", " 2d"])
+def test_parse_duration_rejects(text):
+    with pytest.raises(ConfigError, match="expected a duration"):
+        parse_duration(text)
+
+
+# -- listeners -----------------------------------------------------------------------
+
+def test_listener_sections():
+    cfg = parse("listener 1883\nmax_connections 5\n"
+                "listener 1884 10.0.0.1\nsocket_domain ipv4\nprotocol mqtt\n", "a.conf")
+    assert cfg.listeners == [
+        Listener(1883, None, max_connections=5, source=("a.conf", 1)),
+        Listener(1884, "10.0.0.1", socket_domain="ipv4", source=("a.conf", 3)),
+    ]
+    assert cfg.explicit_listeners is True
+
+
+def test_same_port_on_two_addresses():
+    cfg = parse("listener 1883 127.0.0.1\nlistener 1883 ::1\n")
+    assert [(lst.port, lst.bind_address) for lst in cfg.listeners] == [
+        (1883, "127.0.0.1"), (1883, "::1")]
+
+
+def test_listener_comment_after_port():
+    assert parse("listener 1883 # public").listeners[0].bind_address is None
+
+
+def test_port_makes_a_default_listener_on_all_interfaces():
+    cfg = parse("port 1884\n", "p.conf")
+    assert cfg.listeners == [Listener(1884, None, source=("p.conf", 1))]
+    assert cfg.explicit_listeners is True
+
+
+def test_bind_address_alone_keeps_port_1883():
+    cfg = parse("bind_address 10.1.2.3")
+    assert cfg.listeners == [Listener(1883, "10.1.2.3", source=("<string>", 1))]
+
+
+def test_last_port_wins():
+    cfg = parse("port 1884\nport 1885\n")
+    assert [lst.port for lst in cfg.listeners] == [1885]
+    assert cfg.listeners[0].source == ("<string>", 1)
+
+
+def test_listener_keys_before_port_go_to_the_default_listener():
+    cfg = parse("max_connections 7\nport 1884\n")
+    assert cfg.listeners[0].max_connections == 7
+
+
+def test_listener_keys_go_to_the_last_listener_section():
+    # As in mosquitto, "port" does not open a section: the key applies to 1883.
+    cfg = parse("listener 1883\nport 1884\nmax_connections 7\n")
+    by_port = {lst.port: lst for lst in cfg.listeners}
+    assert by_port[1883].max_connections == 7
+    assert by_port[1884].max_connections == -1
+
+
+def test_default_listener_and_listeners_together():
+    cfg = parse("port 1884\nlistener 1885\n")
+    assert [lst.port for lst in cfg.listeners] == [1884, 1885]
+
+
+# -- anonymous_allowed ---------------------------------------------------------------
+
+@pytest.mark.parametrize("text, expected", [
+    ("", True),                                      # local-only mode
+    ("max_keepalive 60", True),                      # still no listener
+    ("allow_anonymous false", False),                # explicit wins, even local-only
+    ("listener 1883", False),                        # mosquitto 2.0: listener -> refuse
+    ("port 1883", False),
+    ("bind_address 127.0.0.1", False),
+    ("listener 1883\nallow_anonymous true", True),
+    ("allow_anonymous true\nlistener 1883", True),   # global: position does not matter
+])
+def test_anonymous_allowed(text, expected):
+    cfg = parse(text)
+    assert all(anonymous_allowed(cfg, lst) is expected for lst in cfg.listeners)
+
+
+def test_anonymous_allowed_per_listener():
+    cfg = parse("per_listener_settings true\n"
+                "listener 1883\nallow_anonymous true\n"
+                "listener 1884\n"
+                "listener 1885\nallow_anonymous false\n")
+    assert [lst.allow_anonymous for lst in cfg.listeners] == [True, None, False]
+    assert [anonymous_allowed(cfg, lst) for lst in cfg.listeners] == [True, False, False]
+    assert cfg.allow_anonymous is None
+
+
+def test_anonymous_allowed_per_listener_ignores_global_value():
+    cfg = Config(listeners=[Listener(1883)], allow_anonymous=True,
+                 per_listener_settings=True, explicit_listeners=True)
+    assert anonymous_allowed(cfg, cfg.listeners[0]) is False
+
+
+def test_anonymous_allowed_per_listener_local_only():
+    cfg = parse("per_listener_settings true\n")
+    assert anonymous_allowed(cfg, cfg.listeners[0]) is True
+
+
+def test_per_listener_allow_anonymous_on_default_listener():
+    cfg = parse("per_listener_settings true\nport 1883\nallow_anonymous true\n")
+    assert cfg.listeners[0].allow_anonymous is True
+
+
+# -- include_dir ---------------------------------------------------------------------
+
+def test_include_dir_order_is_mosquittos(tmp_path):
+    conf_d = tmp_path / "conf.d"
+    conf_d.mkdir()
+    names = ["b.conf", "A.conf", "01.conf", "a.conf", "B.conf", "00.conf", "_x.conf"]
+    for port, name in enumerate(names, 2000):
+        (conf_d / name).write_text(f"# {name}\nlistener {port}\n")
+    (conf_d / "skipped.txt").write_text("listener 3000\n")
+    (conf_d / ".conf").write_text("listener 3001\n")      # mosquitto needs a name before .conf
+    main = tmp_path / "main.conf"
+    main.write_text(f"listener 1883\ninclude_dir {conf_d}\nlistener 1884\n")
+    cfg = load(str(main))
+    # Man page: 00, 01, A, a, B, b (case-insensitive first, upper case first on a tie).
+    order = ["00.conf", "01.conf", "A.conf", "a.conf", "B.conf", "b.conf", "_x.conf"]
+    assert [lst.source for lst in cfg.listeners] == (
+        [(str(main), 1)] + [(f"{conf_d}/{name}", 2) for name in order] + [(str(main), 3)])
+
+
+def test_include_dir_repeated_in_order(tmp_path):
+    files = {"one.d/B.conf": "debug", "one.d/C.conf": "error",
+             "two.d/A.conf": "warning", "two.d/D.conf": "notice"}
+    for name, log_type in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(f"log_type {log_type}\n")
+    cfg = parse(f"include_dir {tmp_path / 'one.d'}\ninclude_dir {tmp_path / 'two.d'}\n")
+    assert cfg.log_type == ["debug", "error", "warning", "notice"]
+
+
+def test_include_dir_relative_to_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "x.conf").write_text("max_keepalive 30\n")
+    monkeypatch.chdir(tmp_path)
+    assert parse("include_dir conf.d").max_keepalive == 30
+
+
+def test_include_dir_error_names_the_included_file(tmp_path):
+    conf_d = tmp_path / "conf.d"
+    conf_d.mkdir()
+    (conf_d / "10-ok.conf").write_text("listener 1883\n")
+    (conf_d / "20-bad.conf").write_text("# limits\n\nmax_keepalive ten\n")
+    main = tmp_path / "main.conf"
+    main.write_text(f"# main\nallow_anonymous true\ninclude_dir {conf_d}\n")
+    with pytest.raises(ConfigError) as exc:
+        load(str(main))
+    err = exc.value
+    assert (err.path, err.line, err.key) == (f"{conf_d}/20-bad.conf", 3, "max_keepalive")
+    assert str(err) == f"{conf_d}/20-bad.conf:3: max_keepalive: expected an integer, got 'ten'"
+
+
+def test_include_dir_error_spanning_files(tmp_path):
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "a.conf").write_text("listener 1883\n")
+    main = tmp_path / "main.conf"
+    main.write_text(f"listener 1883\ninclude_dir {tmp_path / 'conf.d'}\n")
+    err = error_of(main.read_text(), str(main))
+    assert str(err) == (f"{tmp_path}/conf.d/a.conf:1: listener: "
+                        f"duplicate listener on port 1883 (first defined at {main}:1)")
+
+
+def test_include_dir_only_in_main_file(tmp_path):
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "a.conf").write_text(f"include_dir {tmp_path}\n")
+    err = error_of(f"include_dir {tmp_path / 'conf.d'}")
+    assert str(err) == (f"{tmp_path}/conf.d/a.conf:1: include_dir: "
+                        "only allowed in the main configuration file")
+
+
+def test_include_dir_must_not_hold_main_file(tmp_path):
+    main = tmp_path / "main.conf"
+    main.write_text(f"include_dir {tmp_path}\n")
+    with pytest.raises(ConfigError) as exc:
+        load(str(main))
+    assert str(exc.value) == (f"{main}:1: include_dir: "
+                              "the directory holds the main configuration file")
+
+
+def test_include_dir_bad_utf8(tmp_path):
+    (tmp_path / "x.conf").write_bytes(b"# ok\nuser caf\xe9\n")
+    err = error_of(f"include_dir {tmp_path}")
+    assert (err.path, err.line, err.reason) == (f"{tmp_path}/x.conf", 2, "not valid UTF-8")
+
+
+# -- errors --------------------------------------------------------------------------
+
+def expectation(path):
+    header = path.read_text().splitlines()[0]
+    line, key, reason = re.fullmatch(r"# expect: (\d+): (\S+): (.*)", header).groups()
+    return int(line), key, reason
+
+
+@pytest.mark.parametrize("path", BAD_FILES, ids=[p.stem for p in BAD_FILES])
+def test_bad_file(path):
+    line, key, reason = expectation(path)
+    with pytest.raises(ConfigError) as exc:
+        load(str(path))
+    err = exc.value
+    assert (err.path, err.line, err.key) == (str(path), line, key)
+    assert str(err).startswith(f"{path}:{line}: {key}: {reason}")
+
+
+@pytest.mark.parametrize("key", sorted(NOT_SUPPORTED_YET) + ["auth_opt_db_host", "plugin_opt_x"])
+def test_every_mosquitto_key_not_supported_yet(key):
+    err = error_of(f"listener 1883\n{key} x\n", "m.conf")
+    assert str(err) == f"m.conf:2: {key}: not supported yet"
+
+
+@pytest.mark.parametrize("text, where", [
+    ("max_inflight_messages ten", "1: max_inflight_messages: expected an integer, got 'ten'"),
+    ("max_inflight_messages 1e3", "1: max_inflight_messages: expected an integer, got '1e3'"),
+    ("max_inflight_messages 65536", "1: max_inflight_messages: 65536 is out of range (0..65535)"),
+    ("max_inflight_bytes -1", "1: max_inflight_bytes: -1 is out of range (at least 0)"),
+    ("max_queued_bytes", "1: max_queued_bytes: missing value"),
+    ("retain_available TRUE", "1: retain_available: expected true or false, got 'TRUE'"),
+    ("set_tcp_nodelay true false", "1: set_tcp_nodelay: too many values"),
+    ("user", "1: user: missing value"),
+    ("include_dir", "1: include_dir: missing value"),
+    ("log_dest", "1: log_dest: missing value"),
+    ("log_type error warning", "1: log_type: too many values"),
+    ("Listener 1883", "1: Listener: unknown configuration key"),
+    ("retain_expiry_interval 10", "1: retain_expiry_interval: unknown configuration key"),
+    ("\n\n# c\r\nfoo", "4: foo: unknown configuration key"),
+    ("listener 1883\nprotocol", "2: protocol: missing value"),
+    ("listener 1883\nprotocol coap", "2: protocol: unsupported protocol 'coap'"),
+    ("listener 1883\nmax_connections lots", "2: max_connections: expected an integer, got 'lots'"),
+    ("socket_domain ipv4", "1: socket_domain: needs a listener"),
+    ("per_listener_settings true\nallow_anonymous true", "2: allow_anonymous: needs a listener"),
+    ("per_listener_settings true\nlistener 1883\nallow_zero_length_clientid false",
+     "3: allow_zero_length_clientid: not supported yet per listener"),
+    ("auto_id_prefix a-\nauto_id_prefix b-",
+     "2: auto_id_prefix: duplicate value (first set at x.conf:1)"),
+    ("port 1883\nport 1884\nlistener 1884", "3: listener: duplicate listener on port 1884"),
+    ("listener 1884\nport 1883\nport 1884", "3: port: duplicate listener on port 1884"),
+])
+def test_error_messages(text, where):
+    err = error_of(text, "x.conf")
+    assert str(err).startswith(f"x.conf:{where}")
+    line, key = where.split(": ")[:2]
+    assert (err.path, err.line, err.key) == ("x.conf", int(line), key)
+
+
+def test_load_missing_file(tmp_path):
+    path = str(tmp_path / "nope.conf")
+    with pytest.raises(ConfigError) as exc:
+        load(path)
+    assert str(exc.value) == f"{path}:0: cannot read configuration file: No such file or directory"
+
+
+def test_bad_utf8_line_number(tmp_path):
+    path = tmp_path / "x.conf"
+    path.write_bytes(b"listener 1883\n\nuser \xff\n")
+    with pytest.raises(ConfigError) as exc:
+        load(str(path))
+    assert str(exc.value) == f"{path}:3: not valid UTF-8"
+
+
+def test_error_is_a_gateway_error():
+    from gateway.errors import GatewayError
+    assert isinstance(error_of("nope 1"), GatewayError)
