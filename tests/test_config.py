@@ -429,3 +429,34 @@ def test_bad_utf8_line_number(tmp_path):
 def test_error_is_a_gateway_error():
     from gateway.errors import GatewayError
     assert isinstance(error_of("nope 1"), GatewayError)
+
+
+# -- shipped files -------------------------------------------------------------------
+
+def test_example_config_shows_every_supported_key():
+    text = (ROOT / "etc" / "mqttgateway.conf").read_text()
+    shown = set(re.findall(r"^#([a-z_]+)(?: |$)", text, re.MULTILINE))
+    assert set(KEYS) <= shown
+
+
+def test_example_config_is_all_defaults():
+    path = str(ROOT / "etc" / "mqttgateway.conf")
+    assert load(path) == dataclasses.replace(default_config(), path=path)
+
+
+def test_example_config_defaults_are_the_real_defaults():
+    # Uncomment each "#key value" line that shows a default and check it changes nothing.
+    text = (ROOT / "etc" / "mqttgateway.conf").read_text()
+    defaults = default_config()
+    for key, value in re.findall(r"^#([a-z_]+) (\S.*)$", text, re.MULTILINE):
+        if key in KEYS and KEYS[key].scope is config.Scope.GLOBAL and key not in (
+                "include_dir", "log_type", "log_dest", "user", "per_listener_settings"):
+            assert getattr(parse(f"{key} {value}"), key) == getattr(defaults, key), key
+
+
+def test_service_unit():
+    unit = (ROOT / "etc" / "mqttgateway.service").read_text()
+    exec_start = "/opt/mqttgateway/bin/mqttgateway -c /etc/mqttgateway/mqttgateway.conf"
+    assert f"ExecStart={exec_start}\n" in unit
+    assert "Restart=on-failure\n" in unit
+    assert "ExecReload=/bin/kill -HUP $MAINPID\n" in unit
