@@ -1,9 +1,16 @@
-"""Opens the configured listeners and closes their connections at shutdown."""
+"""Opens the configured listeners and closes their connections at shutdown.
+
+Each ``protocol`` value maps to a starter in ``STARTERS``: a function that opens one
+listener and returns a handle whose ``close()`` stops listening and closes its
+connections (returning a Deferred when that takes time). A new transport adds one
+entry here and keeps everything else in its own package.
+"""
 
 from __future__ import annotations
 
 import socket
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
 
 from twisted.application import service
 from twisted.internet import defer, task
@@ -15,13 +22,71 @@ from gateway.mqtt.channel import MQTTSettings
 from gateway.mqtt.transport import MQTTFactory
 
 
-def _interface(listener: Listener) -> str:
+class ListenerHandle(Protocol):
+    def close(self) -> defer.Deferred[Any] | None: ...
+
+
+@dataclass
+class ListenerContext:
+    """What a starter may use: the hub, the whole config and the shared settings."""
+
+    hub: Hub
+    config: Config
+    mqtt_settings: MQTTSettings
+    reactor: Any
+
+
+def interface(listener: Listener) -> str:
     """Mosquitto binds every interface when no address is given; so do we, v4 and v6."""
     if listener.bind_address:
         return listener.bind_address
     if listener.socket_domain == "ipv4" or not socket.has_ipv6:
         return "0.0.0.0"
     return "::"
+
+
+class TCPHandle:
+    """A listening port plus the live connections of its factory."""
+
+    def __init__(self, port: Any, factory: MQTTFactory, reactor: Any) -> None:
+        self.port = port
+        self.factory = factory
+        self.reactor = reactor
+
+    def close(self, timeout: float = 5.0) -> defer.Deferred[None]:
+        factory = self.factory
+        stopped = defer.maybeDeferred(self.port.stopListening)
+        for proto in list(factory.protocols):
+            proto.transport.loseConnection()
+
+        async def wait() -> None:
+            await stopped
+            waited = 0.0
+            while factory.protocols and waited < timeout:
+                await task.deferLater(self.reactor, 0.05, lambda: None)
+                waited += 0.05
+            for proto in list(factory.protocols):
+                proto.transport.abortConnection()
+
+        return defer.ensureDeferred(wait())
+
+
+def start_mqtt(ctx: ListenerContext, listener: Listener) -> TCPHandle:
+    factory = MQTTFactory(
+        ctx.hub,
+        ctx.mqtt_settings,
+        ctx.reactor,
+        listener,
+        listener.max_connections,
+        ctx.config.set_tcp_nodelay,
+    )
+    port = ctx.reactor.listenTCP(listener.port, factory, interface=interface(listener))
+    return TCPHandle(port, factory, ctx.reactor)
+
+
+STARTERS: dict[str, Callable[[ListenerContext, Listener], ListenerHandle]] = {
+    "mqtt": start_mqtt,
+}
 
 
 class ListenerService(service.Service):
@@ -33,56 +98,27 @@ class ListenerService(service.Service):
         self.hub = hub
         self.config = config
         self.mqtt_settings = mqtt_settings
-        self.factories: list[MQTTFactory] = []
-        self.ports: list[Any] = []
+        self.handles: list[ListenerHandle] = []
 
     def privilegedStartService(self) -> None:
         from twisted.internet import reactor
 
+        ctx = ListenerContext(self.hub, self.config, self.mqtt_settings, reactor)
         for listener in self.config.listeners:
-            factory = MQTTFactory(
-                self.hub,
-                self.mqtt_settings,
-                reactor,  # type: ignore[arg-type]
-                listener,
-                listener.max_connections,
-                self.config.set_tcp_nodelay,
-            )
-            port = reactor.listenTCP(listener.port, factory, interface=_interface(listener))  # type: ignore[attr-defined]
-            host = port.getHost()
+            handle = STARTERS[listener.protocol](ctx, listener)
+            port = getattr(handle, "port", None)
+            host = port.getHost() if port is not None else None
             self.log.info(
                 "listening for {protocol} on {host}:{port}",
                 protocol=listener.protocol,
-                host=host.host,
-                port=host.port,
+                host=getattr(host, "host", listener.bind_address),
+                port=getattr(host, "port", listener.port),
             )
-            self.factories.append(factory)
-            self.ports.append(port)
+            self.handles.append(handle)
         super().privilegedStartService()
 
-    def stopService(self) -> Any:
+    def stopService(self) -> defer.Deferred[Any]:
+        """Stop listening and close every client connection (bounded wait)."""
         super().stopService()
-        ports, self.ports = self.ports, []
-        return defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports])
-
-    def close_connections(self, timeout: float = 5.0) -> defer.Deferred[None]:
-        """Close every client connection, then wait (bounded) until they are gone."""
-        from twisted.internet import reactor
-
-        for factory in self.factories:
-            for proto in list(factory.protocols):
-                proto.transport.loseConnection()
-
-        def gone() -> bool:
-            return not any(f.protocols for f in self.factories)
-
-        async def wait() -> None:
-            waited = 0.0
-            while not gone() and waited < timeout:
-                await task.deferLater(reactor, 0.05, lambda: None)
-                waited += 0.05
-            for factory in self.factories:
-                for proto in list(factory.protocols):
-                    proto.transport.abortConnection()
-
-        return defer.ensureDeferred(wait())
+        handles, self.handles = self.handles, []
+        return defer.gatherResults([defer.maybeDeferred(h.close) for h in handles])

@@ -183,7 +183,6 @@ class GatewayService(service.MultiService):
     def stopService(self) -> Any:
         self.log.info("mqttgateway shutting down")
         yield super().stopService()
-        yield self.listeners.close_connections()
         self.log.info("mqttgateway stopped")
 
 
