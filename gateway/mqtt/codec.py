@@ -1,0 +1,724 @@
+"""Sans-IO MQTT codec for protocol levels 3 (3.1), 4 (3.1.1) and 5.
+
+``Decoder.feed(bytes) -> [Packet]`` and ``encode(Packet, level) -> bytes``; no
+sockets, no timers, no Twisted. Anything malformed raises ``MQTTError`` carrying
+the ``ReasonCode`` to answer with, and the channel decides what to send and
+when to close (as wsproto's ``events()`` turns ``ParseFailed`` into a close).
+
+Parsers read from the received ``bytes`` between explicit bounds instead of
+slicing a body per packet, and PUBLISH is decoded inline in the feed loop: it
+is most of the traffic. ``publish_parts``/``set_dup`` let the broker encode a
+message once and stamp a packet id per subscriber.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from gateway.errors import GatewayError
+from gateway.mqtt.packets import (
+    Auth, ConnAck, Connect, Disconnect, Packet, PingReq, PingResp, PubAck, PubComp, Publish,
+    PubRec, PubRel, SubAck, Subscribe, UnsubAck, Unsubscribe, Will,
+)
+from gateway.mqtt.reasons import (
+    NONZERO, PROPERTIES, REPEATABLE, WILL, PacketType, PropertyId, PropType, ReasonCode,
+)
+
+#: Largest value a 4-byte remaining length can hold.
+MAX_REMAINING_LENGTH = 268_435_455
+
+#: (protocol name, level) pairs a CONNECT may carry.
+PROTOCOLS = {("MQIsdp", 3): 3, ("MQTT", 4): 4, ("MQTT", 5): 5}
+
+_MALFORMED = ReasonCode.MALFORMED_PACKET
+_PROTOCOL = ReasonCode.PROTOCOL_ERROR
+_TOPIC_INVALID = ReasonCode.TOPIC_NAME_INVALID
+_TOPIC_ALIAS = PropertyId.TOPIC_ALIAS
+_SUB_ID = PropertyId.SUBSCRIPTION_IDENTIFIER
+
+
+class MQTTError(GatewayError):
+    """A packet that breaks the protocol; ``reason`` is what to answer with.
+
+    ``packets`` holds the packets decoded, in the same ``feed()`` call, before
+    the bad one, so the channel may still act on them before closing.
+    """
+
+    def __init__(self, msg: str, reason: ReasonCode = ReasonCode.MALFORMED_PACKET) -> None:
+        super().__init__(msg)
+        self.reason = reason
+        self.packets: list[Packet] = []
+
+
+# --- fixed header ----------------------------------------------------------------
+
+
+def _first_byte_error(b0: int, level: int) -> tuple[str, ReasonCode] | None:
+    ptype, flags = b0 >> 4, b0 & 0x0F
+    if ptype == 0 or (ptype == PacketType.AUTH and level < 5):
+        return f"reserved packet type {ptype}", _PROTOCOL
+    if ptype == PacketType.PUBLISH:
+        qos = flags >> 1 & 3
+        if qos == 3:
+            return "PUBLISH with QoS 3", _MALFORMED
+        if qos == 0 and flags & 8:
+            return "PUBLISH with QoS 0 and DUP set", _MALFORMED
+        return None
+    want = 2 if ptype in (PacketType.PUBREL, PacketType.SUBSCRIBE, PacketType.UNSUBSCRIBE) else 0
+    if flags != want:
+        return f"{PacketType(ptype).name} with reserved flags {flags:#06b}", _MALFORMED
+    return None
+
+
+# One lookup per packet instead of a chain of tests: None means the byte is fine.
+_FIRST_V4 = tuple(_first_byte_error(b, 4) for b in range(256))
+_FIRST_V5 = tuple(_first_byte_error(b, 5) for b in range(256))
+
+
+def _remaining_length(data: bytes, i: int, n: int) -> tuple[int, int]:
+    """Decode the varint at ``data[i]``: (value, next index), or (-1, 0) if incomplete."""
+    value = shift = 0
+    for _ in range(4):
+        if i >= n:
+            return -1, 0
+        byte = data[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, i
+        shift += 7
+    raise MQTTError("variable byte integer longer than 4 bytes")
+
+
+# --- field readers: all take explicit bounds, all raise MQTTError ------------------
+
+
+def _read_varint(b: bytes, i: int, end: int) -> tuple[int, int]:
+    value, i = _remaining_length(b, i, end)
+    if value < 0:
+        raise MQTTError("variable byte integer overruns the packet")
+    return value, i
+
+
+def _read_u16(b: bytes, i: int, end: int) -> tuple[int, int]:
+    if i + 2 > end:
+        raise MQTTError("two-byte integer overruns the packet")
+    return b[i] << 8 | b[i + 1], i + 2
+
+
+def _read_pid(b: bytes, i: int, end: int) -> tuple[int, int]:
+    pid, i = _read_u16(b, i, end)
+    if not pid:
+        raise MQTTError("packet identifier 0", _PROTOCOL)
+    return pid, i
+
+
+def _read_bin(b: bytes, i: int, end: int) -> tuple[bytes, int]:
+    size, i = _read_u16(b, i, end)
+    if i + size > end:
+        raise MQTTError("field overruns the packet")
+    return b[i : i + size], i + size
+
+
+def _read_str(b: bytes, i: int, end: int) -> tuple[str, int]:
+    raw, i = _read_bin(b, i, end)
+    try:
+        s = raw.decode()
+    except UnicodeDecodeError:
+        raise MQTTError("string is not valid UTF-8") from None
+    if "\x00" in s:
+        raise MQTTError("string contains U+0000")
+    return s, i
+
+
+def _read_flag(b: bytes, i: int, end: int) -> tuple[int, int]:
+    if i >= end:
+        raise MQTTError("byte property overruns the block")
+    if b[i] > 1:
+        raise MQTTError("byte property other than 0 or 1", _PROTOCOL)
+    return b[i], i + 1
+
+
+def _read_u32(b: bytes, i: int, end: int) -> tuple[int, int]:
+    if i + 4 > end:
+        raise MQTTError("four-byte integer overruns the packet")
+    return int.from_bytes(b[i : i + 4], "big"), i + 4
+
+
+def _read_pair(b: bytes, i: int, end: int) -> tuple[tuple[str, str], int]:
+    key, i = _read_str(b, i, end)
+    value, i = _read_str(b, i, end)
+    return (key, value), i
+
+
+_READERS: dict[PropType, Callable[[bytes, int, int], tuple]] = {
+    PropType.BYTE: _read_flag,
+    PropType.U16: _read_u16,
+    PropType.U32: _read_u32,
+    PropType.VARINT: _read_varint,
+    PropType.STR: _read_str,
+    PropType.BIN: _read_bin,
+    PropType.PAIR: _read_pair,
+}
+_PROP_SPECS = {int(p): (p, _READERS[t], allowed) for p, (t, allowed) in PROPERTIES.items()}
+
+
+def _read_props(b: bytes, i: int, end: int, ctx: int) -> tuple[dict, int]:
+    """Read a level 5 property block; ``ctx`` is the PacketType, or WILL."""
+    size, i = _read_varint(b, i, end)
+    stop = i + size
+    if stop > end:
+        raise MQTTError("properties overrun the packet")
+    props: dict = {}
+    while i < stop:
+        ident, i = _read_varint(b, i, stop)
+        spec = _PROP_SPECS.get(ident)
+        if spec is None:
+            raise MQTTError(f"unknown property {ident:#04x}")
+        prop, read, allowed = spec
+        if ctx not in allowed:
+            raise MQTTError(f"{prop.name} not allowed here", _PROTOCOL)
+        value, i = read(b, i, stop)
+        if not value and prop in NONZERO:
+            raise MQTTError(f"{prop.name} is 0", _PROTOCOL)
+        if prop in REPEATABLE:
+            props.setdefault(prop, []).append(value)
+        elif prop in props:
+            raise MQTTError(f"{prop.name} given twice", _PROTOCOL)
+        else:
+            props[prop] = value
+    return props, i
+
+
+def _check_topic_name(topic: str) -> None:
+    if "+" in topic or "#" in topic:
+        raise MQTTError("wildcard in a topic name", _TOPIC_INVALID)
+
+
+def _trailing(i: int, end: int, what: str) -> None:
+    if i != end:
+        raise MQTTError(f"{what} with {end - i:+d} bytes after its last field")
+
+
+# --- packet parsers: (data, start, end, first byte, level) -> Packet ---------------
+
+
+def _parse_connect(b: bytes, i: int, end: int, b0: int, level: int) -> Connect:
+    name, i = _read_str(b, i, end)
+    if i >= end:
+        raise MQTTError("CONNECT without protocol level")
+    plevel = PROTOCOLS.get((name, b[i]))
+    if plevel is None:
+        raise MQTTError(
+            f"unsupported protocol {name!r} level {b[i]}", ReasonCode.UNSUPPORTED_PROTOCOL_VERSION
+        )
+    if i + 4 > end:
+        raise MQTTError("CONNECT variable header truncated")
+    flags = b[i + 1]
+    keepalive = b[i + 2] << 8 | b[i + 3]
+    i += 4
+    if flags & 0x01:
+        raise MQTTError("CONNECT reserved flag set")
+    will_qos = flags >> 3 & 3
+    if flags & 0x04:
+        if will_qos == 3:
+            raise MQTTError("will QoS 3")
+    elif will_qos or flags & 0x20:
+        raise MQTTError("will QoS or retain without will flag")
+    if flags & 0xC0 == 0x40 and plevel == 4:
+        raise MQTTError("password flag without user name flag", _PROTOCOL)
+    props: dict = {}
+    if plevel == 5:
+        props, i = _read_props(b, i, end, PacketType.CONNECT)
+    client_id, i = _read_str(b, i, end)
+    will = None
+    if flags & 0x04:
+        will_props: dict = {}
+        if plevel == 5:
+            will_props, i = _read_props(b, i, end, WILL)
+        topic, i = _read_str(b, i, end)
+        if not topic:
+            raise MQTTError("empty will topic", _TOPIC_INVALID)
+        _check_topic_name(topic)
+        payload, i = _read_bin(b, i, end)
+        will = Will(topic, payload, will_qos, bool(flags & 0x20), will_props)
+    username = password = None
+    if flags & 0x80:
+        username, i = _read_str(b, i, end)
+    if flags & 0x40:
+        password, i = _read_bin(b, i, end)
+    _trailing(i, end, "CONNECT")
+    clean = bool(flags & 0x02)
+    return Connect(client_id, plevel, clean, keepalive, username, password, will, name, props)
+
+
+def _parse_connack(b: bytes, i: int, end: int, b0: int, level: int) -> ConnAck:
+    if i + 2 > end:
+        raise MQTTError("CONNACK truncated")
+    flags, code = b[i], b[i + 1]
+    i += 2
+    if flags & 0xFE:
+        raise MQTTError("CONNACK reserved flags set")
+    props: dict = {}
+    if level == 5 and i < end:
+        props, i = _read_props(b, i, end, PacketType.CONNACK)
+    _trailing(i, end, "CONNACK")
+    return ConnAck(code, bool(flags), props)
+
+
+def _publish_v5(b: bytes, i: int, end: int, b0: int, level: int) -> Publish:
+    """The slow half of the inline PUBLISH path: the level 5 property block."""
+    qos = b0 >> 1 & 3
+    topic, i = _read_str(b, i, end)
+    _check_topic_name(topic)
+    pid = None
+    if qos:
+        pid, i = _read_pid(b, i, end)
+    props, i = _read_props(b, i, end, PacketType.PUBLISH)
+    if not topic and _TOPIC_ALIAS not in props:
+        raise MQTTError("empty topic without a topic alias", _PROTOCOL)
+    return Publish(topic, b[i:end], qos, bool(b0 & 1), bool(b0 & 8), pid, props)
+
+
+def _parse_subscribe(b: bytes, i: int, end: int, b0: int, level: int) -> Subscribe:
+    pid, i = _read_pid(b, i, end)
+    props: dict = {}
+    if level == 5:
+        props, i = _read_props(b, i, end, PacketType.SUBSCRIBE)
+        if len(props.get(_SUB_ID, ())) > 1:
+            raise MQTTError("several subscription identifiers", _PROTOCOL)
+    topics = []
+    while i < end:
+        topic_filter, i = _read_str(b, i, end)
+        if i >= end:
+            raise MQTTError("SUBSCRIBE filter without options")
+        opts = b[i]
+        i += 1
+        if level < 5:
+            if opts > 2:
+                raise MQTTError(f"SUBSCRIBE requested QoS byte {opts:#04x}")
+        elif opts & 0xC0:
+            raise MQTTError("SUBSCRIBE options reserved bits set")
+        elif opts & 0x03 == 3 or opts & 0x30 == 0x30:
+            raise MQTTError("SUBSCRIBE QoS 3 or retain handling 3", _PROTOCOL)
+        elif opts & 0x04 and topic_filter.startswith("$share/"):
+            raise MQTTError("no local on a shared subscription", _PROTOCOL)
+        topics.append((topic_filter, opts))
+    if not topics:
+        raise MQTTError("SUBSCRIBE without topic filters", _PROTOCOL)
+    return Subscribe(pid, topics, props)
+
+
+_SUBACK_V4 = frozenset({0, 1, 2, 0x80})
+
+
+def _parse_suback(b: bytes, i: int, end: int, b0: int, level: int) -> SubAck:
+    pid, i = _read_pid(b, i, end)
+    props: dict = {}
+    if level == 5:
+        props, i = _read_props(b, i, end, PacketType.SUBACK)
+    codes = list(b[i:end])
+    if not codes:
+        raise MQTTError("SUBACK without return codes", _PROTOCOL)
+    if level < 5 and not _SUBACK_V4.issuperset(codes):
+        raise MQTTError("SUBACK return code not 0, 1, 2 or 0x80")
+    return SubAck(pid, codes, props)
+
+
+def _parse_unsubscribe(b: bytes, i: int, end: int, b0: int, level: int) -> Unsubscribe:
+    pid, i = _read_pid(b, i, end)
+    props: dict = {}
+    if level == 5:
+        props, i = _read_props(b, i, end, PacketType.UNSUBSCRIBE)
+    topics = []
+    while i < end:
+        topic_filter, i = _read_str(b, i, end)
+        topics.append(topic_filter)
+    if not topics:
+        raise MQTTError("UNSUBSCRIBE without topic filters", _PROTOCOL)
+    return Unsubscribe(pid, topics, props)
+
+
+def _parse_unsuback(b: bytes, i: int, end: int, b0: int, level: int) -> UnsubAck:
+    pid, i = _read_pid(b, i, end)
+    props: dict = {}
+    codes: list[int] = []
+    if level == 5:
+        props, i = _read_props(b, i, end, PacketType.UNSUBACK)
+        codes = list(b[i:end])
+        i = end
+    _trailing(i, end, "UNSUBACK")
+    return UnsubAck(pid, codes, props)
+
+
+def _empty_parser(cls: type, name: str) -> Callable[..., Packet]:
+    def parse(b: bytes, i: int, end: int, b0: int, level: int) -> Packet:
+        _trailing(i, end, name)
+        return cls()
+
+    return parse
+
+
+def _reason_tail(b: bytes, i: int, end: int, level: int, ptype: PacketType) -> tuple[int, dict]:
+    """Level 5 acks, DISCONNECT and AUTH may stop before the reason code or properties."""
+    code = 0
+    props: dict = {}
+    if level == 5 and i < end:
+        code = b[i]
+        i += 1
+        if i < end:
+            props, i = _read_props(b, i, end, ptype)
+    _trailing(i, end, ptype.name)
+    return code, props
+
+
+def _ack_parser(cls: type, ptype: PacketType) -> Callable[..., Packet]:
+    def parse(b: bytes, i: int, end: int, b0: int, level: int) -> Packet:
+        pid, i = _read_pid(b, i, end)
+        return cls(pid, *_reason_tail(b, i, end, level, ptype))
+
+    return parse
+
+
+def _reason_parser(cls: type, ptype: PacketType) -> Callable[..., Packet]:
+    def parse(b: bytes, i: int, end: int, b0: int, level: int) -> Packet:
+        return cls(*_reason_tail(b, i, end, level, ptype))
+
+    return parse
+
+
+_PARSERS: dict[int, Callable[..., Packet]] = {
+    PacketType.CONNECT: _parse_connect,
+    PacketType.CONNACK: _parse_connack,
+    PacketType.PUBLISH: _publish_v5,
+    PacketType.PUBACK: _ack_parser(PubAck, PacketType.PUBACK),
+    PacketType.PUBREC: _ack_parser(PubRec, PacketType.PUBREC),
+    PacketType.PUBREL: _ack_parser(PubRel, PacketType.PUBREL),
+    PacketType.PUBCOMP: _ack_parser(PubComp, PacketType.PUBCOMP),
+    PacketType.SUBSCRIBE: _parse_subscribe,
+    PacketType.SUBACK: _parse_suback,
+    PacketType.UNSUBSCRIBE: _parse_unsubscribe,
+    PacketType.UNSUBACK: _parse_unsuback,
+    PacketType.PINGREQ: _empty_parser(PingReq, "PINGREQ"),
+    PacketType.PINGRESP: _empty_parser(PingResp, "PINGRESP"),
+    PacketType.DISCONNECT: _reason_parser(Disconnect, PacketType.DISCONNECT),
+    PacketType.AUTH: _reason_parser(Auth, PacketType.AUTH),
+}
+_PARSER_LIST = [_PARSERS.get(t) for t in range(16)]
+_ACK_CLASSES: list = [None] * 4 + [PubAck, PubRec, PubRel, PubComp]
+
+
+# --- decoder ----------------------------------------------------------------------
+
+
+class Decoder:
+    """Incremental decoder: bytes in, whole packets out, partial packets buffered.
+
+    ``protocol_level`` is None (read as 4) until a CONNECT is decoded, which sets
+    it; a client-side caller sets it itself. After an ``MQTTError`` the stream
+    cannot be resynchronised, so every later ``feed()`` raises it again.
+    """
+
+    __slots__ = ("protocol_level", "max_packet_size", "_buf", "_need", "_error")
+
+    def __init__(self, max_packet_size: int = MAX_REMAINING_LENGTH) -> None:
+        self.protocol_level: int | None = None
+        #: Largest whole packet accepted (fixed header included, as MQTT 5's
+        #: Maximum Packet Size); checked as soon as the fixed header is in.
+        self.max_packet_size = max_packet_size
+        self._buf = bytearray()
+        self._need = 0  # bytes the buffered partial packet needs in all
+        self._error: MQTTError | None = None
+
+    def feed(self, data: bytes) -> list[Packet]:
+        """Add received bytes; return every packet they complete, in order."""
+        if self._error is not None:
+            raise MQTTError(str(self._error), self._error.reason)
+        buf = self._buf
+        if buf:
+            buf += data
+            if len(buf) < self._need:
+                return []  # a large packet trickling in: no rescan per chunk
+            data = bytes(buf)
+            buf.clear()
+        elif type(data) is not bytes:
+            data = bytes(data)
+        out: list[Packet] = []
+        try:
+            pos = self._decode(data, out)
+        except MQTTError as e:
+            e.packets = out
+            self._error = e
+            raise
+        if pos < len(data):
+            buf += memoryview(data)[pos:]
+        return out
+
+    def _decode(self, data: bytes, out: list[Packet]) -> int:
+        """Append the complete packets in ``data`` to ``out``; return bytes used."""
+        n = len(data)
+        pos = 0
+        self._need = 0
+        level = self.protocol_level or 4
+        first = _FIRST_V5 if level == 5 else _FIRST_V4
+        max_size = self.max_packet_size
+        append = out.append
+        while pos < n:
+            b0 = data[pos]
+            bad = first[b0]
+            if bad is not None:
+                raise MQTTError(*bad)
+            if pos + 1 == n:
+                break
+            rl = data[pos + 1]
+            if rl < 0x80:
+                start = pos + 2
+            else:
+                rl, start = _remaining_length(data, pos + 1, n)
+                if rl < 0:
+                    break
+            end = start + rl
+            if end - pos > max_size:
+                raise MQTTError(f"packet of {end - pos} bytes", ReasonCode.PACKET_TOO_LARGE)
+            if end > n:
+                self._need = end - pos
+                break
+            ptype = b0 >> 4
+            if ptype == 3 and level != 5:
+                # PUBLISH, inline: most of the traffic.
+                i = start + 2
+                if i > end:
+                    raise MQTTError("PUBLISH without topic")
+                te = i + (data[start] << 8 | data[start + 1])
+                qos = b0 >> 1 & 3
+                if (te + 2 if qos else te) > end:
+                    raise MQTTError("PUBLISH topic overruns the packet")
+                try:
+                    topic = data[i:te].decode()
+                except UnicodeDecodeError:
+                    raise MQTTError("topic is not valid UTF-8") from None
+                if "\x00" in topic:
+                    raise MQTTError("topic contains U+0000")
+                if "+" in topic or "#" in topic or not topic:
+                    raise MQTTError("empty topic or wildcard in a topic name", _TOPIC_INVALID)
+                if qos:
+                    pid = data[te] << 8 | data[te + 1]
+                    if not pid:
+                        raise MQTTError("packet identifier 0", _PROTOCOL)
+                    dup = b0 & 8 == 8
+                    append(Publish(topic, data[te + 2 : end], qos, b0 & 1 == 1, dup, pid, {}))
+                else:
+                    append(Publish(topic, data[te:end], 0, b0 & 1 == 1, False, None, {}))
+            elif rl == 2 and 4 <= ptype <= 7 and level != 5:
+                # PUBACK..PUBCOMP, the other per-message packets.
+                pid = data[start] << 8 | data[start + 1]
+                if not pid:
+                    raise MQTTError("packet identifier 0", _PROTOCOL)
+                append(_ACK_CLASSES[ptype](pid, 0, {}))
+            else:
+                packet = _PARSER_LIST[ptype](data, start, end, b0, level)  # type: ignore[misc]
+                if ptype == 1:
+                    level = self.protocol_level = packet.protocol_level
+                    first = _FIRST_V5 if level == 5 else _FIRST_V4
+                append(packet)
+            pos = end
+        return pos
+
+
+# --- encoder ----------------------------------------------------------------------
+
+_VARINT1 = [bytes((n,)) for n in range(128)]
+
+
+def _varint(n: int) -> bytes:
+    if n < 0x80:
+        return _VARINT1[n]
+    if n > MAX_REMAINING_LENGTH:
+        raise ValueError(f"{n} does not fit a variable byte integer")
+    out = bytearray()
+    while n:
+        n, digit = n >> 7, n & 0x7F
+        out.append(digit | 0x80 if n else digit)
+    return bytes(out)
+
+
+def _fixed(b0: int, body: bytes) -> bytes:
+    return bytes((b0,)) + _varint(len(body)) + body
+
+
+def _bin(data: bytes) -> bytes:
+    if len(data) > 0xFFFF:
+        raise ValueError("field longer than 65535 bytes")
+    return len(data).to_bytes(2, "big") + data
+
+
+def _str(s: str) -> bytes:
+    return _bin(s.encode())
+
+
+_WRITERS: dict[PropType, Callable[[object], bytes]] = {
+    PropType.BYTE: lambda v: bytes((v,)),  # type: ignore[arg-type]
+    PropType.U16: lambda v: v.to_bytes(2, "big"),  # type: ignore[attr-defined]
+    PropType.U32: lambda v: v.to_bytes(4, "big"),  # type: ignore[attr-defined]
+    PropType.VARINT: _varint,  # type: ignore[dict-item]
+    PropType.STR: _str,  # type: ignore[dict-item]
+    PropType.BIN: _bin,  # type: ignore[dict-item]
+    PropType.PAIR: lambda v: _str(v[0]) + _str(v[1]),  # type: ignore[index]
+}
+
+
+def _props(props: dict) -> bytes:
+    """Encode a level 5 property block, length prefix included."""
+    if not props:
+        return b"\x00"
+    out = bytearray()
+    for ident, value in props.items():
+        write = _WRITERS[PROPERTIES[PropertyId(ident)][0]]
+        for v in value if ident in REPEATABLE else (value,):
+            out.append(ident)  # every identifier is below 0x80: a 1-byte varint
+            out += write(v)
+    return _varint(len(out)) + out
+
+
+def publish_parts(
+    topic: str | bytes,
+    payload: bytes,
+    qos: int,
+    retain: bool,
+    level: int = 4,
+    properties: dict | None = None,
+) -> tuple[bytes, bytes]:
+    """Encode a PUBLISH once for many subscribers, leaving the packet id out.
+
+    The packet is ``head + payload`` at QoS 0 and ``head + packet_id.to_bytes(2,
+    "big") + payload`` otherwise; the remaining length in ``head`` counts the id.
+    At level 5 the second part starts with the property block, so it is not
+    ``payload`` itself.
+    """
+    tb = topic.encode() if type(topic) is str else topic
+    tail = _props(properties) + payload if level == 5 else payload  # type: ignore[arg-type]
+    tlen = len(tb)
+    rl = 2 + tlen + len(tail) + (2 if qos else 0)
+    head = bytes((0x30 | qos << 1 | retain, *(_VARINT1[rl] if rl < 0x80 else _varint(rl))))
+    return head + tlen.to_bytes(2, "big") + tb, tail
+
+
+def set_dup(head: bytes) -> bytes:
+    """Mark a ``publish_parts`` head as a redelivery."""
+    return bytes((head[0] | 0x08,)) + head[1:]
+
+
+def _enc_publish(p: Publish, level: int) -> bytes:
+    head, tail = publish_parts(p.topic, p.payload, p.qos, p.retain, level, p.properties)
+    if p.dup:
+        head = set_dup(head)
+    if p.qos:
+        if not p.packet_id:
+            raise ValueError("QoS 1 and 2 PUBLISH need a packet id")
+        return head + p.packet_id.to_bytes(2, "big") + tail
+    return head + tail
+
+
+def _enc_connect(p: Connect, level: int) -> bytes:
+    level = p.protocol_level  # the packet says which protocol it speaks
+    will = p.will
+    flags = (p.clean_session and 0x02) | (p.username is not None and 0x80)
+    flags |= p.password is not None and 0x40
+    if will is not None:
+        flags |= 0x04 | will.qos << 3 | (will.retain and 0x20)
+    body = bytearray(_str(p.protocol_name))
+    body += bytes((level, flags)) + p.keepalive.to_bytes(2, "big")
+    if level == 5:
+        body += _props(p.properties)
+    body += _str(p.client_id)
+    if will is not None:
+        if level == 5:
+            body += _props(will.properties)
+        body += _str(will.topic) + _bin(will.payload)
+    if p.username is not None:
+        body += _str(p.username)
+    if p.password is not None:
+        body += _bin(p.password)
+    return _fixed(0x10, bytes(body))
+
+
+def _enc_connack(p: ConnAck, level: int) -> bytes:
+    body = bytes((1 if p.session_present else 0, p.return_code))
+    if level == 5:
+        body += _props(p.properties)
+    return _fixed(0x20, body)
+
+
+def _enc_subscribe(p: Subscribe, level: int) -> bytes:
+    body = bytearray(p.packet_id.to_bytes(2, "big"))
+    if level == 5:
+        body += _props(p.properties)
+    for topic_filter, opts in p.topics:
+        body += _str(topic_filter)
+        body.append(opts)
+    return _fixed(0x82, bytes(body))
+
+
+def _enc_suback(p: SubAck, level: int) -> bytes:
+    body = p.packet_id.to_bytes(2, "big")
+    if level == 5:
+        body += _props(p.properties)
+    return _fixed(0x90, body + bytes(p.return_codes))
+
+
+def _enc_unsubscribe(p: Unsubscribe, level: int) -> bytes:
+    body = bytearray(p.packet_id.to_bytes(2, "big"))
+    if level == 5:
+        body += _props(p.properties)
+    for topic_filter in p.topics:
+        body += _str(topic_filter)
+    return _fixed(0xA2, bytes(body))
+
+
+def _enc_unsuback(p: UnsubAck, level: int) -> bytes:
+    body = p.packet_id.to_bytes(2, "big")
+    if level == 5:
+        body += _props(p.properties) + bytes(p.reason_codes)
+    return _fixed(0xB0, body)
+
+
+def _reason_encoder(b0: int, has_pid: bool) -> Callable[..., bytes]:
+    """The shortest form level 5 allows: reason code and properties only if needed."""
+
+    def enc(p: PubAck | Disconnect, level: int) -> bytes:
+        body = p.packet_id.to_bytes(2, "big") if has_pid else b""  # type: ignore[union-attr]
+        if level == 5 and (p.reason_code or p.properties):
+            body += bytes((p.reason_code,))
+            if p.properties:
+                body += _props(p.properties)
+        return _fixed(b0, body)
+
+    return enc
+
+
+_ENCODERS: dict[type, Callable[..., bytes]] = {
+    Connect: _enc_connect,
+    ConnAck: _enc_connack,
+    Publish: _enc_publish,
+    PubAck: _reason_encoder(0x40, True),
+    PubRec: _reason_encoder(0x50, True),
+    PubRel: _reason_encoder(0x62, True),
+    PubComp: _reason_encoder(0x70, True),
+    Subscribe: _enc_subscribe,
+    SubAck: _enc_suback,
+    Unsubscribe: _enc_unsubscribe,
+    UnsubAck: _enc_unsuback,
+    PingReq: lambda p, level: b"\xc0\x00",
+    PingResp: lambda p, level: b"\xd0\x00",
+    Disconnect: _reason_encoder(0xE0, False),
+    Auth: _reason_encoder(0xF0, False),
+}
+
+
+def encode(packet: Packet, level: int = 4) -> bytes:
+    """Serialise one packet for ``level``; a CONNECT uses its own ``protocol_level``."""
+    try:
+        encoder = _ENCODERS[type(packet)]
+    except KeyError:
+        raise TypeError(f"not an MQTT packet: {packet!r}") from None
+    return encoder(packet, level)
