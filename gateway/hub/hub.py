@@ -168,11 +168,14 @@ class Hub:
         upgrade = self.settings.upgrade_outgoing_qos
         authorize = self._authorize
         topic = message.topic
-        for session, opts in subs.items():
+        reached = 0
+        # A copy: a delivery may detach a session, which edits the trie node's dict.
+        for session, opts in list(subs.items()):
             if authorize is not None and not authorize(session.client, "read", topic):
                 continue
             if opts & 0x04 and session is sender:
                 continue
+            reached += 1
             qos = opts & 3
             if qos > max_qos and not upgrade:
                 qos = max_qos
@@ -183,7 +186,7 @@ class Hub:
                     endpoint.send_publish(message, 0, None, False, retain)
             else:
                 session.deliver(message, qos, retain)
-        return len(subs)
+        return reached
 
     def subscribe(self, session: Session, topic_filter: str, qos: int, options: int = 0) -> int:
         """Add a subscription (replacing one with the same filter); returns the granted QoS."""

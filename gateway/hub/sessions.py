@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 AWAIT_ACK = 0  # PUBLISH sent, waiting for PUBACK (QoS 1) or PUBREC (QoS 2)
 AWAIT_COMP = 1  # PUBREL sent, waiting for PUBCOMP
+MAX_PACKET_IDS = 65535  # the window can never be wider than the packet id space
 
 
 @dataclass(slots=True)
@@ -114,7 +115,8 @@ class Session:
 
     def _window_open(self, message: Message) -> bool:
         limits = self._limits
-        if limits.max_inflight and len(self.inflight) >= limits.max_inflight:
+        inflight = len(self.inflight)
+        if inflight >= MAX_PACKET_IDS or (limits.max_inflight and inflight >= limits.max_inflight):
             return False
         if limits.max_inflight_bytes and self.inflight and (
             self._inflight_bytes + len(message.payload) > limits.max_inflight_bytes

@@ -791,12 +791,6 @@ def test_sys_publish_delivers_changed_values_to_sys_subscribers_only(monkeypatch
 # --- bugs found ---------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Hub.publish returns len(trie.match()) and so counts subscribers the "
-    "authorizer refused READ to, although api.py documents 'the number of sessions "
-    "it reached'",
-)
 def test_publish_count_leaves_out_subscribers_denied_read():
     hub = Hub()
     hub.set_security(allow_all_authenticate, lambda client, access, topic: client.client_id != "denied")
@@ -806,11 +800,6 @@ def test_publish_count_leaves_out_subscribers_denied_read():
     assert denied.ep.take() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Hub.publish counts the sender skipped by its own no-local subscription "
-    "(options & 0x04) in the returned number of sessions reached",
-)
 def test_publish_count_leaves_out_the_no_local_sender():
     hub = Hub()
     me = join(hub, "me")
@@ -829,14 +818,6 @@ class DetachingEndpoint(FakeEndpoint):
         self.hub.disconnect(self.session, graceful=False, endpoint=self)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="Hub.publish iterates the dict SubscriptionTrie.match returns, which is the "
-    "trie node's own subs dict when one filter node matches; a clean session detached "
-    "(or an unsubscribe) from inside send_publish removes itself from that dict and the "
-    "fan-out dies with 'dictionary changed size during iteration'",
-)
 def test_fan_out_survives_a_subscriber_detaching_during_delivery():
     hub = Hub()
     ep = DetachingEndpoint()
@@ -884,13 +865,6 @@ class CountingEndpoint:
         pass
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=PidLoop,
-    reason="with max_inflight = 0 (unlimited) the window never closes, so once all "
-    "65535 packet ids are inflight Session._allocate_pid loops forever (hangs the reactor) "
-    "instead of the message being queued",
-)
 def test_exhausted_packet_ids_queue_instead_of_looping():
     hub = Hub(HubSettings(limits=Limits(max_inflight=0)))
     ep = CountingEndpoint()
