@@ -45,18 +45,21 @@ class MQTTProtocol(Protocol):
             return
         self.factory.stats.bytes_received += len(data)
         channel.last_rx = self.factory.clock.seconds()
+        error = None
         try:
             packets = self.decoder.feed(data)
         except MQTTError as e:
-            channel.protocol_error(e)
-            return
-        stats = self.factory.stats
-        stats.messages_received += len(packets)
+            # Packets that were complete before the bad one are handled first, as a
+            # broker reading the stream packet by packet would.
+            error, packets = e, e.packets
+        self.factory.stats.messages_received += len(packets)
         handle = channel.handle
         for packet in packets:
             handle(packet)
             if channel.state == CLOSED:
                 return
+        if error is not None:
+            channel.protocol_error(error)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.factory.protocols.discard(self)
