@@ -16,6 +16,7 @@ import resource
 import selectors
 import socket
 import struct
+import threading
 import time
 from typing import Any
 
@@ -170,6 +171,15 @@ def _fail(results: Any, barrier: Any, who: str, exc: BaseException) -> None:
     barrier.abort()
 
 
+def _go(barrier: Any) -> bool:
+    """Wait at the start barrier; False if another worker failed."""
+    try:
+        barrier.wait()
+    except threading.BrokenBarrierError:
+        return False
+    return True
+
+
 # ---------------------------------------------------------------- workers
 
 def publisher(host: str, port: int, slot: int, topic: str, payload_len: int,
@@ -182,7 +192,8 @@ def publisher(host: str, port: int, slot: int, topic: str, payload_len: int,
         _fail(results, barrier, f"publisher {slot}", exc)
         return
     data = publish(topic, b"x" * payload_len) * batch
-    barrier.wait()
+    if not _go(barrier):
+        return
     try:
         while not stop.is_set():
             sock.sendall(data)
@@ -208,7 +219,8 @@ def subscriber(host: str, port: int, slots: list[int], topic_filter: str,
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         sock.setblocking(False)
         sel.register(sock, selectors.EVENT_READ, (slot, bytearray()))
-    barrier.wait()
+    if not _go(barrier):
+        return
     error = None
     while not stop.is_set():
         got = 0
@@ -218,9 +230,11 @@ def subscriber(host: str, port: int, slots: list[int], topic_filter: str,
                 data = key.fileobj.recv(RECV_CHUNK)  # type: ignore[union-attr]
             except BlockingIOError:
                 continue
+            except OSError as exc:
+                data, error = b"", f"subscriber {slot}: {exc}"
             got += len(data)
             if not data:
-                error = f"subscriber {slot}: broker closed the connection"
+                error = error or f"subscriber {slot}: broker closed the connection"
                 sel.unregister(key.fileobj)
                 continue
             buf += data
@@ -268,7 +282,8 @@ def roundtrip(host: str, port: int, window: int, payload_len: int, quickack: boo
     buf = bytearray()
     fresh: list[int] = []
     sock.settimeout(0.2)
-    barrier.wait()
+    if not _go(barrier):
+        return
     deadline = None
     try:
         while True:
@@ -361,7 +376,8 @@ def idle(host: str, port: int, slot: int, count: int, window: int,
     broker's listen backlog overflowed)."""
     raise_nofile()
     socks: list[socket.socket] = []
-    barrier.wait()
+    if not _go(barrier):
+        return
     t0 = time.monotonic()
     slowest = 0.0
     try:

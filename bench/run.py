@@ -138,6 +138,8 @@ class Snap:
     broker_cpu: float
     gen_cpu: list[float]
     host_busy: float
+    rss: int
+    offered: int = 0
 
 
 def host_busy() -> float:
@@ -147,24 +149,35 @@ def host_busy() -> float:
     return t.user + t.nice + t.system
 
 
-def snap(broker: brokers.Broker, pool: Pool, counter: Callable[[], int]) -> Snap:
+def snap(broker: brokers.Broker, pool: Pool, counter: Callable[[], int],
+         offered: Callable[[], int] | None = None) -> Snap:
     if not broker.alive():
         raise ScenarioError(f"broker exited with status {broker.proc.returncode}")
-    return Snap(time.monotonic(), counter(), broker.cpu(), pool.cpu(), host_busy())
+    return Snap(time.monotonic(), counter(), broker.cpu(), pool.cpu(), host_busy(),
+                broker.rss(), offered() if offered else 0)
 
 
 def window(broker: brokers.Broker, pool: Pool, counter: Callable[[], int],
-           args: argparse.Namespace, unit: str, measuring: Any = None) -> list[Metric]:
-    """Warm up, measure ``args.duration`` seconds; rate/CPU/generator metrics."""
+           args: argparse.Namespace, unit: str, measuring: Any = None,
+           offered: Callable[[], int] | None = None) -> list[Metric]:
+    """Warm up, measure ``args.duration`` seconds; rate/CPU/generator metrics.
+
+    ``offered`` counts messages the publishers got into the broker's socket;
+    its rate is reported next to the delivered rate.
+    """
     time.sleep(args.warmup)
-    a = snap(broker, pool, counter)
+    a = snap(broker, pool, counter, offered)
     if measuring is not None:
         measuring.value = 1
     time.sleep(args.duration)
-    b = snap(broker, pool, counter)
+    b = snap(broker, pool, counter, offered)
     if measuring is not None:
         measuring.value = 0
-    return cpu_metrics(a, b, unit)
+    metrics = cpu_metrics(a, b, unit)
+    if offered:
+        metrics.insert(1, Metric("published msgs/s", (b.offered - a.offered) / (b.t - a.t)))
+    metrics.insert(-3, Metric("broker RSS MiB at end", b.rss / 2**20, "{:.1f}"))
+    return metrics
 
 
 def cpu_metrics(a: Snap, b: Snap, unit: str) -> list[Metric]:
@@ -192,15 +205,17 @@ def cpu_metrics(a: Snap, b: Snap, unit: str) -> list[Metric]:
     ]
 
 
-def settle(counter: Callable[[], int], timeout: float = 3.0) -> None:
-    """Wait until ``counter`` stops moving (in-flight data drained)."""
-    last, deadline = -1, time.monotonic() + timeout
+def settle(counter: Callable[[], int], quiet: float = 1.0, timeout: float = 15.0) -> None:
+    """Wait until ``counter`` has not moved for ``quiet`` s (backlog drained)."""
+    last, since = counter(), time.monotonic()
+    deadline = since + timeout
     while time.monotonic() < deadline:
+        time.sleep(0.1)
         now = counter()
-        if now == last:
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
             return
-        last = now
-        time.sleep(0.3)
 
 
 def qos0(broker: brokers.Broker, args: argparse.Namespace, publishers: int,
@@ -222,10 +237,10 @@ def qos0(broker: brokers.Broker, args: argparse.Namespace, publishers: int,
                    args.batch, pool.barrier, stop_pub, sent, pool.results)
     pool.ready()
     try:
-        metrics = window(broker, pool, lambda: sum(received), args, unit)
+        metrics = window(broker, pool, lambda: sum(received), args, unit,
+                         offered=lambda: sum(sent))
     finally:
         stop_pub.set()
-        time.sleep(0.5)
         settle(lambda: sum(received))
         stop_sub.set()
         results = pool.drain(5.0)
@@ -355,7 +370,8 @@ def table(results: dict[str, dict[str, list[Metric] | str]], names: list[str]) -
                 got = per.get(n)
                 cell = got[i] if isinstance(got, list) and i < len(got) else None
                 vals.append(cell)
-                row.append(cell.text() if cell else ("error" if isinstance(got, str) else "-"))
+                row.append(cell.text() if cell else (got.split(":")[0] if isinstance(got, str)
+                                                     else "-"))
             if "ratio" in cols:
                 g, q = vals
                 ok = m.ratio and g and q and g.value is not None and q.value
@@ -432,6 +448,12 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"[{name}] {scen} ({time.monotonic() - t:.0f} s): {head}",
                           file=sys.stderr)
     print(table(results, names))
+    for name, why in dead.items():
+        print(f"\n{name} skipped: {why.splitlines()[0]}")
+    for scen, per in results.items():
+        for name, res in per.items():
+            if isinstance(res, str) and res.startswith("error"):
+                print(f"\n{scen} on {name}: {res}")
     if any(isinstance(m, list) and any(x.flag for x in m)
            for per in results.values() for m in per.values()):
         print(f"\n! = generator process >= {SATURATED:.0f} % of a core (the generator "
