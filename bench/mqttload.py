@@ -258,9 +258,9 @@ def roundtrip(host: str, port: int, window: int, payload_len: int, quickack: boo
 
     Keeps ``window`` messages between PUBLISH sent and PUBLISH delivered;
     every delivery is PUBACKed.  The payload carries a sequence number.
-    With ``quickack`` the client ACKs every segment at once (TCP_QUICKACK
-    after each read), so a broker that leaves Nagle on is not stalled by
-    the client's 40 ms delayed ACK.
+    With ``quickack`` the client ACKs at once (TCP_QUICKACK) any segment it
+    has nothing to answer with, so a broker that leaves Nagle on is not
+    stalled by the client's 40 ms delayed ACK.
     counters[0] = delivered, counters[1] = sent.  Latencies are collected
     only while ``measuring.value`` is non-zero.
     """
@@ -311,8 +311,6 @@ def roundtrip(host: str, port: int, window: int, payload_len: int, quickack: boo
             except socket.timeout:
                 continue
             now = time.perf_counter()
-            if quickack:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
             if not data:
                 raise ConnectionError("broker closed the connection")
             buf += data
@@ -355,6 +353,10 @@ def roundtrip(host: str, port: int, window: int, payload_len: int, quickack: boo
                     latencies.append(now - t)
             del buf[:pos]
             counters[0] = delivered
+            if quickack and not out and len(sent_at) >= window:
+                # Nothing to send back (no PUBACK, no new PUBLISH) would
+                # leave this segment to the delayed-ACK timer: ACK it now.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
     except OSError as exc:
         results.put({"who": "qos1 client", "error": str(exc)})
         return
