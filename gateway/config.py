@@ -29,7 +29,10 @@ __all__ = [
 
 DEFAULT_PORT = 1883
 LOCAL_ONLY_ADDRESS = "127.0.0.1"
-PROTOCOLS = frozenset({"mqtt"})             # "websockets", "mqttsn", "coap" join later
+PROTOCOLS = frozenset({"mqtt", "coap"})     # "websockets", "mqttsn" join later
+COAP_PORT = 5683                            # the usual port of a "protocol coap" listener
+COAP_QOS_CHOICES = frozenset({"qos0", "qos1", "qos2", "coap"})   # as EMQX: coap = CON 1, NON 0
+COAP_NOTIFY_TYPES = frozenset({"non", "con", "qos"})
 SOCKET_DOMAINS = frozenset({"ipv4", "ipv6"})
 ALL_LOG_TYPES = ("debug", "error", "warning", "notice", "information",
                  "subscribe", "unsubscribe", "websockets")
@@ -110,6 +113,14 @@ class Config:
     persistent_client_expiration: int | None = None   # seconds; None = never
     set_tcp_nodelay: bool = False
     per_listener_settings: bool = False
+    # CoAP listeners (gateway.coap); the names follow EMQX's CoAP gateway where it has one.
+    coap_max_requests_per_second: int = 1000     # per source address; 0 = unlimited
+    coap_deduplication_entries: int = 50000      # message ids remembered for duplicates
+    coap_connection_required: bool = False       # only /mqtt/connection tokens may publish
+    coap_heartbeat: int = 30                     # seconds a connection-mode client may idle
+    coap_publish_qos: str = "coap"
+    coap_subscribe_qos: str = "coap"
+    coap_notify_type: str = "qos"                # qos: CON for QoS >= 1, NON for QoS 0
     path: str | None = None                      # file the config came from (None = defaults)
     explicit_listeners: bool = False             # the file defined a listener, port or bind_address
 
@@ -466,6 +477,14 @@ KEYS: dict[str, _Key] = {
     "persistent_client_expiration": _Key(_duration, _G),
     "set_tcp_nodelay": _Key(_boolean, _G),
     "sys_interval": _Key(_integer(0, 65535), _G),
+    # CoAP
+    "coap_max_requests_per_second": _Key(_integer(0), _G),
+    "coap_deduplication_entries": _Key(_integer(1), _G),
+    "coap_connection_required": _Key(_boolean, _G),
+    "coap_heartbeat": _Key(_integer(1, 86400), _G),
+    "coap_publish_qos": _Key(_choice(COAP_QOS_CHOICES, "expected qos0, qos1, qos2 or coap, got {!r}"), _G),
+    "coap_subscribe_qos": _Key(_choice(COAP_QOS_CHOICES, "expected qos0, qos1, qos2 or coap, got {!r}"), _G),
+    "coap_notify_type": _Key(_choice(COAP_NOTIFY_TYPES, "expected non, con or qos, got {!r}"), _G),
     "user": _Key(_text, _G, _Parser.store_once),
     # logging
     "log_type": _Key(_log_type, _G, _Parser.add_log_type),

@@ -90,6 +90,10 @@ def test_every_key_parsed():
     assert cfg.upgrade_outgoing_qos is True
     assert cfg.persistent_client_expiration == 365 * 86400
     assert cfg.set_tcp_nodelay is True
+    assert (cfg.coap_max_requests_per_second, cfg.coap_deduplication_entries) == (50, 1000)
+    assert (cfg.coap_connection_required, cfg.coap_heartbeat) == (True, 60)
+    assert (cfg.coap_publish_qos, cfg.coap_subscribe_qos, cfg.coap_notify_type) == (
+        "qos1", "qos2", "con")
     assert cfg.explicit_listeners is True
     assert cfg.listeners == [
         Listener(1885, "0.0.0.0", source=(path, 25)),
@@ -393,7 +397,9 @@ def test_every_mosquitto_key_not_supported_yet(key):
     ("retain_expiry_interval 10", "1: retain_expiry_interval: unknown configuration key"),
     ("\n\n# c\r\nfoo", "4: foo: unknown configuration key"),
     ("listener 1883\nprotocol", "2: protocol: missing value"),
-    ("listener 1883\nprotocol coap", "2: protocol: unsupported protocol 'coap'"),
+    ("listener 1883\nprotocol coap2", "2: protocol: unsupported protocol 'coap2'"),
+    ("coap_notify_type maybe", "1: coap_notify_type: expected non, con or qos, got 'maybe'"),
+    ("coap_publish_qos 1", "1: coap_publish_qos: expected qos0, qos1, qos2 or coap, got '1'"),
     ("listener 1883\nmax_connections lots", "2: max_connections: expected an integer, got 'lots'"),
     ("socket_domain ipv4", "1: socket_domain: needs a listener"),
     ("per_listener_settings true\nallow_anonymous true", "2: allow_anonymous: needs a listener"),
