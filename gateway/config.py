@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields
 from typing import Callable, NamedTuple
 
 from gateway.errors import ConfigError
+from gateway.hub.plugins import PluginSpec
 
 __all__ = [
     "Config", "Listener", "KEYS", "NOT_SUPPORTED_YET", "NOT_SUPPORTED_YET_PREFIXES",
@@ -34,6 +35,7 @@ COAP_PORT = 5683                            # the usual port of a "protocol coap
 COAP_QOS_CHOICES = frozenset({"qos0", "qos1", "qos2", "coap"})   # as EMQX: coap = CON 1, NON 0
 COAP_NOTIFY_TYPES = frozenset({"non", "con", "qos"})
 SOCKET_DOMAINS = frozenset({"ipv4", "ipv6"})
+TLS_VERSIONS = frozenset({"tlsv1.1", "tlsv1.2", "tlsv1.3"})
 ALL_LOG_TYPES = ("debug", "error", "warning", "notice", "information",
                  "subscribe", "unsubscribe", "websockets")
 DEFAULT_LOG_TYPES = ("error", "warning", "notice", "information")
@@ -45,12 +47,11 @@ DURATION_UNITS = {"h": 3600, "d": 86400, "w": 7 * 86400, "m": 30 * 86400, "y": 3
 # key from here when adding it to KEYS.
 NOT_SUPPORTED_YET = frozenset({
     # authentication and authorisation
-    "acl_file", "password_file", "psk_file", "plugin", "auth_plugin",
+    "psk_file", "auth_plugin",
     "auth_plugin_deny_special_chars", "use_username_as_clientid", "clientid_prefixes",
     # TLS
-    "cafile", "capath", "certfile", "keyfile", "crlfile", "dhparamfile", "ciphers",
-    "ciphers_tls1.3", "tls_version", "tls_engine", "tls_engine_kpass_sha1", "tls_keyform",
-    "require_certificate", "use_identity_as_username", "use_subject_as_username", "psk_hint",
+    "dhparamfile", "ciphers_tls1.3", "tls_engine", "tls_engine_kpass_sha1", "tls_keyform",
+    "psk_hint",
     # persistence
     "persistence", "retained_persistence", "persistence_file", "persistence_location",
     "autosave_interval", "autosave_on_changes",
@@ -73,7 +74,7 @@ NOT_SUPPORTED_YET = frozenset({
     "notifications", "notifications_local_only", "notification_topic", "restart_timeout",
     "round_robin", "start_type", "threshold", "try_private",
 })
-NOT_SUPPORTED_YET_PREFIXES = ("auth_opt_", "plugin_opt_")
+NOT_SUPPORTED_YET_PREFIXES = ("auth_opt_",)
 
 
 @dataclass
@@ -86,6 +87,23 @@ class Listener:
     source: tuple[str, int] = ("<default>", 0)   # file, line that created it
     # Security settings used when per_listener_settings is true.
     allow_anonymous: bool | None = None
+    password_file: str | None = None
+    acl_file: str | None = None
+    plugins: list[PluginSpec] = field(default_factory=list)
+    # TLS (gateway.tls): certfile + keyfile make this a TLS listener.
+    cafile: str | None = None
+    capath: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+    crlfile: str | None = None
+    ciphers: str | None = None
+    tls_version: str | None = None               # minimum: tlsv1.1, tlsv1.2 (default), tlsv1.3
+    require_certificate: bool = False
+    use_identity_as_username: bool = False
+    use_subject_as_username: bool = False
+    max_keepalive: int | None = None             # set inside this listener's section
+    max_connection_rate: tuple[int, float] | None = None   # (connections, seconds) per address
+    lines: dict[str, tuple[str, int]] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass
@@ -123,6 +141,10 @@ class Config:
     coap_notify_type: str = "qos"                # qos: CON for QoS >= 1, NON for QoS 0
     path: str | None = None                      # file the config came from (None = defaults)
     explicit_listeners: bool = False             # the file defined a listener, port or bind_address
+    password_file: str | None = None
+    acl_file: str | None = None
+    plugins: list[PluginSpec] = field(default_factory=list)
+    lines: dict[str, tuple[str, int]] = field(default_factory=dict, compare=False, repr=False)
 
 
 def default_config() -> Config:
@@ -239,6 +261,21 @@ def _listener_args(args: str) -> tuple[int, str | None]:
     return _to_int(words[0], 1, 65535), (words[1] if len(words) == 2 else None)
 
 
+def _rate(args: str) -> tuple[int, float]:
+    # "COUNT" or "COUNT/SECONDS": new connections allowed per source address.
+    count, _, seconds = _word(args).partition("/")
+    n = _to_int(count, 1, None)
+    if not seconds:
+        return n, 1.0
+    try:
+        period = float(seconds.rstrip("s"))
+    except ValueError:
+        period = 0.0
+    if period <= 0:
+        raise ConfigError(f"expected COUNT or COUNT/SECONDS, got {args.strip()!r}")
+    return n, period
+
+
 _log_type = _choice(frozenset(ALL_LOG_TYPES) | {"none", "all"}, "unknown log type {!r}")
 
 
@@ -309,6 +346,8 @@ class _Parser:
             key, *rest = stripped.split(None, 1)
             line = _Line(path, number, key)
             entry = KEYS.get(key)
+            if entry is None and key.startswith("plugin_opt_") and len(key) > 11:
+                entry = KEYS["plugin_opt_"]
             if entry is None:
                 if key in NOT_SUPPORTED_YET or key.startswith(NOT_SUPPORTED_YET_PREFIXES):
                     raise line.error("not supported yet")
@@ -346,6 +385,11 @@ class _Parser:
     # -- where a value goes
 
     def target(self, line: _Line, scope: Scope) -> Config | Listener:
+        target = self._target(line, scope)
+        target.lines.setdefault(line.key, (line.path, line.number))
+        return target
+
+    def _target(self, line: _Line, scope: Scope) -> Config | Listener:
         if scope is Scope.SECURITY:
             self.security_line = self.security_line or line
             if not self.config.per_listener_settings:
@@ -418,6 +462,23 @@ class _Parser:
             dests.append(value)
         self.log_dest = dests
 
+    def add_plugin(self, line: _Line, path: str, scope: Scope) -> None:
+        self.target(line, scope).plugins.append(PluginSpec(path, {}, (line.path, line.number)))
+
+    def plugin_option(self, line: _Line, value: str, scope: Scope) -> None:
+        if line.key == "plugin_opt_":
+            raise line.error("missing option name")
+        plugins = self.target(line, scope).plugins
+        if not plugins:
+            raise line.error("needs a plugin line before it")
+        plugins[-1].options[line.key[len("plugin_opt_"):]] = value
+
+    def listener_or_global(self, line: _Line, value: object, scope: Scope) -> None:
+        # Inside a listener section: that listener only; before any: every listener.
+        target = self.current if self.current is not None else self.config
+        target.lines[line.key] = (line.path, line.number)
+        setattr(target, line.key, value)
+
     def include(self, line: _Line, directory: str, scope: Scope) -> None:
         if self.depth > 0:
             raise line.error("only allowed in the main configuration file")
@@ -470,7 +531,7 @@ KEYS: dict[str, _Key] = {
     "max_queued_bytes": _Key(_integer(0), _G),
     "message_size_limit": _Key(_integer(0, MAX_PAYLOAD), _G),
     "max_packet_size": _Key(_packet_size, _G),
-    "max_keepalive": _Key(_integer(0, 65535), _G),
+    "max_keepalive": _Key(_integer(0, 65535), _G, _Parser.listener_or_global),
     # behaviour
     "retain_available": _Key(_boolean, _G),
     "upgrade_outgoing_qos": _Key(_boolean, _G),
@@ -491,4 +552,21 @@ KEYS: dict[str, _Key] = {
     "log_dest": _Key(_log_dest, _G, _Parser.add_log_dest),
     # files
     "include_dir": _Key(_text, _G, _Parser.include),
+    # authentication and ACL (gateway.hub.auth)
+    "password_file": _Key(_text, _S, _Parser.store_once),
+    "acl_file": _Key(_text, _S, _Parser.store_once),
+    "plugin": _Key(_text, _S, _Parser.add_plugin),
+    "plugin_opt_": _Key(_text, _S, _Parser.plugin_option),
+    # TLS (gateway.tls)
+    "cafile": _Key(_text, _L, _Parser.store_once),
+    "capath": _Key(_text, _L, _Parser.store_once),
+    "certfile": _Key(_text, _L, _Parser.store_once),
+    "keyfile": _Key(_text, _L, _Parser.store_once),
+    "crlfile": _Key(_text, _L, _Parser.store_once),
+    "ciphers": _Key(_text, _L, _Parser.store_once),
+    "tls_version": _Key(_choice(TLS_VERSIONS, "expected tlsv1.1, tlsv1.2 or tlsv1.3, got {!r}"), _L),
+    "require_certificate": _Key(_boolean, _L),
+    "use_identity_as_username": _Key(_boolean, _L),
+    "use_subject_as_username": _Key(_boolean, _L),
+    "max_connection_rate": _Key(_rate, _L),
 }

@@ -1,0 +1,201 @@
+"""Authentication/ACL plugins: ``plugin PATH_OR_MODULE`` and ``plugin_opt_NAME VALUE``.
+
+The interface
+-------------
+A plugin is a Python module (``plugins.http_auth``) or file (``/etc/x/auth.py``)
+with a factory::
+
+    def make_plugin(options: dict[str, str]) -> plugin
+
+``options`` holds the ``plugin_opt_*`` lines that follow the ``plugin`` line, without
+the prefix. The returned object may define any of these methods; a missing one means
+"no opinion" (the next backend decides):
+
+``authenticate(client, password) -> bool | None | Deferred[bool | None]``
+    ``client`` is a ``gateway.hub.api.ClientInfo`` (client_id, protocol, peer,
+    username), ``password`` bytes or None. True lets the client in, False refuses it,
+    None defers to the next plugin, then to the password file, then to
+    ``allow_anonymous`` for clients without a username.
+``acl_check(client, access, topic) -> bool | None | Deferred[bool | None]``
+    ``access`` is ``"read"``, ``"write"`` or ``"subscribe"`` (then ``topic`` is a
+    filter). None defers to the next plugin, then to the ACL file.
+``close() -> None | Deferred``
+    Called when the plugin is replaced (reload) or the gateway stops.
+
+Errors raised (or failed Deferreds) count as a refusal and are logged.
+
+Why ACL answers are cached
+--------------------------
+The hub checks READ for every message it delivers and must answer synchronously: a
+slow backend cannot hold up a fan-out to thousands of sessions. So ``PluginAcl``
+keeps every answer for ``acl_cache_seconds`` (a ``plugin_opt_``, default 30):
+
+* a cached answer is returned at once;
+* a plugin that answers synchronously (a bool, or an already-fired Deferred, as the
+  SQLite backend does) is used and cached at once, so it never misses;
+* otherwise the query is started, the check answers *deny* while it runs, and the
+  answer is cached when it arrives. ``Security.authorize_later`` waits for it instead;
+  it is what a channel uses where waiting is possible (SUBSCRIBE, PUBLISH).
+
+Queries in flight are shared, so a burst of messages on one topic asks the backend once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from gateway.errors import ConfigError
+
+DEFAULT_ACL_CACHE_SECONDS = 30.0
+MAX_CACHED = 100_000
+
+
+@dataclass
+class PluginSpec:
+    """One ``plugin`` line and its options, as the config parser records them."""
+
+    path: str
+    options: dict[str, str] = field(default_factory=dict)
+    source: tuple[str, int] = ("<config>", 0)
+
+
+def _import(path: str) -> Any:
+    if path.endswith(".py") or os.sep in path:
+        if not os.path.exists(path):
+            raise ImportError(f"no such file {path!r}")
+        name = "mqttgateway_plugin_" + os.path.splitext(os.path.basename(path))[0]
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load {path!r}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+    return importlib.import_module(path)
+
+
+def load_plugin(spec: PluginSpec) -> Any:
+    """Import and instantiate; ConfigError at the ``plugin`` line on any failure."""
+    path, line = spec.source
+    try:
+        module = _import(spec.path)
+        factory = getattr(module, "make_plugin", None)
+        if factory is None:
+            raise ImportError(f"{spec.path} has no make_plugin(options)")
+        return factory(dict(spec.options))
+    except ConfigError as e:
+        raise ConfigError(f"{spec.path}: {e.reason}", path, line, "plugin") from None
+    except Exception as e:  # a plugin may fail in any way; report it at its line
+        raise ConfigError(f"cannot load {spec.path}: {e}", path, line, "plugin") from None
+
+
+def _cache_seconds(options: dict[str, str], source: tuple[str, int]) -> float:
+    text = options.get("acl_cache_seconds")
+    if text is None:
+        return DEFAULT_ACL_CACHE_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise ConfigError(f"expected a number of seconds, got {text!r}", source[0], source[1],
+                          "plugin_opt_acl_cache_seconds")
+    return value
+
+
+class LoadedPlugin:
+    """A plugin object plus the synchronous ACL cache in front of it."""
+
+    log = Logger()
+
+    def __init__(self, spec: PluginSpec, obj: Any, clock: Any) -> None:
+        self.spec = spec
+        self.obj = obj
+        self.clock = clock
+        self.has_auth = callable(getattr(obj, "authenticate", None))
+        self.has_acl = callable(getattr(obj, "acl_check", None))
+        self.ttl = _cache_seconds(spec.options, spec.source)
+        self._answers: dict[tuple[Any, ...], tuple[bool | None, float]] = {}
+        self._inflight: dict[tuple[Any, ...], Deferred[bool | None]] = {}
+
+    @classmethod
+    def load(cls, spec: PluginSpec, clock: Any) -> LoadedPlugin:
+        return cls(spec, load_plugin(spec), clock)
+
+    def authenticate(self, client: Any, password: bytes | None) -> Deferred[bool | None]:
+        return _as_deferred(self.obj.authenticate, client, password)
+
+    # -- ACL -------------------------------------------------------------------------
+
+    def acl_cached(self, client: Any, access: str, topic: str) -> tuple[bool, bool | None]:
+        """(known, answer): a synchronous look-up that starts a query on a miss."""
+        key = (client.username, client.client_id, access, topic)
+        hit = self._answers.get(key)
+        now = self.clock.seconds()
+        if hit is not None and hit[1] > now:
+            return True, hit[0]
+        d = self._query(key, client, access, topic)
+        if d.called:
+            result: list[Any] = []
+            d.addBoth(result.append)
+            value = result[0]
+            if not isinstance(value, Failure):
+                return True, value
+            return True, False
+        return False, None
+
+    def acl_later(self, client: Any, access: str, topic: str) -> Deferred[bool | None]:
+        """The answer, waiting for the backend on a miss."""
+        known, answer = self.acl_cached(client, access, topic)
+        if known:
+            return succeed(answer)
+        key = (client.username, client.client_id, access, topic)
+        d: Deferred[bool | None] = Deferred()
+        self._inflight[key].addBoth(lambda r: (d.callback(r if not isinstance(r, Failure) else False), r)[1])
+        return d
+
+    def _query(self, key: tuple[Any, ...], client: Any, access: str, topic: str) -> Deferred[bool | None]:
+        pending = self._inflight.get(key)
+        if pending is not None:
+            return pending
+        d = _as_deferred(self.obj.acl_check, client, access, topic)
+
+        def store(answer: Any) -> Any:
+            self._inflight.pop(key, None)
+            if isinstance(answer, Failure):
+                self.log.failure("ACL plugin {plugin} failed", answer, plugin=self.spec.path)
+                return False
+            if len(self._answers) >= MAX_CACHED:
+                self._answers.clear()
+            if self.ttl > 0:
+                self._answers[key] = (answer, self.clock.seconds() + self.ttl)
+            return answer
+
+        if not d.called:
+            self._inflight[key] = d
+        d.addBoth(store)
+        return d
+
+    def forget(self) -> None:
+        self._answers.clear()
+
+    def close(self) -> Deferred[Any]:
+        closer: Callable[[], Any] | None = getattr(self.obj, "close", None)
+        if closer is None:
+            return succeed(None)
+        return _as_deferred(closer)
+
+
+def _as_deferred(fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
+    from twisted.internet.defer import maybeDeferred
+
+    return maybeDeferred(fn, *args)
