@@ -30,11 +30,12 @@ __all__ = [
 
 DEFAULT_PORT = 1883
 LOCAL_ONLY_ADDRESS = "127.0.0.1"
-PROTOCOLS = frozenset({"mqtt", "coap"})     # "websockets", "mqttsn" join later
+PROTOCOLS = frozenset({"mqtt", "coap", "mqttsn"})   # "websockets" joins later
 COAP_PORT = 5683                            # the usual port of a "protocol coap" listener
 COAP_QOS_CHOICES = frozenset({"qos0", "qos1", "qos2", "coap"})   # as EMQX: coap = CON 1, NON 0
 COAP_NOTIFY_TYPES = frozenset({"non", "con", "qos"})
 SOCKET_DOMAINS = frozenset({"ipv4", "ipv6"})
+MQTTSN_FRAMINGS = frozenset({"plain", "xbee1", "xbee2"})
 TLS_VERSIONS = frozenset({"tlsv1.1", "tlsv1.2", "tlsv1.3"})
 ALL_LOG_TYPES = ("debug", "error", "warning", "notice", "information",
                  "subscribe", "unsubscribe", "websockets")
@@ -139,6 +140,14 @@ class Config:
     coap_publish_qos: str = "coap"
     coap_subscribe_qos: str = "coap"
     coap_notify_type: str = "qos"                # qos: CON for QoS >= 1, NON for QoS 0
+    # MQTT-SN (gateway.mqttsn): UDP listeners, serial lines and what they share.
+    mqttsn_gateway_id: int = 1
+    mqttsn_advertise_interval: int = 900         # seconds between ADVERTISE; 0 = never
+    mqttsn_predefined_topics: dict[int, str] = field(default_factory=dict)
+    mqttsn_max_sleep_buffer: int = 100           # QoS 0 messages held per sleeping client
+    mqttsn_serial: list[tuple[str, int, str]] = field(default_factory=list)  # device, baud, framing
+    mqttsn_default_username: str | None = None   # username of MQTT-SN clients not listed
+    mqttsn_clients: dict[str, str] = field(default_factory=dict)   # client id -> username
     path: str | None = None                      # file the config came from (None = defaults)
     explicit_listeners: bool = False             # the file defined a listener, port or bind_address
     password_file: str | None = None
@@ -274,6 +283,55 @@ def _rate(args: str) -> tuple[int, float]:
     if period <= 0:
         raise ConfigError(f"expected COUNT or COUNT/SECONDS, got {args.strip()!r}")
     return n, period
+
+
+def _mqttsn_predefined(args: str) -> tuple[int, str]:
+    words = args.split(None, 1)
+    if len(words) < 2:
+        raise ConfigError("expected a topic id and a topic name")
+    topic_id = _to_int(words[0], 1, 0xFFFE)
+    topic = words[1].strip()
+    if "+" in topic or "#" in topic:
+        raise ConfigError(f"a predefined topic is a topic name, not a filter: {topic!r}")
+    return topic_id, topic
+
+
+def _mqttsn_serial(args: str) -> tuple[str, int, str]:
+    words = args.split()
+    if len(words) != 3:
+        raise ConfigError("expected DEVICE BAUD FRAMING")
+    device, baud, framing = words
+    if framing not in MQTTSN_FRAMINGS:
+        raise ConfigError(f"framing must be plain, xbee1 or xbee2, got {framing!r}")
+    return device, _to_int(baud, 50, 4_000_000), framing
+
+
+def _mqttsn_client(args: str) -> tuple[str, str]:
+    words = args.split()
+    if not words or len(words) > 2:
+        raise ConfigError("expected CLIENT_ID [USERNAME]")
+    return words[0], words[-1]
+
+
+def _add_mqttsn_predefined(parser: _Parser, line: _Line, value: object, scope: Scope) -> None:
+    topic_id, topic = value  # type: ignore[misc]
+    table = parser.config.mqttsn_predefined_topics
+    if topic_id in table:
+        raise line.error(f"topic id {topic_id} is already predefined as {table[topic_id]!r}")
+    table[topic_id] = topic
+
+
+def _add_mqttsn_serial(parser: _Parser, line: _Line, value: object, scope: Scope) -> None:
+    if any(value[0] == s[0] for s in parser.config.mqttsn_serial):  # type: ignore[index]
+        raise line.error(f"serial device {value[0]!r} is already configured")  # type: ignore[index]
+    parser.config.mqttsn_serial.append(value)  # type: ignore[arg-type]
+
+
+def _add_mqttsn_client(parser: _Parser, line: _Line, value: object, scope: Scope) -> None:
+    client_id, username = value  # type: ignore[misc]
+    if client_id in parser.config.mqttsn_clients:
+        raise line.error(f"client id {client_id!r} is already listed")
+    parser.config.mqttsn_clients[client_id] = username
 
 
 _log_type = _choice(frozenset(ALL_LOG_TYPES) | {"none", "all"}, "unknown log type {!r}")
@@ -546,6 +604,14 @@ KEYS: dict[str, _Key] = {
     "coap_publish_qos": _Key(_choice(COAP_QOS_CHOICES, "expected qos0, qos1, qos2 or coap, got {!r}"), _G),
     "coap_subscribe_qos": _Key(_choice(COAP_QOS_CHOICES, "expected qos0, qos1, qos2 or coap, got {!r}"), _G),
     "coap_notify_type": _Key(_choice(COAP_NOTIFY_TYPES, "expected non, con or qos, got {!r}"), _G),
+    # MQTT-SN
+    "mqttsn_gateway_id": _Key(_integer(0, 255), _G),
+    "mqttsn_advertise_interval": _Key(_integer(0, 65535), _G),
+    "mqttsn_predefined_topic": _Key(_mqttsn_predefined, _G, _add_mqttsn_predefined),
+    "mqttsn_max_sleep_buffer": _Key(_integer(0), _G),
+    "mqttsn_serial": _Key(_mqttsn_serial, _G, _add_mqttsn_serial),
+    "mqttsn_default_username": _Key(_word, _G, _Parser.store_once),
+    "mqttsn_client": _Key(_mqttsn_client, _G, _add_mqttsn_client),
     "user": _Key(_text, _G, _Parser.store_once),
     # logging
     "log_type": _Key(_log_type, _G, _Parser.add_log_type),
