@@ -9,7 +9,7 @@ entry here and keeps everything else in its own package.
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from twisted.application import service
@@ -34,6 +34,10 @@ class ListenerContext:
     config: Config
     mqtt_settings: MQTTSettings
     reactor: Any
+    # TLS context factories by listener_key (gateway.tls.ServerTLS), built at startup.
+    tls: dict[Any, Any] = field(default_factory=dict)
+    # Per-listener MQTT settings (a listener's own max_keepalive); None: mqtt_settings.
+    settings_for: Callable[[Listener], MQTTSettings] | None = None
 
 
 def interface(listener: Listener) -> str:
@@ -72,15 +76,20 @@ class TCPHandle:
 
 
 def start_mqtt(ctx: ListenerContext, listener: Listener) -> TCPHandle:
-    factory = MQTTFactory(
-        ctx.hub,
-        ctx.mqtt_settings,
-        ctx.reactor,
-        listener,
-        listener.max_connections,
-        ctx.config.set_tcp_nodelay,
-    )
-    port = ctx.reactor.listenTCP(listener.port, factory, interface=interface(listener))
+    """MQTT over TCP, or over TLS when the listener has certfile/keyfile."""
+    from gateway.hub.auth import listener_key
+    from gateway.ratelimit import RateLimitedMQTTFactory
+
+    settings = ctx.settings_for(listener) if ctx.settings_for else ctx.mqtt_settings
+    args = (ctx.hub, settings, ctx.reactor, listener, listener.max_connections,
+            ctx.config.set_tcp_nodelay)
+    rate = getattr(listener, "max_connection_rate", None)
+    factory = RateLimitedMQTTFactory(*args, rate=rate) if rate else MQTTFactory(*args)
+    tls = ctx.tls.get(listener_key(listener))
+    if tls is not None:
+        port = ctx.reactor.listenSSL(listener.port, factory, tls, interface=interface(listener))
+    else:
+        port = ctx.reactor.listenTCP(listener.port, factory, interface=interface(listener))
     return TCPHandle(port, factory, ctx.reactor)
 
 
@@ -94,16 +103,26 @@ class ListenerService(service.Service):
 
     log = Logger()
 
-    def __init__(self, hub: Hub, config: Config, mqtt_settings: MQTTSettings) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        config: Config,
+        mqtt_settings: MQTTSettings,
+        tls: dict[Any, Any] | None = None,
+        settings_for: Callable[[Listener], MQTTSettings] | None = None,
+    ) -> None:
         self.hub = hub
         self.config = config
         self.mqtt_settings = mqtt_settings
+        self.tls = tls if tls is not None else {}
+        self.settings_for = settings_for
         self.handles: list[ListenerHandle] = []
 
     def privilegedStartService(self) -> None:
         from twisted.internet import reactor
 
-        ctx = ListenerContext(self.hub, self.config, self.mqtt_settings, reactor)
+        ctx = ListenerContext(self.hub, self.config, self.mqtt_settings, reactor,
+                              self.tls, self.settings_for)
         for listener in self.config.listeners:
             handle = STARTERS[listener.protocol](ctx, listener)
             port = getattr(handle, "port", None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import signal
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 from twisted.application import service
@@ -13,14 +13,15 @@ from twisted.logger import ILogObserver, Logger
 from twisted.python import usage
 
 from gateway import __version__
-from gateway.config import Config, Listener, anonymous_allowed, default_config, load
+from gateway.config import Config, Listener, default_config, load
 from gateway.errors import ConfigError
-from gateway.hub.auth import AnonymousPolicy
+from gateway.hub.auth import Security, close_policies, listener_key
 from gateway.hub.hub import Hub, HubSettings
 from gateway.hub.sessions import Limits
 from gateway.listeners import ListenerService
 from gateway.logs import make_observer, wants_own_observer
 from gateway.mqtt.channel import MQTTSettings
+from gateway.tls import ServerTLS, build_context, is_tls
 
 
 class Options(usage.Options):
@@ -110,15 +111,41 @@ class GatewayService(service.MultiService):
         self.verbose = verbose
         self.hub = Hub(hub_settings(config))
         self.mqtt_settings = mqtt_settings(config, verbose)
-        self.hub.set_security(AnonymousPolicy(self._anonymous_allowed), None)
-        self.listeners = ListenerService(self.hub, config, self.mqtt_settings)
+        # Password/ACL files, plugins and certificates load here, so a bad one stops
+        # startup with its file:line (makeService turns ConfigError into exit 1).
+        self.security = Security(config)
+        self.security.install(self.hub)
+        self.tls = {listener_key(x): ServerTLS(x) for x in config.listeners if is_tls(x)}
+        self.listener_settings: dict[object, MQTTSettings] = {}
+        self.listeners = ListenerService(self.hub, config, self.mqtt_settings, self.tls,
+                                         self._settings_for)
         self.listeners.setServiceParent(self)
         self.sys_timer: TimerService | None = None
         self._configure_sys_timer()
         TimerService(60, self.hub.expire_sessions).setServiceParent(self)
 
-    def _anonymous_allowed(self, listener: object) -> bool:
-        return anonymous_allowed(self.config, listener)  # type: ignore[arg-type]
+    def _settings_for(self, listener: Listener) -> MQTTSettings:
+        """The shared settings, or a listener's own copy when it sets max_keepalive."""
+        if listener.max_keepalive is None:
+            return self.mqtt_settings
+        key = listener_key(listener)
+        own = self.listener_settings.get(key)
+        if own is None:
+            own = self.listener_settings[key] = replace(self.mqtt_settings)
+        _update(own, replace(self.mqtt_settings, max_keepalive=listener.max_keepalive))
+        return own
+
+    def _reload_security(self, new: Config) -> None:
+        """Certificates, password/ACL files and plugins, all or nothing."""
+        by_key = {listener_key(x): x for x in new.listeners}
+        contexts = {key: build_context(by_key.get(key, tls.listener)) for key, tls in self.tls.items()}
+        old_policies = self.security.snapshot()
+        replaced = self.security.reload(new)     # raises before changing anything
+        for key, context in contexts.items():
+            self.tls[key].swap(context, by_key.get(key, self.tls[key].listener))
+        self.security.install(self.hub)
+        self.security.recheck(self.hub, old_policies)
+        close_policies(replaced)
 
     def _configure_sys_timer(self) -> None:
         if self.sys_timer is not None:
@@ -168,6 +195,11 @@ class GatewayService(service.MultiService):
         if old_listeners != new_listeners:
             self.log.warn("listener changes take effect after a restart")
             new.listeners = self.config.listeners
+        try:
+            self._reload_security(new)
+        except ConfigError as e:
+            self.log.error("reload failed, keeping the running config: {error}", error=str(e))
+            return False
         self.config = new
         _update(self.hub.settings.limits, hub_settings(new).limits)
         settings = hub_settings(new)
@@ -175,6 +207,9 @@ class GatewayService(service.MultiService):
         self.hub.settings.upgrade_outgoing_qos = settings.upgrade_outgoing_qos
         self.hub.settings.persistent_client_expiration = settings.persistent_client_expiration
         _update(self.mqtt_settings, mqtt_settings(new, self.verbose))
+        for listener in new.listeners:
+            if listener_key(listener) in self.listener_settings:
+                self._settings_for(listener)
         self._configure_sys_timer()
         self.log.info("configuration reloaded from {path}", path=path)
         return True
@@ -183,12 +218,16 @@ class GatewayService(service.MultiService):
     def stopService(self) -> Any:
         self.log.info("mqttgateway shutting down")
         yield super().stopService()
+        yield self.security.close()
         self.log.info("mqttgateway stopped")
 
 
 def makeService(options: Options) -> GatewayService:
     config = read_config(options)
-    return GatewayService(config, verbose=bool(options["verbose"]))
+    try:
+        return GatewayService(config, verbose=bool(options["verbose"]))
+    except ConfigError as e:
+        raise SystemExit(f"mqttgateway: {e}") from None
 
 
 __all__ = ["GatewayService", "Options", "makeService", "read_config"]

@@ -1,24 +1,373 @@
-"""Authentication policy shared by every transport.
+"""Authentication and authorization for every transport: the hub-level security chain.
 
-Until password files and plugins arrive this applies Mosquitto 2.0's anonymous rule:
-a client without a username is let in only where ``allow_anonymous`` allows it.
+``Security`` is installed once with ``hub.set_security(security.authenticate,
+security.authorize)``; the MQTT, MQTT-SN and CoAP channels all reach it through
+``hub.authenticate`` and ``hub.authorize``, so one password file and one ACL hold for
+every protocol.
+
+Authentication follows Mosquitto 2.0's ``mosquitto_unpwd_check``:
+
+1. listeners with ``use_identity_as_username``/``use_subject_as_username``: the TLS
+   client certificate is the credential (the channel put its CN/subject in
+   ``client.username``); no certificate, no entry;
+2. plugins, in config order; each may accept, refuse or defer (None);
+3. the password file: a known user with the right password is accepted, anything
+   else given a username is refused; clients without a username defer;
+4. if every backend deferred, a client without a username gets in when
+   ``allow_anonymous`` allows it; with no backend at all, ``allow_anonymous``
+   decides for every client (Mosquitto 2.0 refuses usernames too then).
+
+Failed logins are logged with the peer address, and an address that keeps failing
+is answered more and more slowly (``LoginThrottle``).
+
+Authorization (``authorize(client, access, topic) -> bool``, synchronous because the
+hub calls it per delivered message): clients never publish to ``$SYS`` or ``$share``;
+then plugins (through their answer cache, see ``gateway.hub.plugins``), then the ACL
+file; with neither, everything is allowed. With ``per_listener_settings true`` each
+listener has its own files and plugins.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
-from gateway.hub.api import ClientInfo
+from twisted.internet import task
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.logger import Logger
+
+from gateway.config import Config, Listener, anonymous_allowed
+from gateway.hub.acl import AclFile
+from gateway.hub.passwords import PasswordFile
+from gateway.hub.plugins import LoadedPlugin, PluginSpec
+from gateway.tls import uses_certificate_identity
+
+FREE_FAILURES = 3          # failures from one address before answers slow down
+BASE_DELAY = 0.5           # seconds, doubled for each further failure
+MAX_DELAY = 10.0
+FORGET_AFTER = 300.0       # seconds without a failure before an address is forgiven
+MAX_TRACKED = 100_000
 
 
-class AnonymousPolicy:
-    """Callable authenticator; ``allowed(listener)`` is re-read on every CONNECT so a
-    reload changes it for new connections without rebuilding anything."""
+def listener_key(listener: Any) -> tuple[Any, ...] | None:
+    """Listeners are matched across reloads by what they bind, not by object identity."""
+    if listener is None:
+        return None
+    return (getattr(listener, "protocol", "mqtt"), listener.port, listener.bind_address)
 
-    def __init__(self, allowed: Callable[[object], bool]) -> None:
-        self.allowed = allowed
 
-    def __call__(self, client: ClientInfo, password: bytes | None) -> bool:
-        if client.username is None:
-            return self.allowed(client.listener)
-        return True
+def peer_host(peer: str) -> str:
+    """``"127.0.0.1:5000"`` -> ``"127.0.0.1"``; ``"::1:5000"`` -> ``"::1"``."""
+    host, sep, port = peer.rpartition(":")
+    return host if sep and port.isdigit() else peer
+
+
+def _dollar_denied(access: str, topic: str) -> bool:
+    """Mosquitto's ``acl__check_dollar``: nobody publishes to ``$SYS``; ``$share/`` is
+    only a subscription prefix."""
+    return access != "subscribe" and (
+        (access == "write" and topic.startswith("$SYS")) or topic.startswith("$share/"))
+
+
+def _dollar_guard(client: Any, access: str, topic: str) -> bool:
+    return topic[:1] != "$" or not _dollar_denied(access, topic)
+
+
+class LoginThrottle:
+    """Delays the answer to an address after repeated failed logins."""
+
+    def __init__(self, clock: Any) -> None:
+        self.clock = clock
+        self.failures: dict[str, tuple[int, float]] = {}
+
+    def delay(self, host: str) -> float:
+        entry = self.failures.get(host)
+        if entry is None:
+            return 0.0
+        count, last = entry
+        if self.clock.seconds() - last > FORGET_AFTER:
+            del self.failures[host]
+            return 0.0
+        if count < FREE_FAILURES:
+            return 0.0
+        return min(BASE_DELAY * 2 ** (count - FREE_FAILURES), MAX_DELAY)
+
+    def failed(self, host: str) -> None:
+        now = self.clock.seconds()
+        if len(self.failures) >= MAX_TRACKED:
+            self.failures = {h: e for h, e in self.failures.items() if now - e[1] <= FORGET_AFTER}
+            if len(self.failures) >= MAX_TRACKED:
+                self.failures.clear()
+        count = self.failures.get(host, (0, now))[0]
+        self.failures[host] = (count + 1, now)
+
+
+@dataclass
+class Policy:
+    """The security settings of one scope: the whole broker, or one listener."""
+
+    allow_anonymous: bool
+    passwords: PasswordFile | None = None
+    acl: AclFile | None = None
+    plugins: list[LoadedPlugin] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.auth_plugins = [p for p in self.plugins if p.has_auth]
+        self.acl_plugins = [p for p in self.plugins if p.has_acl]
+
+    @property
+    def restricts(self) -> bool:
+        return self.acl is not None or bool(self.acl_plugins)
+
+
+def _scope_settings(config: Config, listener: Listener | None) -> Any:
+    return listener if (config.per_listener_settings and listener is not None) else config
+
+
+def build_policy(config: Config, listener: Listener | None, clock: Any) -> Policy:
+    """Load the files and plugins of one scope; ConfigError (``file:line``) on bad input."""
+    scope = _scope_settings(config, listener)
+    password_file = getattr(scope, "password_file", None)
+    acl_file = getattr(scope, "acl_file", None)
+    specs: list[PluginSpec] = list(getattr(scope, "plugins", None) or [])
+    passwords = PasswordFile.load(password_file) if password_file else None
+    acl = AclFile.load(acl_file) if acl_file else None
+    plugins = [LoadedPlugin.load(spec, clock) for spec in specs]
+    probe = listener if listener is not None else Listener(0)
+    return Policy(anonymous_allowed(config, probe), passwords, acl, plugins)
+
+
+class Security:
+    """The authenticate/authorize pair the hub calls, for every transport."""
+
+    log = Logger()
+
+    def __init__(self, config: Config, clock: Any = None) -> None:
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.clock = clock
+        self.throttle = LoginThrottle(clock)
+        self.config = config
+        self.per_listener = False
+        self.default: Policy | None = None
+        self.by_listener: dict[Any, Policy] = {}
+        self._load(config)
+
+    def _load(self, config: Config) -> None:
+        if config.per_listener_settings:
+            by_listener = {listener_key(x): build_policy(config, x, self.clock) for x in config.listeners}
+            default = None
+        else:
+            by_listener = {}
+            default = build_policy(config, None, self.clock)
+        self.config = config
+        self.per_listener = config.per_listener_settings
+        self.by_listener = by_listener
+        self.default = default
+
+    def policies(self) -> list[Policy]:
+        return list(self.by_listener.values()) if self.per_listener else [self.default]  # type: ignore[list-item]
+
+    def policy(self, listener: Any) -> Policy | None:
+        if not self.per_listener:
+            return self.default
+        return self.by_listener.get(listener_key(listener))
+
+    @property
+    def restricts(self) -> bool:
+        """Whether any ACL or ACL plugin is configured (else every topic is allowed)."""
+        return any(p.restricts for p in self.policies())
+
+    def install(self, hub: Any) -> None:
+        """Hand the hub the functions it calls; again after each reload."""
+        hub.set_security(self.authenticate, self.fast_authorizer())
+
+    def fast_authorizer(self) -> Any:
+        """``authorize`` specialised for the common shapes, because the hub calls it for
+        every delivery: no ACL at all costs one short call, an ACL file alone skips the
+        policy look-up."""
+        if self.per_listener:
+            return self.authorize
+        policy = self.default
+        assert policy is not None
+        if policy.acl_plugins:
+            return self.authorize
+        if policy.acl is None:
+            return _dollar_guard
+        check = policy.acl.check
+
+        def authorize(client: Any, access: str, topic: str) -> bool:
+            if topic[:1] == "$" and _dollar_denied(access, topic):
+                return False
+            return check(client, access, topic)
+
+        return authorize
+
+    # -- authentication ----------------------------------------------------------------
+
+    def authenticate(self, client: Any, password: bytes | None) -> bool | Deferred[bool]:
+        host = peer_host(client.peer)
+        delay = self.throttle.delay(host)
+        if delay:
+            d = task.deferLater(self.clock, delay, self._decide, client, password)
+            d.addCallback(lambda result: result if isinstance(result, Deferred) else succeed(result))
+            return d.addCallback(self._outcome, client, host)
+        result = self._decide(client, password)
+        if isinstance(result, Deferred):
+            return result.addCallback(self._outcome, client, host)
+        return self._outcome(result, client, host)
+
+    def _outcome(self, result: tuple[bool, str], client: Any, host: str) -> bool:
+        ok, reason = result
+        if not ok:
+            self.throttle.failed(host)
+            self.log.warn(
+                "authentication failed for {client_id} (username {username!r}) from {peer}: {reason}",
+                client_id=client.client_id, username=client.username, peer=client.peer, reason=reason,
+            )
+        return ok
+
+    def _decide(self, client: Any, password: bytes | None) -> tuple[bool, str] | Deferred[tuple[bool, str]]:
+        policy = self.policy(client.listener)
+        if policy is None:
+            return False, "no security settings for this listener"
+        if uses_certificate_identity(client.listener):
+            if client.username is None:
+                return False, "no usable client certificate"
+            return True, ""
+        if policy.auth_plugins:
+            return self._ask_plugins(policy, list(policy.auth_plugins), client, password)
+        return self._after_plugins(policy, client, password, used=False)
+
+    def _ask_plugins(self, policy: Policy, remaining: list[LoadedPlugin], client: Any,
+                     password: bytes | None) -> Deferred[tuple[bool, str]]:
+        plugin = remaining.pop(0)
+
+        def answered(answer: Any) -> Any:
+            if answer is None:
+                if remaining:
+                    return self._ask_plugins(policy, remaining, client, password)
+                return self._after_plugins(policy, client, password, used=True)
+            return (True, "") if answer else (False, f"refused by plugin {plugin.spec.path}")
+
+        def failed(failure: Any) -> tuple[bool, str]:
+            self.log.failure("authentication plugin {plugin} failed", failure, plugin=plugin.spec.path)
+            return False, f"plugin {plugin.spec.path} failed"
+
+        return plugin.authenticate(client, password).addCallbacks(answered, failed)
+
+    @staticmethod
+    def _after_plugins(policy: Policy, client: Any, password: bytes | None, used: bool) -> tuple[bool, str]:
+        username = client.username
+        if policy.passwords is not None and username is not None:
+            verdict = policy.passwords.check(username, password)
+            if verdict:
+                return True, ""
+            return False, "unknown user" if verdict is None else "wrong password"
+        if policy.passwords is not None or used:
+            if username is None:
+                return (True, "") if policy.allow_anonymous else (False, "anonymous clients not allowed")
+            return False, "no backend accepted the username"
+        if policy.allow_anonymous:
+            return True, ""
+        if username is None:
+            return False, "anonymous clients not allowed"
+        return False, "allow_anonymous is false and there is no password_file or plugin"
+
+    # -- authorization -----------------------------------------------------------------
+
+    def authorize(self, client: Any, access: str, topic: str) -> bool:
+        if topic[:1] == "$" and _dollar_denied(access, topic):
+            return False
+        policy = self.default if not self.per_listener else self.by_listener.get(listener_key(client.listener))
+        if policy is None:
+            return False
+        for plugin in policy.acl_plugins:
+            known, answer = plugin.acl_cached(client, access, topic)
+            if not known:
+                return False      # being asked; see gateway.hub.plugins
+            if answer is not None:
+                return bool(answer)
+        acl = policy.acl
+        if acl is None:
+            return not policy.acl_plugins
+        return acl.check(client, access, topic)
+
+    def authorize_later(self, client: Any, access: str, topic: str) -> Deferred[bool]:
+        """The exact answer, waiting for plugins on a cache miss (for SUBSCRIBE/PUBLISH)."""
+        policy = self.policy(client.listener)
+        if policy is None or not policy.acl_plugins or _dollar_denied(access, topic):
+            return succeed(self.authorize(client, access, topic))
+        waits = [p.acl_later(client, access, topic) for p in policy.acl_plugins]
+        return DeferredList(waits, consumeErrors=True).addCallback(
+            lambda _: self.authorize(client, access, topic))
+
+    def needs_wait(self, client: Any, access: str, topic: str) -> bool:
+        """True when an ACL plugin has no cached answer yet (use authorize_later)."""
+        policy = self.policy(client.listener)
+        if policy is None:
+            return False
+        return any(not p.acl_cached(client, access, topic)[0] for p in policy.acl_plugins)
+
+    # -- reload ------------------------------------------------------------------------
+
+    def reload(self, config: Config) -> list[Policy]:
+        """Load the new files and plugins; on ConfigError the old ones stay in force.
+
+        Returns the replaced policies, whose plugins the caller closes.
+        """
+        old = self.policies()
+        self._load(config)
+        return old
+
+    def still_allowed(self, client: Any, old: Policy | None) -> bool:
+        """Would this connected client still get in? Passwords are not kept, so a user
+        whose password file entry changed or vanished is treated as refused."""
+        policy = self.policy(client.listener)
+        if policy is None:
+            return False
+        if uses_certificate_identity(client.listener):
+            return client.username is not None
+        username = client.username
+        if username is None:
+            return policy.allow_anonymous
+        if not policy.passwords and not policy.auth_plugins:
+            return policy.allow_anonymous
+        before = old.passwords.entry_text(username) if old and old.passwords else None
+        after = policy.passwords.entry_text(username) if policy.passwords else None
+        if before != after:
+            return False
+        return before is not None or bool(policy.auth_plugins)
+
+    def recheck(self, hub: Any, old_policies: dict[Any, Policy | None]) -> int:
+        """Disconnect connected clients the reloaded rules no longer let in."""
+        kicked = 0
+        for session in list(hub.sessions.values()):
+            endpoint = session.endpoint
+            if endpoint is None:
+                continue
+            client = session.client
+            key = listener_key(client.listener) if self.per_listener else None
+            if not self.still_allowed(client, old_policies.get(key)):
+                self.log.info(
+                    "disconnecting {client_id} from {peer}: no longer authorized after reload",
+                    client_id=client.client_id, peer=client.peer,
+                )
+                hub.disconnect(session, False, endpoint)
+                endpoint.takeover()
+                kicked += 1
+        return kicked
+
+    def snapshot(self) -> dict[Any, Policy | None]:
+        """The current policies keyed as ``recheck`` expects."""
+        if self.per_listener:
+            return dict(self.by_listener)
+        return {None: self.default}
+
+    def close(self) -> Deferred[Any]:
+        return close_policies(self.policies())
+
+
+def close_policies(policies: list[Policy | None]) -> Deferred[Any]:
+    return DeferredList([p.close() for policy in policies if policy for p in policy.plugins],
+                        consumeErrors=True)
