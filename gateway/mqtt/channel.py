@@ -39,6 +39,7 @@ from gateway.mqtt.packets import (
     UnsubAck,
 )
 from gateway.mqtt.reasons import ConnAckCode, ReasonCode
+from gateway.tls import certificate_username
 
 AWAIT_CONNECT = 0
 AUTHENTICATING = 1
@@ -185,7 +186,9 @@ class MQTTChannel:
                 self.protocol_error(MQTTError("retain not available", ReasonCode.RETAIN_NOT_SUPPORTED))
                 return
             will = Message(p.will.topic, p.will.payload, p.will.qos, p.will.retain)
-        self.client = ClientInfo(client_id, "mqtt", self.peer, p.username, self.listener)
+        # On a use_identity_as_username listener the TLS certificate names the client.
+        username = certificate_username(self.link, self.listener, p.username)
+        self.client = ClientInfo(client_id, "mqtt", self.peer, username, self.listener)
         self.keepalive = p.keepalive
         self.state = AUTHENTICATING
         d = maybeDeferred(self.hub.authenticate, self.client, p.password)
