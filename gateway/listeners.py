@@ -93,8 +93,16 @@ def start_mqtt(ctx: ListenerContext, listener: Listener) -> TCPHandle:
     return TCPHandle(port, factory, ctx.reactor)
 
 
+def start_coap(ctx: ListenerContext, listener: Listener) -> ListenerHandle:
+    """CoAP over UDP (gateway.coap.transport): aiocoap on the reactor's asyncio loop."""
+    from gateway.coap.transport import start_coap as start
+
+    return start(ctx, listener)
+
+
 STARTERS: dict[str, Callable[[ListenerContext, Listener], ListenerHandle]] = {
     "mqtt": start_mqtt,
+    "coap": start_coap,
 }
 
 

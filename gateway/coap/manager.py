@@ -1,0 +1,247 @@
+"""aiocoap's message layer with bounded state, a per-source rate limit and ACK hooks.
+
+aiocoap 0.4.17 remembers every incoming request for EXCHANGE_LIFETIME (247 s) to
+recognise retransmissions, with one timer per request: under sustained load that is
+hundreds of thousands of live objects, RSS in the gigabytes and multi-second full
+garbage collections, which in this process would stall every MQTT client too.
+``GatewayMessageManager`` keeps the same RFC 7252 deduplication in a dict plus a
+FIFO of expiry times (no timers), capped at ``coap_deduplication_entries``; when full,
+the oldest message ids are forgotten first. It also answers requests above
+``coap_max_requests_per_second`` from one source address with 5.03 and Max-Age before
+anything else is allocated for them, tells a notification's sender when its CON was
+acknowledged, and ends observations whose NON notification was answered with RST.
+
+These overrides use aiocoap's private ``MessageManager`` methods; setup.cfg pins the
+aiocoap versions they were written against and tests/coap checks the hooks exist.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any, Callable
+
+from aiocoap import Message
+from aiocoap.messagemanager import MessageManager
+from aiocoap.numbers.codes import SERVICE_UNAVAILABLE
+from aiocoap.numbers.types import ACK, CON, NON, RST
+
+#: RFC 7252 EXCHANGE_LIFETIME with the default transmission parameters.
+EXCHANGE_LIFETIME = 247.0
+#: NON notifications remembered so a RST can end their observation.
+NON_NOTIFICATIONS_REMEMBERED = 4096
+#: CON messages queued behind the one in flight to a single peer (NSTART = 1).
+MAX_BACKLOG = 1000
+#: Max-Age of a 5.03 for a rate-limited request: the limit's window.
+RETRY_AFTER = 1
+
+
+class CoAPStats:
+    """Counters published under ``$SYS/broker/coap/``; plain attributes on the hot path."""
+
+    __slots__ = (
+        "requests",
+        "limited",
+        "duplicates",
+        "errors",
+        "notifications",
+        "dropped",
+        "observers",
+        "connections",
+    )
+
+    def __init__(self) -> None:
+        self.requests = 0  # requests received (all methods, all paths)
+        self.limited = 0  # answered 5.03 by the rate limit
+        self.duplicates = 0  # retransmissions recognised by message id
+        self.errors = 0  # 4.xx and 5.xx responses sent
+        self.notifications = 0  # Observe notifications sent
+        self.dropped = 0  # notifications dropped (peer backlog full)
+        self.observers = 0  # live observations
+        self.connections = 0  # live connection-mode clients
+
+    def register(self, hub: Any) -> None:
+        """Publish the counters in the hub's $SYS tree."""
+        for name, attr in (
+            ("coap/requests/received", "requests"),
+            ("coap/requests/limited", "limited"),
+            ("coap/requests/duplicates", "duplicates"),
+            ("coap/errors", "errors"),
+            ("coap/notifications/sent", "notifications"),
+            ("coap/notifications/dropped", "dropped"),
+            ("coap/observers", "observers"),
+            ("coap/connections", "connections"),
+        ):
+            hub.extra_counter(name, lambda attr=attr: getattr(self, attr))
+
+
+def source_host(remote: Any) -> Any:
+    """The address part of a remote (udp6, simplesocketserver or DTLS), port left out."""
+    sockaddr = getattr(remote, "sockaddr", None)
+    if sockaddr is not None:
+        return sockaddr[0]
+    address = getattr(remote, "address", None)
+    if address is not None:
+        return address[0]
+    return remote
+
+
+class RateLimiter:
+    """Requests per source address in fixed one-second windows.
+
+    One dict, cleared when a window ends, so memory is bounded by the number of
+    sources seen in one second whatever the load.
+    """
+
+    __slots__ = ("limit", "_counts", "_window_end", "_clock")
+
+    def __init__(self, limit: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self._counts: dict[Any, int] = {}
+        self._window_end = 0.0
+        self._clock = clock
+
+    def allow(self, source: Any) -> bool:
+        now = self._clock()
+        counts = self._counts
+        if now >= self._window_end:
+            counts.clear()
+            self._window_end = now + 1.0
+        n = counts.get(source, 0) + 1
+        counts[source] = n
+        return n <= self.limit
+
+
+class _Sent:
+    """A response kept for duplicates: its bytes, not the request and response objects."""
+
+    __slots__ = ("remote", "data")
+
+    def __init__(self, remote: Any, data: bytes) -> None:
+        self.remote = remote
+        self.data = data
+
+    def encode(self) -> bytes:
+        return self.data
+
+
+class GatewayMessageManager(MessageManager):
+    """aiocoap's ``MessageManager`` with bounded deduplication and rate limiting."""
+
+    def __init__(self, token_manager: Any, stats: CoAPStats, limits: Any) -> None:
+        super().__init__(token_manager)
+        self.stats = stats
+        self.limits = limits  # CoAPSettings: read live, so a reload applies at once
+        self._limiter = RateLimiter(limits.max_requests_per_second)
+        self._recent: dict[tuple[Any, int], _Sent | None] = {}
+        self._expiry: deque[tuple[float, tuple[Any, int]]] = deque()
+        self._ack_hooks: dict[tuple[Any, int], Callable[[], None]] = {}
+        self._non_sent: dict[tuple[Any, int], Callable[[], None]] = {}
+        self._clock = time.monotonic
+
+    # incoming ------------------------------------------------------------------
+
+    def dispatch_message(self, message: Message) -> None:
+        if message.code.is_request():
+            self.stats.requests += 1
+            limit = self.limits.max_requests_per_second
+            if limit:
+                limiter = self._limiter
+                limiter.limit = limit
+                if not limiter.allow(source_host(message.remote)):
+                    self._refuse_busy(message)
+                    return
+        super().dispatch_message(message)
+
+    def _refuse_busy(self, request: Message) -> None:
+        """5.03 + Max-Age, sent without creating an exchange or remembering the id."""
+        self.stats.limited += 1
+        self.stats.errors += 1
+        response = Message(code=SERVICE_UNAVAILABLE, max_age=RETRY_AFTER)
+        response.token = request.token
+        response.remote = request.remote.as_response_address()
+        if request.mtype is CON:
+            response.mtype = ACK
+            response.mid = request.mid
+        else:
+            response.mtype = NON
+            response.mid = self._next_message_id()
+        self._send_via_transport(response)
+
+    def _deduplicate_message(self, message: Message) -> bool:
+        """True for a duplicate (its stored response is sent again); else remember it."""
+        key = (message.remote, message.mid)
+        recent = self._recent
+        if key in recent:
+            self.stats.duplicates += 1
+            stored = recent[key]
+            if message.mtype is CON and stored is not None:
+                self._send_via_transport(stored)
+            return True
+        now = self._clock()
+        expiry = self._expiry
+        cap = self.limits.deduplication_entries
+        while expiry and (expiry[0][0] <= now or len(recent) >= cap):
+            recent.pop(expiry.popleft()[1], None)
+        recent[key] = None
+        expiry.append((now + EXCHANGE_LIFETIME, key))
+        return False
+
+    def _store_response_for_duplicates(self, message: Message) -> None:
+        key = (message.remote, message.mid)
+        recent = self._recent
+        if key in recent and message.mtype is ACK:
+            recent[key] = _Sent(message.remote, message.encode())
+
+    def remembered(self) -> int:
+        """Message ids currently kept for deduplication."""
+        return len(self._recent)
+
+    # confirmable notifications -------------------------------------------------
+
+    def _add_exchange(self, message: Message, messageerror_monitor: Any) -> None:
+        super()._add_exchange(message, messageerror_monitor)
+        hook = getattr(message, "on_ack", None)
+        if hook is not None:
+            self._ack_hooks[(message.remote, message.mid)] = hook
+
+    def _remove_exchange(self, message: Message) -> None:
+        key = (message.remote, message.mid)
+        hook = self._ack_hooks.pop(key, None)
+        if message.mtype is RST and key not in self._active_exchanges:
+            stop = self._non_sent.pop(key, None)
+            if stop is not None:
+                stop()  # the peer rejected a NON notification: it forgot the observation
+                return
+        super()._remove_exchange(message)
+        if hook is not None and message.mtype is ACK:
+            hook()
+
+    def _retransmit(self, message: Message, timeout: float, retransmission_counter: int) -> None:
+        super()._retransmit(message, timeout, retransmission_counter)
+        key = (message.remote, message.mid)
+        if key not in self._active_exchanges:
+            self._ack_hooks.pop(key, None)
+
+    def dispatch_error(self, error: Exception, remote: Any) -> None:
+        super().dispatch_error(error, remote)
+        for table in (self._ack_hooks, self._non_sent):
+            for key in [k for k in table if k[0] == remote]:
+                del table[key]
+
+    # outgoing ------------------------------------------------------------------
+
+    def send_message(self, message: Message, messageerror_monitor: Any) -> None:
+        if message.mtype is CON and self._active_exchanges is not None:
+            backlog = self._backlogs.get(message.remote)
+            if backlog is not None and len(backlog) >= MAX_BACKLOG:
+                self.stats.dropped += 1
+                return
+        super().send_message(message, messageerror_monitor)
+        if message.mtype is NON and message.opt.observe is not None:
+            sent = self._non_sent
+            if len(sent) >= NON_NOTIFICATIONS_REMEMBERED:
+                del sent[next(iter(sent))]
+            sent[(message.remote, message.mid)] = messageerror_monitor
+        if message.code.is_response() and message.code >= 128:
+            self.stats.errors += 1

@@ -1,0 +1,223 @@
+"""aiocoap inside twistd: one aiocoap context per ``protocol coap`` listener.
+
+Twisted runs on its asyncio reactor (installed by the twistd plugin), so aiocoap's
+coroutines run on the very loop that serves MQTT. The listener's UDP socket is created
+and bound here, synchronously, while the listeners start: a port already in use stops
+startup with ``CannotListenError`` like a busy MQTT port does, and the socket never
+gets SO_REUSEPORT (aiocoap's own udp6 server sets it, which would let two gateways
+silently share a port and split its clients between them). aiocoap's udp6 message
+interface is then built on that socket, behind ``GatewayMessageManager``, with
+``CoAPSite`` answering requests. aiocoap's stdlib logging is bridged into
+twisted.logger, warnings and up only, at most a few lines per second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+import weakref
+from typing import Any
+
+from aiocoap import Context
+from aiocoap.tokenmanager import TokenManager
+from aiocoap.transports.udp6 import MessageInterfaceUDP6
+from twisted.internet.defer import Deferred
+from twisted.internet.error import CannotListenError
+from twisted.logger import LogLevel, Logger
+
+from gateway.coap.clients import Clients
+from gateway.coap.manager import CoAPStats, GatewayMessageManager
+from gateway.coap.resources import CoAPSite
+from gateway.coap.settings import CoAPSettings, settings_from
+
+LOGGER_NAME = "coap-server"
+_stats_by_hub: weakref.WeakKeyDictionary[Any, CoAPStats] = weakref.WeakKeyDictionary()
+
+
+class GatewayContext(Context):
+    """An aiocoap ``Context`` whose message layer and request dispatch are ours."""
+
+    async def _append_tokenmanaged_messagemanaged_transport(self, constructor: Any) -> None:
+        site = self.serversite
+        tman = TokenManager(self)
+        mman = GatewayMessageManager(tman, site.stats, site.settings)
+        transport = await constructor(mman)
+        mman.message_interface = transport
+        tman.token_interface = mman
+        self.request_interfaces.append(tman)
+
+    def render_to_pipe(self, pipe: Any) -> None:
+        """Answer in this call; aiocoap would wrap the pipe and start a task per request."""
+        self.serversite.render_pipe(pipe)
+
+
+class _Throttled(logging.Handler):
+    """stdlib ``logging`` records into twisted.logger, a few per message per minute.
+
+    aiocoap warns per datagram about things a peer controls (unparsable messages,
+    unexpected options), so an unbounded bridge would be a log flood on demand.
+    """
+
+    BURST = 5
+    WINDOW = 60.0
+    LEVELS = {logging.DEBUG: LogLevel.debug, logging.INFO: LogLevel.info,
+              logging.WARNING: LogLevel.warn, logging.ERROR: LogLevel.error,
+              logging.CRITICAL: LogLevel.critical}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log = Logger(namespace="aiocoap")
+        self.counts: dict[str, int] = {}
+        self.window_end = 0.0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        now = time.monotonic()
+        if now >= self.window_end:
+            suppressed = sum(n - self.BURST for n in self.counts.values() if n > self.BURST)
+            if suppressed:
+                self.log.warn("{count} aiocoap log lines suppressed in the last minute",
+                              count=suppressed)
+            self.counts.clear()
+            self.window_end = now + self.WINDOW
+        key = str(record.msg)
+        n = self.counts.get(key, 0) + 1
+        self.counts[key] = n
+        if n > self.BURST:
+            return
+        level = self.LEVELS.get(record.levelno, LogLevel.warn)
+        try:
+            text = record.getMessage()
+        except Exception:
+            text = str(record.msg)
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f" ({record.exc_info[1]!r})"
+        self.log.emit(level, "{logger}: {text}", logger=record.name, text=text)
+
+
+def bridge_logging(verbose: bool = False) -> None:
+    """Route aiocoap's loggers into twisted.logger (idempotent)."""
+    for name in (LOGGER_NAME, "aiocoap"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, _Throttled) for h in logger.handlers):
+            logger.addHandler(_Throttled())
+        logger.propagate = False
+        # DEBUG and INFO are per message in aiocoap; keep them off unless asked for.
+        logger.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def stats_for(hub: Any) -> CoAPStats:
+    """One set of CoAP counters per hub, shared by its CoAP listeners."""
+    stats = _stats_by_hub.get(hub)
+    if stats is None:
+        stats = _stats_by_hub[hub] = CoAPStats()
+        stats.register(hub)
+    return stats
+
+
+def bind_udp(listener: Any) -> socket.socket:
+    """The listener's UDP socket, bound now, without SO_REUSEPORT.
+
+    aiocoap's udp6 transport wants an AF_INET6 socket; IPv4 addresses are reached
+    through v4-mapped addresses (``::ffff:0.0.0.0`` is every IPv4 address only).
+    """
+    domain = listener.socket_domain
+    host = listener.bind_address or ("0.0.0.0" if domain == "ipv4" else "::")
+    try:
+        infos = socket.getaddrinfo(host, listener.port, socket.AF_INET6, socket.SOCK_DGRAM, 0,
+                                   socket.AI_V4MAPPED | socket.AI_PASSIVE)
+    except (socket.gaierror, OSError) as e:
+        raise CannotListenError(host, listener.port, e) from None
+    if domain == "ipv4":
+        infos = [i for i in infos if i[4][0].startswith("::ffff:")] or infos
+    elif domain == "ipv6":
+        infos = [i for i in infos if not i[4][0].startswith("::ffff:")] or infos
+    sockaddr = infos[0][4]
+    try:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    except OSError as e:
+        raise CannotListenError(host, listener.port, OSError(
+            e.errno, f"{e.strerror} (CoAP needs IPv6 support in the kernel)")) from None
+    try:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1 if domain == "ipv6" else 0)
+        sock.bind(sockaddr)
+    except OSError as e:
+        sock.close()
+        raise CannotListenError(host, listener.port, e) from None
+    return sock
+
+
+class _Address:
+    """What ``ListenerService`` logs: ``getHost().host`` and ``.port``."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        host, port = sock.getsockname()[:2]
+        self.host = host[7:] if host.startswith("::ffff:") else host
+        self.port = port
+
+    def getHost(self) -> _Address:
+        return self
+
+
+class CoAPListener:
+    """A running CoAP listener; the handle ``ListenerService`` closes at shutdown."""
+
+    log = Logger()
+
+    def __init__(self, hub: Any, settings: CoAPSettings, listener: Any, sock: socket.socket,
+                 loop: asyncio.AbstractEventLoop, reactor: Any) -> None:
+        self.hub = hub
+        self.settings = settings
+        self.sock = sock
+        self.loop = loop
+        self.port = _Address(sock)
+        self.stats = stats_for(hub)
+        self.clients = Clients(hub, settings, self.stats, reactor, listener)
+        self.site = CoAPSite(hub, settings, self.stats, self.clients, listener)
+        self.site.settings = settings
+        self.context = GatewayContext(loop=loop, serversite=self.site, loggername=LOGGER_NAME)
+        self.manager: GatewayMessageManager | None = None
+        self.ready: Deferred[None] = Deferred.fromFuture(loop.create_task(self._open()))
+        self.ready.addErrback(self._failed, reactor)
+
+    async def _open(self) -> None:
+        sock, context = self.sock, self.context
+
+        async def interface(mman: GatewayMessageManager) -> Any:
+            self.manager = mman
+            return await MessageInterfaceUDP6._create_transport_endpoint(
+                sock, mman, context.log, self.loop)
+
+        await context._append_tokenmanaged_messagemanaged_transport(interface)
+
+    def _failed(self, failure: Any, reactor: Any) -> None:
+        self.log.failure("CoAP listener on port {port} failed to start", failure,
+                         port=self.port.port)
+        reactor.stop()
+
+    def close(self) -> Deferred[None]:
+        """End observations and connections, then shut the aiocoap context down."""
+        self.clients.close_all("server shutting down")
+
+        async def shutdown() -> None:
+            try:
+                await self.ready.asFuture(self.loop)
+            except Exception:
+                pass
+            await self.context.shutdown()
+
+        return Deferred.fromFuture(self.loop.create_task(shutdown()))
+
+
+def start_coap(ctx: Any, listener: Any) -> CoAPListener:
+    """The ``protocol coap`` starter for ``gateway.listeners.STARTERS``."""
+    from gateway.reactor import require_asyncio_reactor
+
+    require_asyncio_reactor()
+    reactor = ctx.reactor
+    loop = getattr(reactor, "_asyncioEventloop", None) or asyncio.get_event_loop()
+    bridge_logging(getattr(ctx.mqtt_settings, "verbose", False))
+    settings = settings_from(ctx.config, listener)
+    sock = bind_udp(listener)
+    return CoAPListener(ctx.hub, settings, listener, sock, loop, reactor)
