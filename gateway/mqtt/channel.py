@@ -159,6 +159,12 @@ class MQTTChannel:
     # CONNECT -----------------------------------------------------------------------
 
     def _on_connect(self, p: Connect) -> None:
+        if p.protocol_level not in (3, 4):
+            # Answer in the client's own format so it can read the refusal.
+            self.log.info("refused connection from {peer}: protocol level {protocol_level}", peer=self.peer, protocol_level=p.protocol_level)
+            self._write(encode(ConnAck(ReasonCode.UNSUPPORTED_PROTOCOL_VERSION), p.protocol_level))
+            self._close()
+            return
         self.level = p.protocol_level
         settings = self.settings
         client_id = p.client_id
