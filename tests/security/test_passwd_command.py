@@ -1,0 +1,119 @@
+"""``mqttgateway-passwd``, used like ``mosquitto_passwd``, and its files in a real Mosquitto."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+
+from gateway.hub.passwords import PBKDF2, SHA512, PasswordFile
+from tests.security.helpers import WAIT, env, free_port
+
+
+def passwd(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway.passwd", *args], env=env(), input=stdin,
+                          capture_output=True, text=True, timeout=WAIT)
+
+
+def test_create_batch_update_and_delete(tmp_path):
+    path = str(tmp_path / "pw")
+    assert passwd("-c", "-b", path, "alice", "secret").returncode == 0
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert passwd("-b", path, "bob", "hunter2").returncode == 0
+    assert passwd("-H", "sha512", "-b", path, "carol", "pw").returncode == 0
+    assert passwd("-b", path, "alice", "changed").returncode == 0       # replaces, keeps order
+    pw = PasswordFile.load(path)
+    assert list(pw.users) == ["alice", "bob", "carol"]
+    assert pw.users["carol"].kind == SHA512 and pw.users["alice"].kind == PBKDF2
+    assert pw.check("alice", b"changed") and pw.check("bob", b"hunter2") and pw.check("carol", b"pw")
+    assert passwd("-D", path, "bob").returncode == 0
+    assert "bob" not in PasswordFile.load(path).users
+    missing = passwd("-D", path, "bob")
+    assert missing.returncode == 1 and "User bob not found" in missing.stderr
+
+
+def test_interactive_prompt(tmp_path):
+    path = str(tmp_path / "pw")
+    done = passwd("-c", path, "alice", stdin="s3cret\ns3cret\n")
+    assert done.returncode == 0, done.stderr
+    assert PasswordFile.load(path).check("alice", b"s3cret")
+    mismatch = passwd(path, "alice", stdin="one\ntwo\n")
+    assert mismatch.returncode == 1 and "Passwords do not match" in mismatch.stderr
+    assert PasswordFile.load(path).check("alice", b"s3cret")          # file untouched
+
+
+def test_upgrade_plain_text_file(tmp_path):
+    path = tmp_path / "pw"
+    path.write_text("# users\nalice:secret\nbob:hunter2\n")
+    assert passwd("-U", str(path)).returncode == 0
+    pw = PasswordFile.load(str(path))
+    assert pw.check("alice", b"secret") and pw.check("bob", b"hunter2")
+    assert path.read_text().startswith("# users\n")
+    before = path.read_text()
+    assert passwd("-U", str(path)).returncode == 0                    # hashed lines stay
+    assert path.read_text() == before
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "expected a password file and a username"),
+    (["-c", "-D", "f", "u"], "-c and -D cannot be used together"),
+    (["-b", "f", "u"], "-b needs"),
+    (["-H", "md5", "f", "u"], "unknown hash type"),
+    (["-U", "f", "extra"], "-U takes only a password file"),
+])
+def test_usage_errors(args, message):
+    done = passwd(*args)
+    assert done.returncode == 1 and message in done.stderr and "Usage:" in done.stderr
+
+
+def test_bad_username_and_missing_file(tmp_path):
+    path = str(tmp_path / "pw")
+    assert "':' character" in passwd("-c", "-b", path, "a:b", "pw").stderr
+    done = passwd("-b", path, "alice", "pw")
+    assert done.returncode == 1 and "No such file" in done.stderr
+
+
+def test_file_from_mosquitto_passwd_is_edited_in_place(tmp_path):
+    path = str(tmp_path / "pw")
+    subprocess.run(["mosquitto_passwd", "-c", "-b", path, "alice", "secret"], check=True, timeout=WAIT)
+    assert passwd("-b", path, "bob", "pw").returncode == 0
+    pw = PasswordFile.load(path)
+    assert pw.check("alice", b"secret") and pw.check("bob", b"pw")
+
+
+def test_file_from_mqttgateway_passwd_works_in_mosquitto(tmp_path):
+    path = tmp_path / "pw"
+    assert passwd("-c", "-b", str(path), "alice", "secret").returncode == 0
+    assert passwd("-H", "sha512", "-b", str(path), "bob", "hunter2").returncode == 0
+    port = free_port()
+    conf = tmp_path / "mosquitto.conf"
+    # As root, Mosquitto would switch to the "mosquitto" user and lose access to tmp_path.
+    user = "user root\n" if os.geteuid() == 0 else ""
+    conf.write_text(f"{user}listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {path}\n")
+    broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
+    try:
+        def pub(user: str, password: str) -> subprocess.CompletedProcess[bytes]:
+            return subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-q", "1",
+                                   "-u", user, "-P", password, "-t", "t", "-m", "x"], capture_output=True, timeout=WAIT)
+
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.5).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and broker.poll() is None
+                time.sleep(0.05)
+        assert pub("alice", "secret").returncode == 0
+        assert pub("bob", "hunter2").returncode == 0
+        refused = pub("alice", "wrong")
+        assert refused.returncode != 0 and b"not authori" in refused.stderr
+    finally:
+        broker.terminate()
+        broker.wait(WAIT)
