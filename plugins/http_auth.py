@@ -33,7 +33,7 @@ from typing import Any
 
 import treq
 from twisted.internet import reactor as default_reactor
-from twisted.internet.defer import Deferred, inlineCallbacks, returnValue
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from gateway.errors import ConfigError
@@ -89,7 +89,6 @@ class HTTPAuth:
         now = self.reactor.seconds()
         hit = self._logins.get(key)
         if hit is not None and hit[1] > now:
-            from twisted.internet.defer import succeed
             return succeed(hit[0])
 
         def remember(answer: bool | None) -> bool | None:
@@ -105,36 +104,38 @@ class HTTPAuth:
         body = {"action": "acl", "access": access, "topic": topic, **self._base(client)}
         return self._ask(self.acl_url, body)
 
-    @inlineCallbacks
-    def _ask(self, url: str, body: dict[str, Any]) -> Any:
+    def _ask(self, url: str, body: dict[str, Any]) -> Deferred[bool | None]:
+        return Deferred.fromCoroutine(self._post(url, body))
+
+    async def _post(self, url: str, body: dict[str, Any]) -> bool | None:
         try:
-            response = yield treq.post(url, json=body, headers=self.headers or None,
+            response = await treq.post(url, json=body, headers=self.headers or None,
                                        timeout=self.timeout, reactor=self.reactor)
-            content = yield treq.content(response)
+            content = await treq.content(response)
         except Exception as e:
             self.log.warn("auth service {url} unreachable: {error}", url=url, error=repr(e))
-            returnValue(False)
+            return False
         code = response.code
         if code in (401, 403):
-            returnValue(False)
+            return False
         if code == 404:
-            returnValue(None)
+            return None
         if not 200 <= code < 300:
             self.log.warn("auth service {url} answered HTTP {code}", url=url, code=code)
-            returnValue(False)
+            return False
         if not content.strip():
-            returnValue(True)
+            return True
         try:
             result = json.loads(content).get("result")
         except (ValueError, AttributeError):
             result = "invalid"
         if result == "allow":
-            returnValue(True)
+            return True
         if result == "ignore":
-            returnValue(None)
+            return None
         if result != "deny":
             self.log.warn("auth service {url} gave an unreadable answer", url=url)
-        returnValue(False)
+        return False
 
     def close(self) -> None:
         self._logins.clear()
