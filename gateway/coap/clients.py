@@ -42,14 +42,15 @@ UNRELIABLE = Unreliable()
 
 
 def peer_string(remote: Any) -> str:
-    """``host:port`` (``[v6]:port``) of a remote, without aiocoap's costly formatting."""
+    """``host:port`` as the MQTT transport writes it (``gateway.hub.auth.peer_host``
+    splits it again), without aiocoap's costly address formatting."""
     sockaddr = getattr(remote, "sockaddr", None) or getattr(remote, "address", None)
     if not sockaddr:
         return str(remote)
-    host, port = sockaddr[0], sockaddr[1]
+    host = sockaddr[0]
     if host.startswith("::ffff:") and "." in host:
-        return f"{host[7:]}:{port}"
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        host = host[7:]
+    return f"{host}:{sockaddr[1]}"
 
 
 class Observation:

@@ -175,7 +175,6 @@ class CoAPListener:
         self.stats = stats_for(hub)
         self.clients = Clients(hub, settings, self.stats, reactor, listener)
         self.site = CoAPSite(hub, settings, self.stats, self.clients, listener)
-        self.site.settings = settings
         self.context = GatewayContext(loop=loop, serversite=self.site, loggername=LOGGER_NAME)
         self.manager: GatewayMessageManager | None = None
         self.ready: Deferred[None] = Deferred.fromFuture(loop.create_task(self._open()))
