@@ -74,30 +74,50 @@ def _dollar_guard(client: Any, access: str, topic: str) -> bool:
 
 
 class LoginThrottle:
-    """Delays the answer to an address after repeated failed logins."""
+    """Spaces out login attempts from an address after repeated failures.
+
+    Past ``FREE_FAILURES`` failures, each attempt from that address gets its own slot,
+    ``BASE_DELAY`` doubled per further failure (at most ``MAX_DELAY``) after the previous
+    one, so parallel connections cannot raise the rate of guesses. A success does not
+    reset the count (an attacker with one good account could); time does.
+    """
 
     def __init__(self, clock: Any) -> None:
         self.clock = clock
-        self.failures: dict[str, tuple[int, float]] = {}
+        self.failures: dict[str, tuple[int, float]] = {}     # host -> (count, last failure)
+        self.next_slot: dict[str, float] = {}
 
-    def delay(self, host: str) -> float:
+    def interval(self, host: str) -> float:
         entry = self.failures.get(host)
         if entry is None:
             return 0.0
         count, last = entry
         if self.clock.seconds() - last > FORGET_AFTER:
             del self.failures[host]
+            self.next_slot.pop(host, None)
             return 0.0
         if count < FREE_FAILURES:
             return 0.0
         return min(BASE_DELAY * 2 ** (count - FREE_FAILURES), MAX_DELAY)
 
+    def delay(self, host: str) -> float:
+        """Seconds this attempt must wait; reserves its slot."""
+        interval = self.interval(host)
+        if not interval:
+            return 0.0
+        now = self.clock.seconds()
+        slot = max(now + interval, self.next_slot.get(host, 0.0))
+        self.next_slot[host] = slot + interval
+        return slot - now
+
     def failed(self, host: str) -> None:
         now = self.clock.seconds()
         if len(self.failures) >= MAX_TRACKED:
             self.failures = {h: e for h, e in self.failures.items() if now - e[1] <= FORGET_AFTER}
+            self.next_slot = {h: t for h, t in self.next_slot.items() if h in self.failures}
             if len(self.failures) >= MAX_TRACKED:
                 self.failures.clear()
+                self.next_slot.clear()
         count = self.failures.get(host, (0, now))[0]
         self.failures[host] = (count + 1, now)
 

@@ -96,8 +96,9 @@ class Client:
 
     def __init__(self, port: int, client_id: str, username: str | None = None,
                  password: str | None = None, tls: dict[str, str] | None = None,
-                 protocol: int = mqtt.MQTTv311, clean: bool = True) -> None:
+                 protocol: int = mqtt.MQTTv311, clean: bool = True, bind: str = "") -> None:
         self.port = port
+        self.bind = bind     # another 127.x source address keeps the login throttle apart
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                              protocol=protocol, clean_session=clean if protocol != mqtt.MQTTv5 else None)
         if username is not None:
@@ -116,7 +117,7 @@ class Client:
         """The CONNACK code (paho's v5 form: 0, 134 bad credentials, 135 not
         authorized), or ``"closed"`` when the connection died first (TLS refusal)."""
         try:
-            self.c.connect("127.0.0.1", self.port, keepalive=30)
+            self.c.connect("127.0.0.1", self.port, keepalive=30, bind_address=self.bind)
         except (ssl.SSLError, OSError):
             return "closed"
         self.c.loop_start()
@@ -161,7 +162,11 @@ class Client:
         return self.c.is_connected()
 
     def close(self) -> None:
+        # Stop the loop thread first (it ends once the socket is gone), so closing does
+        # not wait for paho's one-second select() to time out.
+        self.c._thread_terminate = True
         try:
-            self.c.disconnect()
+            if self.c.is_connected():
+                self.c.disconnect()
         finally:
             self.c.loop_stop()

@@ -102,19 +102,26 @@ def test_repeated_failures_from_one_address_are_slowed_down(files):
     bad = client("alice", peer="192.0.2.7:5000")
     for _ in range(FREE_FAILURES):
         assert answer(s.authenticate(bad, b"nope")) is False            # answered at once
+    interval = s.throttle.interval("192.0.2.7")
+    assert interval > 0
     d = s.authenticate(bad, b"nope")
     assert isinstance(d, Deferred) and not d.called                   # now delayed
-    clock.advance(s.throttle.delay("192.0.2.7") - 0.001)
+    clock.advance(interval - 0.001)
     assert not d.called
     clock.advance(0.001)
     assert answer(d) is False
-    # A good password from that address waits too; other addresses do not.
-    slow = s.authenticate(client("alice", peer="192.0.2.7:5001"), b"secret")
-    assert isinstance(slow, Deferred) and not slow.called
+    # Parallel attempts queue one after another; a good password waits its turn too.
+    interval = s.throttle.interval("192.0.2.7")
+    first = s.authenticate(client("alice", peer="192.0.2.7:5001"), b"nope")
+    second = s.authenticate(client("alice", peer="192.0.2.7:5002"), b"secret")
+    clock.advance(interval)
+    assert answer(first) is False and not second.called
+    clock.advance(interval)
+    assert answer(second) is True
+    # Other addresses are not affected, and the address is forgiven after a while.
     assert answer(s.authenticate(client("alice", peer="192.0.2.9:5000"), b"secret")) is True
-    clock.advance(10_000)                                              # forgiven after a while
-    assert answer(slow) is True
-    assert s.throttle.delay("192.0.2.7") == 0
+    clock.advance(10_000)
+    assert s.throttle.interval("192.0.2.7") == 0
 
 
 @pytest.mark.parametrize("peer, host", [("10.0.0.1:4000", "10.0.0.1"), ("::1:4000", "::1"),
