@@ -108,10 +108,14 @@ class Client:
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self.c.on_connect = lambda c, u, f, rc, p: self.events.put(("connack", rc.value))
-        self.c.on_disconnect = lambda c, u, f, rc, p: self.events.put(("disconnect", rc.value))
+        self.c.on_disconnect = self._disconnected
         self.c.on_subscribe = lambda c, u, mid, rcs, p: self.events.put(("suback", [r.value for r in rcs]))
         self.c.on_publish = lambda c, u, mid, rc, p: self.events.put(("puback", mid))
         self.c.on_message = lambda c, u, m: self.messages.put((m.topic, m.payload))
+
+    def _disconnected(self, c: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        c._thread_terminate = True          # no automatic reconnect: tests look at each refusal
+        self.events.put(("disconnect", rc.value))
 
     def connect(self) -> int | str:
         """The CONNACK code (paho's v5 form: 0, 134 bad credentials, 135 not
