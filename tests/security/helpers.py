@@ -46,18 +46,16 @@ class Gateway:
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "-c", str(self.conf)],
                                          env=env(), stdout=out, stderr=subprocess.STDOUT, cwd=self.directory)
+        # Wait for the log line of each listener rather than probing the ports: a probe
+        # would count against max_connections and max_connection_rate.
         deadline = time.monotonic() + WAIT
         for port in self.ports:
-            while True:
+            while f"on 127.0.0.1:{port}" not in self.output():
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"gateway exited {self.proc.returncode}: {self.output()}")
-                try:
-                    socket.create_connection(("127.0.0.1", port), 0.5).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"gateway did not listen on {port}: {self.output()}")
-                    time.sleep(0.05)
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"gateway did not listen on {port}: {self.output()}")
+                time.sleep(0.05)
         return self
 
     def output(self) -> str:
