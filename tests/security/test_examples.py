@@ -1,0 +1,23 @@
+"""The shipped example files load, and mean what their comments say."""
+
+from __future__ import annotations
+
+from gateway.hub.acl import AclFile
+from gateway.hub.api import ClientInfo
+from gateway.hub.passwords import PasswordFile
+from tests.security.helpers import ROOT
+
+
+def test_passwd_example():
+    pw = PasswordFile.load(str(ROOT / "etc" / "passwd.example"))
+    assert pw.check("alice", b"alice-pw") and pw.check("ingest", b"ingest-pw")
+
+
+def test_acl_example():
+    acl = AclFile.load(str(ROOT / "etc" / "acl.example"))
+    alice = ClientInfo("phone", username="alice")
+    assert acl.check(alice, "read", "dashboard/temp")
+    assert not acl.check(alice, "read", "dashboard/alarm/codes")
+    assert acl.check(ClientInfo("d1"), "write", "devices/d1/state")
+    assert acl.check(ClientInfo("d1"), "read", "public/x")
+    assert not acl.check(ClientInfo("d1"), "read", "devices/d2/command")
