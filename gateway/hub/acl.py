@@ -39,6 +39,7 @@ WRITE_BIT = 2
 ACCESS = {"read": READ_BIT, "write": WRITE_BIT, "readwrite": READ_BIT | WRITE_BIT, "deny": DENY}
 CACHE_TOPICS = 4096          # answers kept per client before its cache is cleared
 CACHE_CLIENTS = 65536        # compiled clients kept before all are recompiled
+CACHE_ENTRIES = 1_000_000    # answers kept in all, so many clients x many topics stay bounded
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +151,7 @@ class AclFile:
         self.patterns = _deny_first(patterns or [])
         self.path = path
         self._clients: dict[tuple[str | None, str], _Client] = {}
+        self._entries = 0
 
     # -- loading -----------------------------------------------------------------
 
@@ -201,8 +203,9 @@ class AclFile:
     # -- decisions -----------------------------------------------------------------
 
     def _client(self, username: str | None, client_id: str) -> _Client:
-        if len(self._clients) >= CACHE_CLIENTS:
+        if len(self._clients) >= CACHE_CLIENTS or self._entries >= CACHE_ENTRIES:
             self._clients.clear()
+            self._entries = 0
         own = self.anonymous if username is None else self.users.get(username, [])
         patterns: list[Rule] = []
         dangerous = any(c in "+#" for c in client_id) or (
@@ -232,8 +235,13 @@ class AclFile:
             else:
                 answer = self._check_topic(compiled, READ_BIT if access == "read" else WRITE_BIT, topic)
             if len(answers) >= CACHE_TOPICS:
+                self._entries -= len(answers)
                 answers.clear()
+            elif self._entries >= CACHE_ENTRIES:
+                self._clients.clear()
+                self._entries = 0
             answers[topic] = answer
+            self._entries += 1
         return answer
 
     @staticmethod

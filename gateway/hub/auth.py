@@ -174,12 +174,20 @@ class Security:
         self._load(config)
 
     def _load(self, config: Config) -> None:
-        if config.per_listener_settings:
-            by_listener = {listener_key(x): build_policy(config, x, self.clock) for x in config.listeners}
-            default = None
-        else:
-            by_listener = {}
-            default = build_policy(config, None, self.clock)
+        built: list[Policy] = []
+        try:
+            if config.per_listener_settings:
+                by_listener = {}
+                for listener in config.listeners:
+                    built.append(build_policy(config, listener, self.clock))
+                    by_listener[listener_key(listener)] = built[-1]
+                default = None
+            else:
+                by_listener = {}
+                default = build_policy(config, None, self.clock)
+        except Exception:
+            close_policies(built)      # plugins of the listeners loaded before the error
+            raise
         self.config = config
         self.per_listener = config.per_listener_settings
         self.by_listener = by_listener
