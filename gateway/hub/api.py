@@ -26,10 +26,13 @@ Objects
 Calls (``gateway.hub.hub.Hub``)
 -------------------------------
 ``authenticate(client, password) -> bool | Deferred[bool]``
-    Allow-all until the security work fills it; channels wrap it in ``maybeDeferred``.
+    The service installs ``gateway.hub.auth.Security`` (password file, plugins,
+    ``allow_anonymous``); channels wrap it in ``maybeDeferred``.
 ``authorize(client, access, topic) -> bool``
     ``access`` is ``READ``, ``WRITE`` or ``SUBSCRIBE``; checked at publish, at
-    subscribe, and per delivered message.
+    subscribe, and per delivered message. Synchronous: plugin answers come from a
+    cache; a channel that can wait calls ``gateway.hub.auth.authorize_later(hub,
+    client, access, topic)`` first (see ``gateway.hub.plugins``).
 ``connect(client, endpoint, clean, will, ...) -> (Session, session_present)``
     Attach an endpoint to the client id's session, creating or resuming it and taking
     over a live one. ``disconnect(session, graceful)`` detaches it: a non-graceful

@@ -29,6 +29,7 @@ listener has its own files and plugins.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -209,6 +210,7 @@ class Security:
     def install(self, hub: Any) -> None:
         """Hand the hub the functions it calls; again after each reload."""
         hub.set_security(self.authenticate, self.fast_authorizer())
+        _installed[hub] = self
 
     def fast_authorizer(self) -> Any:
         """``authorize`` specialised for the common shapes, because the hub calls it for
@@ -394,6 +396,19 @@ class Security:
 
     def close(self) -> Deferred[Any]:
         return close_policies(self.policies())
+
+
+_installed: weakref.WeakKeyDictionary[Any, Security] = weakref.WeakKeyDictionary()
+
+
+def authorize_later(hub: Any, client: Any, access: str, topic: str) -> Deferred[bool] | None:
+    """For channels that can hold a packet (SUBSCRIBE, PUBLISH) while a plugin is asked:
+    None when ``hub.authorize`` already has the final answer, else a Deferred firing
+    with it. Per-delivery checks cannot wait and use ``hub.authorize`` alone."""
+    security = _installed.get(hub)
+    if security is None or not security.needs_wait(client, access, topic):
+        return None
+    return security.authorize_later(client, access, topic)
 
 
 def close_policies(policies: list[Policy | None]) -> Deferred[Any]:

@@ -250,3 +250,23 @@ def test_sqlite_backend_can_create_its_tables(tmp_path):
     plugin.close()
     tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master")}
     assert {"users", "acls"} <= tables
+
+
+def test_hub_level_authorize_later(tmp_path):
+    from gateway.hub.auth import authorize_later
+    from gateway.hub.hub import Hub
+
+    path = tmp_path / "slow2.py"
+    path.write_text("from tests.security.test_plugins import SlowAcl\n"
+                    "def make_plugin(o): return SlowAcl()\n")
+    s = Security(parse(f"listener 1883\nplugin {path}\n"), task.Clock())
+    hub = Hub()
+    assert authorize_later(hub, who(), "write", "t") is None          # nothing installed: final
+    s.install(hub)
+    d = authorize_later(hub, who(), "write", "t")
+    assert d is not None and not d.called
+    assert not hub.authorize(who(), "write", "t")                      # meanwhile: denied
+    s.policy(None).plugins[0].obj.pending[0][1].callback(True)
+    assert d.result is True
+    assert authorize_later(hub, who(), "write", "t") is None           # cached now
+    assert hub.authorize(who(), "write", "t")
