@@ -47,6 +47,10 @@ CONNECTED = 2
 CLOSED = 3
 
 PINGRESP = b"\xd0\x00"
+# QoS 0 payload bytes accepted for a client after its transport's buffer filled up;
+# enough for a burst from many publishers in one reactor turn, small enough to bound
+# what a stalled client costs.
+QOS0_BACKLOG_LIMIT = 4 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -95,18 +99,8 @@ class MQTTChannel:
             settings.connect_timeout, self._connect_timed_out
         )
         self._stats = hub.stats
-        self._handlers: dict[type, Callable[[Any], None]] = {
-            Publish: self._on_publish,
-            PubAck: self._on_puback,
-            PubRec: self._on_pubrec,
-            PubRel: self._on_pubrel,
-            PubComp: self._on_pubcomp,
-            Subscribe: self._on_subscribe,
-            Unsubscribe: self._on_unsubscribe,
-            PingReq: self._on_pingreq,
-            Disconnect: self._on_disconnect,
-            Connect: self._on_second_connect,
-        }
+        self.congested = False
+        self.backlog = 0
 
     # input -----------------------------------------------------------------------
 
@@ -114,11 +108,11 @@ class MQTTChannel:
         """Dispatch one decoded packet."""
         state = self.state
         if state == CONNECTED:
-            handler = self._handlers.get(type(packet))
+            handler = _HANDLERS.get(type(packet))
             if handler is None:
                 self.protocol_error(MQTTError(f"unexpected {type(packet).__name__}", ReasonCode.PROTOCOL_ERROR))
                 return
-            handler(packet)
+            handler(self, packet)
         elif state == AWAIT_CONNECT:
             if type(packet) is not Connect:
                 self.protocol_error(MQTTError("first packet is not CONNECT", ReasonCode.PROTOCOL_ERROR))
@@ -363,6 +357,14 @@ class MQTTChannel:
     def send_publish(
         self, message: Message, qos: int, packet_id: int | None, dup: bool, retain: bool
     ) -> None:
+        stats = self._stats
+        if self.congested and qos == 0:
+            # The client reads slower than it is sent to. Past a bounded backlog,
+            # drop QoS 0 (counted), as Mosquitto does once a client's queue is full.
+            if self.backlog > QOS0_BACKLOG_LIMIT:
+                stats.dropped += 1
+                return
+            self.backlog += len(message.payload)
         cache = message.cache
         key = qos * 2 + retain
         head = cache.get(key)
@@ -377,7 +379,6 @@ class MQTTChannel:
             if dup:
                 head = set_dup(head)
             data = head + packet_id.to_bytes(2, "big") + message.payload  # type: ignore[union-attr]
-        stats = self._stats
         stats.publish_sent += 1
         stats.messages_sent += 1
         stats.bytes_sent += len(data)
@@ -405,7 +406,23 @@ class MQTTChannel:
         if self.state != CLOSED:
             self.state = CLOSED
             self._cancel_timer()
+            if getattr(self.link, "producer", None) is self:
+                # A transport with a registered producer never finishes closing.
+                self.link.unregisterProducer()
             self.link.loseConnection()
+
+    # IPushProducer: the transport tells us when its outgoing buffer is full --------
+
+    def pauseProducing(self) -> None:
+        if not self.congested:
+            self.congested = True
+            self.backlog = 0
+
+    def resumeProducing(self) -> None:
+        self.congested = False
+
+    def stopProducing(self) -> None:
+        self.congested = True
 
     def _cancel_timer(self) -> None:
         timer = self._timer
@@ -435,3 +452,17 @@ class MQTTChannel:
             self._close()
             return
         self._timer = self.clock.callLater(limit - idle, self._check_keepalive)
+
+
+_HANDLERS: dict[type, Callable[[MQTTChannel, Any], None]] = {
+    Publish: MQTTChannel._on_publish,
+    PubAck: MQTTChannel._on_puback,
+    PubRec: MQTTChannel._on_pubrec,
+    PubRel: MQTTChannel._on_pubrel,
+    PubComp: MQTTChannel._on_pubcomp,
+    Subscribe: MQTTChannel._on_subscribe,
+    Unsubscribe: MQTTChannel._on_unsubscribe,
+    PingReq: MQTTChannel._on_pingreq,
+    Disconnect: MQTTChannel._on_disconnect,
+    Connect: MQTTChannel._on_second_connect,
+}

@@ -14,6 +14,9 @@ from gateway.mqtt.channel import CLOSED, MQTTChannel, MQTTSettings
 from gateway.mqtt.codec import Decoder, MQTTError
 
 MAX_PACKET = 268_435_455
+# Send whatever the kernel will take in one writable event (Twisted's default of
+# 128 KiB lets a few publishers outrun one subscriber).
+SEND_LIMIT = 8 << 20
 
 
 class MQTTProtocol(Protocol):
@@ -38,6 +41,10 @@ class MQTTProtocol(Protocol):
         address = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
         self.decoder = Decoder(settings.max_packet_size or MAX_PACKET)
         self.channel = MQTTChannel(f.hub, settings, self.transport, f.clock, address, f.listener)
+        transport = self.transport
+        if hasattr(transport, "SEND_LIMIT"):
+            transport.SEND_LIMIT = SEND_LIMIT
+        transport.registerProducer(self.channel, True)  # type: ignore[union-attr]
 
     def dataReceived(self, data: bytes) -> None:
         channel = self.channel
