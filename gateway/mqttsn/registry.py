@@ -1,0 +1,102 @@
+"""Topic ids: the gateway-wide predefined table and each client's registrations.
+
+MQTT-SN replaces topic names by 16-bit ids to keep packets small. Three kinds exist:
+*predefined* ids (configured on the gateway and the client alike, the same for every
+client), *short* names (exactly two characters, carried in the id field itself) and
+*normal* ids, assigned by the gateway per client through REGISTER (in either
+direction). A client's registrations belong to its session: they are kept in
+``Session.extra`` so a persistent session resumed from another address still knows
+them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gateway.hub.topics import TopicError, validate_topic_name
+from gateway.mqttsn.codec import TopicIdType, short_id
+
+if TYPE_CHECKING:
+    from gateway.hub.sessions import Session
+
+EXTRA_KEY = "mqttsn.topics"
+MAX_TOPIC_ID = 0xFFFE  # 0x0000 and 0xFFFF are reserved
+
+
+class Predefined:
+    """The ``mqttsn_predefined_topic ID TOPIC`` table, both ways."""
+
+    __slots__ = ("by_id", "by_name")
+
+    def __init__(self, table: dict[int, str] | None = None) -> None:
+        self.by_id: dict[int, str] = {}
+        self.by_name: dict[str, int] = {}
+        for topic_id, name in (table or {}).items():
+            validate_topic_name(name)
+            if not 1 <= topic_id <= MAX_TOPIC_ID:
+                raise TopicError(f"predefined topic id {topic_id} out of range")
+            self.by_id[topic_id] = name
+            self.by_name.setdefault(name, topic_id)
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+
+class TopicRegistry:
+    """One client's normal topic ids; ids are assigned upwards from 1 and never reused."""
+
+    __slots__ = ("by_id", "by_name", "next_id", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.by_id: dict[int, str] = {}
+        self.by_name: dict[str, int] = {}
+        self.next_id = 1
+        self.limit = limit
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+    def register(self, name: str) -> int | None:
+        """The id for ``name``, assigning one if needed; None when the table is full."""
+        topic_id = self.by_name.get(name)
+        if topic_id is not None:
+            return topic_id
+        if len(self.by_id) >= self.limit or self.next_id > MAX_TOPIC_ID:
+            return None
+        topic_id = self.next_id
+        self.next_id += 1
+        self.by_id[topic_id] = name
+        self.by_name[name] = topic_id
+        return topic_id
+
+    def forget(self, topic_id: int) -> None:
+        name = self.by_id.pop(topic_id, None)
+        if name is not None:
+            self.by_name.pop(name, None)
+
+
+def registry_of(session: Session, limit: int) -> TopicRegistry:
+    """The session's registry, created on first use (idle clients never pay for one)."""
+    extra = session.extra
+    reg = extra.get(EXTRA_KEY)
+    if reg is None:
+        reg = extra[EXTRA_KEY] = TopicRegistry(limit)
+    return reg  # type: ignore[no-any-return]
+
+
+def outgoing_topic(
+    topic: str, predefined: Predefined, registry: TopicRegistry | None
+) -> tuple[int, int] | None:
+    """(topic id type, id) under which ``topic`` can be sent; None means REGISTER first."""
+    topic_id = predefined.by_name.get(topic)
+    if topic_id is not None:
+        return TopicIdType.PREDEFINED, topic_id
+    if registry is not None:
+        topic_id = registry.by_name.get(topic)
+        if topic_id is not None:
+            return TopicIdType.NORMAL, topic_id
+    if len(topic) == 2:
+        raw = topic.encode("utf-8")
+        if len(raw) == 2:
+            return TopicIdType.SHORT, short_id(topic)
+    return None
