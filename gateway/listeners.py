@@ -93,6 +93,13 @@ def start_mqtt(ctx: ListenerContext, listener: Listener) -> TCPHandle:
     return TCPHandle(port, factory, ctx.reactor)
 
 
+def start_mqttsn(ctx: ListenerContext, listener: Listener) -> ListenerHandle:
+    """MQTT-SN over UDP (gateway.mqttsn.udp)."""
+    from gateway.mqttsn.udp import start_udp
+
+    return start_udp(ctx, listener)
+
+
 def start_coap(ctx: ListenerContext, listener: Listener) -> ListenerHandle:
     """CoAP over UDP (gateway.coap.transport): aiocoap on the reactor's asyncio loop."""
     from gateway.coap.transport import start_coap as start
@@ -103,6 +110,7 @@ def start_coap(ctx: ListenerContext, listener: Listener) -> ListenerHandle:
 STARTERS: dict[str, Callable[[ListenerContext, Listener], ListenerHandle]] = {
     "mqtt": start_mqtt,
     "coap": start_coap,
+    "mqttsn": start_mqttsn,
 }
 
 
@@ -142,6 +150,10 @@ class ListenerService(service.Service):
                 port=getattr(host, "port", listener.port),
             )
             self.handles.append(handle)
+        if self.config.mqttsn_serial:
+            from gateway.mqttsn.serial import start_serial_lines
+
+            self.handles.extend(start_serial_lines(ctx))
         super().privilegedStartService()
 
     def stopService(self) -> defer.Deferred[Any]:

@@ -1,0 +1,814 @@
+"""One MQTT-SN client's protocol state: messages in, hub calls out, deliveries back.
+
+States (MQTT-SN v1.2 §6.14): CONNECTING (the will handshake), AUTHENTICATING, ACTIVE,
+ASLEEP (DISCONNECT with a duration: deliveries are held, bounded), AWAKE (a PINGREQ
+woke it: held messages go out, then PINGRESP and back to ASLEEP) and CLOSED (after a
+DISCONNECT, a takeover, or *lost*: keepalive or sleep duration missed by 1.5 times, or
+Nretry retransmissions unanswered; a lost client's will is published).
+
+Outbound, a client has at most one QoS 1/2 PUBLISH (or PUBREL) and one REGISTER
+unacknowledged (§6.13): what cannot go yet waits in ``_out`` in order. QoS 1/2
+entries there are already counted in the session's inflight window, which bounds
+them; QoS 0 entries are bounded by ``mqttsn_max_sleep_buffer``. A topic the client has
+no id for is registered (REGISTER, wait for REGACK) before its PUBLISH goes out.
+
+The channel writes through its ``network`` (``send(addr, bytes)``) and keeps time on the
+context's shared timer heap, so tests drive it with a fake network and ``task.Clock``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any, Callable
+
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from gateway.hub.api import READ, SUBSCRIBE, SUBSCRIBE_FAILED, WRITE, ClientInfo, Message
+from gateway.hub.topics import TopicError, has_wildcard, validate_topic_filter, validate_topic_name
+from gateway.mqttsn.codec import (
+    DUP,
+    MQTTSNError,
+    PROTOCOL_ID,
+    Advertise,
+    ConnAck,
+    Connect,
+    Disconnect,
+    Encapsulated,
+    GwInfo,
+    PingReq,
+    PingResp,
+    PubAck,
+    PubComp,
+    Publish,
+    PubRec,
+    PubRel,
+    RegAck,
+    Register,
+    ReturnCode,
+    SearchGw,
+    Subscribe,
+    SubAck,
+    TopicIdType,
+    Unsubscribe,
+    UnsubAck,
+    WillMsg,
+    WillMsgReq,
+    WillMsgResp,
+    WillMsgUpd,
+    WillTopic,
+    WillTopicReq,
+    WillTopicResp,
+    WillTopicUpd,
+    decode,
+    encode,
+    encode_publish,
+    short_name,
+)
+from gateway.mqttsn.registry import EXTRA_KEY, outgoing_topic, registry_of
+
+if TYPE_CHECKING:
+    from gateway.hub.sessions import Session
+    from gateway.mqttsn.context import MQTTSNContext, Network
+
+CONNECTING = 0
+AUTHENTICATING = 1
+ACTIVE = 2
+ASLEEP = 3
+AWAKE = 4
+CLOSED = 5
+LIVE = (ACTIVE, ASLEEP, AWAKE)
+SLEEPY = (ASLEEP, AWAKE)
+
+PUBLISH1, PUBLISH2, PUBREL, REGISTER = range(4)
+
+CONNACK_OK = encode(ConnAck(ReturnCode.ACCEPTED))
+PINGRESP = encode(PingResp())
+DISCONNECT = encode(Disconnect())
+WILLTOPICREQ = encode(WillTopicReq())
+WILLMSGREQ = encode(WillMsgReq())
+
+
+def _set_dup(data: bytes) -> bytes:
+    i = 2 if data[0] != 1 else 4
+    return data[:i] + bytes((data[i] | DUP,)) + data[i + 1 :]
+
+
+class _Pending:
+    """An unacknowledged PUBLISH, PUBREL or REGISTER: what to resend, how often so far."""
+
+    __slots__ = ("kind", "msg_id", "data", "tries", "gen", "topic", "topic_id", "topic_type")
+
+    def __init__(self, kind: int, msg_id: int, data: bytes, topic: str = "", topic_id: int = 0,
+                 topic_type: int = 0) -> None:
+        self.kind = kind
+        self.msg_id = msg_id
+        self.data = data
+        self.tries = 0
+        self.gen = 0
+        self.topic = topic
+        self.topic_id = topic_id
+        self.topic_type = topic_type
+
+
+class MQTTSNChannel:
+    """Protocol state for one MQTT-SN client at one address of one network."""
+
+    log = Logger()
+
+    __slots__ = (
+        "ctx", "network", "addr", "listener", "state", "client", "session", "keepalive",
+        "sleep_duration", "last_rx", "_sup", "_connect", "_will", "_out", "_flight", "_reg",
+        "_reg_msg_id",
+    )
+
+    def __init__(self, ctx: MQTTSNContext, network: Network, addr: Any, listener: Any = None) -> None:
+        self.ctx = ctx
+        self.network = network
+        self.addr = addr
+        self.listener = listener
+        self.state = CONNECTING
+        self.client: ClientInfo | None = None
+        self.session: Session | None = None
+        self.keepalive = 0
+        self.sleep_duration = 0
+        self.last_rx = ctx.clock.seconds()
+        self._sup = 0  # supervision generation: timer entries with another one are stale
+        self._connect: tuple[Connect, str | None] | None = None
+        self._will: list[Any] | None = None  # [topic, qos, retain, payload]
+        self._out: deque[tuple[Message | None, int, int, bool, bool]] | None = None
+        self._flight: _Pending | None = None
+        self._reg: _Pending | None = None
+        self._reg_msg_id = 0
+
+    def __repr__(self) -> str:
+        cid = self.client.client_id if self.client else None
+        return f"<MQTTSNChannel {cid!r} at {self.addr!r} state={self.state}>"
+
+    @property
+    def sleeping(self) -> bool:
+        return self.state in SLEEPY
+
+    @property
+    def peer(self) -> str:
+        return self.network.describe(self.addr)
+
+    # input -----------------------------------------------------------------------------
+
+    def datagram(self, data: bytes) -> None:
+        """One received message; undecodable ones are dropped and counted."""
+        self.last_rx = self.ctx.clock.seconds()
+        stats = self.ctx.hub.stats
+        stats.messages_received += 1
+        stats.bytes_received += len(data)
+        try:
+            msg = decode(data)
+        except MQTTSNError:
+            self.ctx.counters.frames_dropped += 1
+            return
+        self.handle(msg)
+
+    def handle(self, msg: Any) -> None:
+        state = self.state
+        t = type(msg)
+        if t is Connect:
+            self._on_connect(msg)
+        elif state in LIVE:
+            handler = _HANDLERS.get(t)
+            if handler is None:
+                self._violation(f"unexpected {t.__name__.upper()}")
+            else:
+                handler(self, msg)
+        elif state == CONNECTING:
+            if t is WillTopic:
+                self._on_willtopic(msg)
+            elif t is WillMsg:
+                self._on_willmsg(msg)
+            # anything else waits for the handshake (the client retransmits)
+
+    # CONNECT and the will handshake ----------------------------------------------------------
+
+    def _on_connect(self, p: Connect) -> None:
+        if self.state in LIVE:
+            # Back from sleep (no will), or a client that restarted (its will fires).
+            keep = self._out if (self.sleeping and not p.clean) else None
+            self._detach(graceful=self.sleeping)
+            self._out = deque(e for e in keep if e[1] == 0) if keep else None
+            self._set_state(CONNECTING)
+        settings = self.ctx.settings
+        if p.protocol_id != PROTOCOL_ID:
+            self._refuse(ReturnCode.NOT_SUPPORTED, f"protocol id {p.protocol_id}")
+            return
+        if not p.client_id:
+            self._refuse(ReturnCode.NOT_SUPPORTED, "empty client id")
+            return
+        username = settings.clients.get(p.client_id, settings.default_username)
+        if username is None and settings.clients and p.client_id not in settings.clients:
+            self._refuse(ReturnCode.NOT_SUPPORTED, f"client id {p.client_id!r} not in the client list")
+            return
+        self._connect = (p, username)
+        self.state = CONNECTING
+        self._sup += 1
+        self.ctx.timers.schedule(settings.handshake_timeout, self._handshake_expired, self._sup)
+        self._will = None
+        if p.will:
+            self._send(WILLTOPICREQ)
+        else:
+            self._authenticate()
+
+    def _on_willtopic(self, p: WillTopic) -> None:
+        if self._connect is None:
+            return
+        if p.topic is None:  # empty WILLTOPIC: no will after all
+            self._will = None
+            self._authenticate()
+            return
+        try:
+            validate_topic_name(p.topic)
+        except TopicError as e:
+            self._refuse(ReturnCode.NOT_SUPPORTED, f"will topic: {e}")
+            return
+        self._will = [p.topic, max(p.qos, 0), p.retain, b""]
+        self._send(WILLMSGREQ)
+
+    def _on_willmsg(self, p: WillMsg) -> None:
+        if self._connect is None or self._will is None:
+            return
+        self._will[3] = p.payload
+        self._authenticate()
+
+    def _will_message(self) -> Message | None:
+        w = self._will
+        return None if w is None else Message(w[0], w[3], w[1], w[2])
+
+    def _handshake_expired(self, gen: int) -> None:
+        if gen == self._sup and self.state in (CONNECTING, AUTHENTICATING):
+            self.log.info("MQTT-SN client at {peer}: CONNECT not completed in time", peer=self.peer)
+            self._close()
+
+    def _authenticate(self) -> None:
+        assert self._connect is not None
+        p, username = self._connect
+        self.client = ClientInfo(p.client_id, "mqttsn", self.peer, username, self.listener)
+        self.state = AUTHENTICATING
+        if username is not None:
+            # The client list or the default username is the credential (MQTT-SN has no
+            # password), as a certificate is for use_identity_as_username: the ACL applies.
+            self._authenticated(True)
+            return
+        result = self.ctx.hub.authenticate(self.client, None)
+        if isinstance(result, bool):
+            self._authenticated(result)
+        else:
+            result.addCallbacks(self._authenticated, self._auth_failed)
+            result.addErrback(self._internal_error)
+
+    def _auth_failed(self, failure: Failure) -> None:
+        self.log.failure("authentication backend failed", failure)
+        self._refuse(ReturnCode.CONGESTION, "authentication backend failed")
+
+    def _internal_error(self, failure: Failure) -> None:
+        self.log.failure("internal error while accepting {peer}", failure, peer=self.peer)
+        self._close()
+
+    def _authenticated(self, ok: bool) -> None:
+        if self.state != AUTHENTICATING or self._connect is None:
+            return
+        hub = self.ctx.hub
+        client = self.client
+        assert client is not None
+        if not ok:
+            self._refuse(ReturnCode.NOT_SUPPORTED, "not authorized")
+            return
+        will = self._will_message()
+        if will is not None and not hub.authorize(client, WRITE, will.topic):
+            self._refuse(ReturnCode.NOT_SUPPORTED, "will topic not authorized")
+            return
+        p = self._connect[0]
+        self._connect = None
+        existing = hub.session(client.client_id)
+        old = existing.endpoint if existing is not None else None
+        if isinstance(old, MQTTSNChannel) and old is not self and old.sleeping:
+            # The same sensor, back from sleep at another address: not a takeover. Its
+            # held QoS 0 messages move here; QoS 1/2 ones come back from the session.
+            kept = [e for e in old._out or () if e[1] == 0] if not p.clean else []
+            if kept:
+                if self._out is None:
+                    self._out = deque()
+                self._out.extend(kept)
+            old._detach(graceful=True)
+            old._close()
+        session, _ = hub.connect(client, self, p.clean, will)
+        self.session = session
+        self.keepalive = p.duration
+        self.last_rx = self.ctx.clock.seconds()
+        self._set_state(ACTIVE)
+        self._send(CONNACK_OK)
+        self._supervise_from_now()
+        if self.ctx.settings.verbose:
+            self.log.info(
+                "MQTT-SN client {client_id} connected from {peer} (clean {clean}, keepalive {keepalive})",
+                client_id=client.client_id, peer=self.peer, clean=p.clean, keepalive=p.duration,
+            )
+        session.resume(self)
+        self._pump()
+
+    def _refuse(self, code: int, why: str) -> None:
+        self.log.info("refused MQTT-SN client at {peer}: {why}", peer=self.peer, why=why)
+        self._send(encode(ConnAck(code)))
+        self._close()
+
+    def refuse_congestion(self) -> None:
+        """CONNACK congestion for a CONNECT beyond the listener's ``max_connections``."""
+        self._send(encode(ConnAck(ReturnCode.CONGESTION)))
+        self.state = CLOSED
+
+    # will updates ------------------------------------------------------------------------
+
+    def _on_willtopicupd(self, p: WillTopicUpd) -> None:
+        session = self.session
+        assert session is not None and self.client is not None
+        if p.topic is None:
+            self._will = None
+        else:
+            try:
+                validate_topic_name(p.topic)
+            except TopicError:
+                self._send(encode(WillTopicResp(ReturnCode.NOT_SUPPORTED)))
+                return
+            if not self.ctx.hub.authorize(self.client, WRITE, p.topic):
+                self._send(encode(WillTopicResp(ReturnCode.NOT_SUPPORTED)))
+                return
+            payload = self._will[3] if self._will else b""
+            self._will = [p.topic, max(p.qos, 0), p.retain, payload]
+        session.will = self._will_message()
+        self._send(encode(WillTopicResp(ReturnCode.ACCEPTED)))
+
+    def _on_willmsgupd(self, p: WillMsgUpd) -> None:
+        session = self.session
+        assert session is not None
+        if self._will is not None:
+            self._will[3] = p.payload
+            session.will = self._will_message()
+        self._send(encode(WillMsgResp(ReturnCode.ACCEPTED)))
+
+    # REGISTER from the client --------------------------------------------------------------
+
+    def _on_register(self, p: Register) -> None:
+        try:
+            validate_topic_name(p.topic_name)
+        except TopicError:
+            self._send(encode(RegAck(0, p.msg_id, ReturnCode.NOT_SUPPORTED)))
+            return
+        registry = registry_of(self.session, self.ctx.settings.max_topics)  # type: ignore[arg-type]
+        topic_id = registry.register(p.topic_name)
+        if topic_id is None:
+            self._send(encode(RegAck(0, p.msg_id, ReturnCode.CONGESTION)))
+            return
+        self.ctx.counters.registrations += 1
+        self._send(encode(RegAck(topic_id, p.msg_id, ReturnCode.ACCEPTED)))
+
+    def _topic_name(self, topic_type: int, topic_id: int) -> str | None:
+        if topic_type == TopicIdType.NORMAL:
+            registry = self.session.extra.get(EXTRA_KEY)  # type: ignore[union-attr]
+            return registry.by_id.get(topic_id) if registry is not None else None
+        if topic_type == TopicIdType.PREDEFINED:
+            return self.ctx.predefined.by_id.get(topic_id)
+        if topic_type == TopicIdType.SHORT:
+            return short_name(topic_id)
+        return None
+
+    # PUBLISH from the client ---------------------------------------------------------------
+
+    def _on_publish(self, p: Publish) -> None:
+        ctx = self.ctx
+        hub = ctx.hub
+        hub.stats.publish_received += 1
+        topic = self._topic_name(p.topic_type, p.topic_id)
+        if topic is None:
+            code = ReturnCode.NOT_SUPPORTED if p.topic_type == TopicIdType.RESERVED else ReturnCode.INVALID_TOPIC_ID
+            self._send(encode(PubAck(p.topic_id, p.msg_id, code)))
+            return
+        settings = ctx.settings
+        limit = settings.message_size_limit
+        session = self.session
+        assert session is not None
+        if (limit and len(p.data) > limit) or (p.retain and not settings.retain_available) or (
+            hub._authorize is not None and not hub.authorize(session.client, WRITE, topic)
+        ):
+            self._send(encode(PubAck(p.topic_id, p.msg_id, ReturnCode.NOT_SUPPORTED)))
+            return
+        qos = p.qos
+        if qos <= 0:
+            hub.publish(Message(topic, p.data, 0, p.retain), session)
+        elif qos == 1:
+            hub.publish(Message(topic, p.data, 1, p.retain), session)
+            self._send(encode(PubAck(p.topic_id, p.msg_id, ReturnCode.ACCEPTED)))
+        else:
+            window = hub.settings.limits.max_inflight
+            if window and p.msg_id not in session.inbound_qos2 and len(session.inbound_qos2) >= window:
+                self._send(encode(PubAck(p.topic_id, p.msg_id, ReturnCode.CONGESTION)))
+                return
+            if session.inbound_qos2_received(p.msg_id):
+                hub.publish(Message(topic, p.data, 2, p.retain), session)
+            self._send(encode(PubRec(p.msg_id)))
+
+    def _on_pubrel(self, p: PubRel) -> None:
+        self.session.inbound_qos2_released(p.msg_id)  # type: ignore[union-attr]
+        self._send(encode(PubComp(p.msg_id)))
+
+    # acknowledgements of our PUBLISH, PUBREL and REGISTER ------------------------------------
+
+    def _on_puback(self, p: PubAck) -> None:
+        rec = self._flight
+        if rec is None or rec.msg_id != p.msg_id or rec.kind not in (PUBLISH1, PUBLISH2):
+            return
+        if p.return_code == ReturnCode.CONGESTION:
+            return  # the client is busy: the retry timer sends it again
+        self._flight = None
+        if p.return_code != ReturnCode.ACCEPTED:
+            self.ctx.counters.messages_dropped += 1
+            if p.return_code == ReturnCode.INVALID_TOPIC_ID and rec.topic_type == TopicIdType.NORMAL:
+                registry = self.session.extra.get(EXTRA_KEY)  # type: ignore[union-attr]
+                if registry is not None:
+                    registry.forget(rec.topic_id)  # registered again before the next one
+        self.session.acknowledge(p.msg_id)  # type: ignore[union-attr]
+        self._pump()
+
+    def _on_pubrec(self, p: PubRec) -> None:
+        rec = self._flight
+        if rec is not None and rec.kind == PUBREL and rec.msg_id == p.msg_id:
+            self._send(rec.data)  # our PUBREL was lost
+            return
+        if rec is None or rec.kind != PUBLISH2 or rec.msg_id != p.msg_id:
+            return
+        self.session.received_pubrec(p.msg_id)  # type: ignore[union-attr]
+        self._start(_Pending(PUBREL, p.msg_id, encode(PubRel(p.msg_id))), flight=True)
+
+    def _on_pubcomp(self, p: PubComp) -> None:
+        rec = self._flight
+        if rec is None or rec.kind != PUBREL or rec.msg_id != p.msg_id:
+            return
+        self._flight = None
+        self.session.acknowledge(p.msg_id)  # type: ignore[union-attr]
+        self._pump()
+
+    def _on_regack(self, p: RegAck) -> None:
+        rec = self._reg
+        if rec is None or rec.msg_id != p.msg_id:
+            return
+        self._reg = None
+        if p.return_code == ReturnCode.ACCEPTED:
+            self.ctx.counters.registrations += 1
+        else:
+            registry = self.session.extra.get(EXTRA_KEY)  # type: ignore[union-attr]
+            if registry is not None:
+                registry.forget(rec.topic_id)
+            self._drop_topic(rec.topic)
+        self._pump()
+
+    def _drop_topic(self, topic: str) -> None:
+        """The client refused the topic: drop what waits for it (acknowledging QoS 1/2)."""
+        out = self._out
+        if not out:
+            return
+        dropped = [e for e in out if e[0] is not None and e[0].topic == topic]
+        self._out = deque(e for e in out if e[0] is None or e[0].topic != topic)
+        self.ctx.counters.messages_dropped += len(dropped)
+        for _, qos, pid, _, _ in dropped:
+            if qos:
+                self.session.acknowledge(pid)  # type: ignore[union-attr]
+
+    # SUBSCRIBE / UNSUBSCRIBE --------------------------------------------------------------
+
+    def _filter_of(self, topic_type: int, topic: str | int) -> tuple[str | None, int, int]:
+        """(filter, topic id for SUBACK, return code) for a SUBSCRIBE/UNSUBSCRIBE topic."""
+        if topic_type == TopicIdType.PREDEFINED:
+            name = self.ctx.predefined.by_id.get(topic)  # type: ignore[arg-type]
+            if name is None:
+                return None, topic, ReturnCode.INVALID_TOPIC_ID  # type: ignore[return-value]
+            return name, topic, ReturnCode.ACCEPTED  # type: ignore[return-value]
+        if topic_type == TopicIdType.RESERVED:
+            return None, 0, ReturnCode.NOT_SUPPORTED
+        name = str(topic)
+        try:
+            validate_topic_filter(name)
+        except TopicError:
+            return None, 0, ReturnCode.NOT_SUPPORTED
+        return name, 0, ReturnCode.ACCEPTED
+
+    def _on_subscribe(self, p: Subscribe) -> None:
+        hub = self.ctx.hub
+        session = self.session
+        client = self.client
+        assert session is not None and client is not None
+        name, topic_id, code = self._filter_of(p.topic_type, p.topic)
+        if name is None or p.qos < 0 or not hub.authorize(client, SUBSCRIBE, name):
+            if name is not None:
+                code = ReturnCode.NOT_SUPPORTED
+            self._send(encode(SubAck(topic_id, p.msg_id, code, 0)))
+            return
+        if p.topic_type == TopicIdType.NORMAL and not has_wildcard(name):
+            topic_id = registry_of(session, self.ctx.settings.max_topics).register(name) or 0
+            if not topic_id:
+                self._send(encode(SubAck(0, p.msg_id, ReturnCode.CONGESTION, 0)))
+                return
+            self.ctx.counters.registrations += 1
+        granted = hub.subscribe(session, name, p.qos)
+        if granted == SUBSCRIBE_FAILED:
+            self._send(encode(SubAck(topic_id, p.msg_id, ReturnCode.NOT_SUPPORTED, 0)))
+            return
+        self._send(encode(SubAck(topic_id, p.msg_id, ReturnCode.ACCEPTED, granted)))
+        for message in hub.retained(name):
+            if hub._authorize is not None and not hub.authorize(client, READ, message.topic):
+                continue
+            session.deliver(message, min(granted, message.qos), True)
+
+    def _on_unsubscribe(self, p: Unsubscribe) -> None:
+        name, _, _ = self._filter_of(p.topic_type, p.topic)
+        if name is not None:
+            self.ctx.hub.unsubscribe(self.session, name)  # type: ignore[arg-type]
+        self._send(encode(UnsubAck(p.msg_id)))
+
+    # PINGREQ, DISCONNECT, sleep -----------------------------------------------------------
+
+    def _on_pingreq(self, p: PingReq) -> None:
+        if self.state == ACTIVE:
+            self._send(PINGRESP)
+            return
+        if p.client_id and self.client is not None and p.client_id != self.client.client_id:
+            return
+        # Awake: send what was held, then PINGRESP (in _pump) and back to sleep.
+        self._set_state(AWAKE)
+        self._resend_outstanding()
+        self._pump()
+
+    def _on_disconnect(self, p: Disconnect) -> None:
+        self._send(DISCONNECT)
+        if p.duration:
+            self.sleep_duration = p.duration
+            self._set_state(ASLEEP)
+            self._supervise_from_now()
+            return
+        if self.ctx.settings.verbose and self.client is not None:
+            self.log.info("MQTT-SN client {client_id} disconnected", client_id=self.client.client_id)
+        self._detach(graceful=True)
+        self._close()
+
+    def _on_searchgw(self, p: SearchGw) -> None:
+        self.network.answer_searchgw(self.addr, encode(GwInfo(self.ctx.settings.gateway_id)))
+
+    def _on_encapsulated(self, p: Encapsulated) -> None:
+        from gateway.mqttsn.context import Forwarded
+
+        self.network.received(Forwarded(self.addr, p.node_id), p.message)
+
+    def _ignore(self, p: Any) -> None:
+        pass
+
+    # supervision -------------------------------------------------------------------------
+
+    def _period(self) -> float:
+        return float(self.sleep_duration if self.state in SLEEPY else self.keepalive)
+
+    def _supervise_from_now(self) -> None:
+        self._sup += 1
+        period = self._period()
+        if period:
+            self.ctx.timers.schedule(period * 1.5, self._supervise, self._sup)
+
+    def _supervise(self, gen: int) -> None:
+        if gen != self._sup or self.state not in LIVE:
+            return
+        limit = self._period() * 1.5
+        if not limit:
+            return
+        idle = self.ctx.clock.seconds() - self.last_rx
+        if idle >= limit:
+            what = "sleep duration" if self.state in SLEEPY else "keepalive"
+            self._lost(f"{what} expired after {idle:.1f}s")
+        else:
+            self.ctx.timers.schedule(limit - idle, self._supervise, gen)
+
+    def _lost(self, why: str) -> None:
+        self.ctx.counters.clients_lost += 1
+        self.log.info(
+            "MQTT-SN client {client_id} at {peer} lost: {why}",
+            client_id=self.client.client_id if self.client else None, peer=self.peer, why=why,
+        )
+        self._detach(graceful=False)
+        self._close()
+
+    def _violation(self, why: str) -> None:
+        self.log.warn(
+            "closing MQTT-SN client {client_id} at {peer}: {reason}",
+            client_id=self.client.client_id if self.client else None, peer=self.peer, reason=why,
+        )
+        self._send(DISCONNECT)
+        self._detach(graceful=False)
+        self._close()
+
+    # Endpoint (called by the hub and the session) -----------------------------------------
+
+    def send_publish(self, message: Message, qos: int, packet_id: int | None, dup: bool, retain: bool) -> None:
+        if self.state == ACTIVE and not self._out and (qos == 0 or self._flight is None):
+            if self._try_send(message, qos, packet_id or 0, retain, dup):
+                return
+        self._enqueue((message, qos, packet_id or 0, retain, dup))
+
+    def send_pubrel(self, packet_id: int) -> None:
+        self._enqueue((None, 2, packet_id, False, True))
+
+    def takeover(self) -> None:
+        """Another connection claimed the client id; the hub already detached us."""
+        self.session = None
+        self._send(DISCONNECT)
+        self._close()
+
+    def shutdown(self) -> None:
+        """The gateway stops: tell the client, detach as a lost connection (will published)."""
+        if self.state in LIVE:
+            self._send(DISCONNECT)
+        self._detach(graceful=False)
+        self._close()
+
+    def move(self, network: Network, addr: Any) -> None:
+        """A sleeping client woke up at another address (PINGREQ with its client id)."""
+        self.network.release(self.addr, self)
+        self.network = network
+        self.addr = addr
+        network.attach(addr, self)
+        if self.client is not None:
+            self.client.peer = network.describe(addr)
+
+    # outbound machinery ------------------------------------------------------------------
+
+    def _enqueue(self, entry: tuple[Message | None, int, int, bool, bool]) -> None:
+        out = self._out
+        if out is None:
+            out = self._out = deque()
+        if entry[1] == 0 and len(out) >= self.ctx.settings.max_sleep_buffer:
+            self.ctx.counters.messages_dropped += 1
+            self.ctx.hub.stats.dropped += 1
+            return
+        out.append(entry)
+        self._pump()
+
+    def _try_send(self, message: Message, qos: int, pid: int, retain: bool, dup: bool) -> bool:
+        """Send now if the client has an id for the topic; False: REGISTER first."""
+        topic = message.topic
+        reg = self._reg
+        if reg is not None and reg.topic == topic:
+            return False
+        session = self.session
+        found = outgoing_topic(topic, self.ctx.predefined, session.extra.get(EXTRA_KEY))  # type: ignore[union-attr]
+        if found is None:
+            return False
+        ttype, tid = found
+        data = encode_publish(tid, pid, message.payload, qos, retain, dup, ttype)
+        if len(data) > self.network.max_message:
+            self.ctx.counters.messages_dropped += 1
+            if qos:
+                session.acknowledge(pid)  # type: ignore[union-attr]
+            return True
+        stats = self.ctx.hub.stats
+        stats.publish_sent += 1
+        self._send(data)
+        if qos:
+            rec = _Pending(PUBLISH1 if qos == 1 else PUBLISH2, pid, data if dup else _set_dup(data), topic, tid, ttype)
+            self._start(rec, flight=True, send=False)
+        return True
+
+    def _pump(self) -> None:
+        if self.state != ACTIVE and self.state != AWAKE:
+            return
+        out = self._out
+        # Each entry leaves the queue before anything that may re-enter (an acknowledge
+        # pumps the session, which calls send_publish), and goes back if it must wait.
+        while out:
+            entry = out[0]
+            message, qos, pid, retain, dup = entry
+            if qos and self._flight is not None:
+                break
+            out.popleft()
+            if message is None:
+                self._start(_Pending(PUBREL, pid, encode(PubRel(pid))), flight=True)
+            elif not self._try_send(message, qos, pid, retain, dup):
+                if self._reg is not None or self._register(message.topic):
+                    out.appendleft(entry)
+                    break
+                self.ctx.counters.messages_dropped += 1  # no room for another topic id
+                if qos:
+                    self.session.acknowledge(pid)  # type: ignore[union-attr]
+            out = self._out
+        if self.state == AWAKE and not self._out and self._flight is None and self._reg is None:
+            self._send(PINGRESP)
+            self._set_state(ASLEEP)
+
+    def _register(self, topic: str) -> bool:
+        registry = registry_of(self.session, self.ctx.settings.max_topics)  # type: ignore[arg-type]
+        topic_id = registry.register(topic)
+        if topic_id is None:
+            return False
+        self._reg_msg_id = self._reg_msg_id % 0xFFFF + 1
+        mid = self._reg_msg_id
+        self._start(_Pending(REGISTER, mid, encode(Register(topic_id, mid, topic)), topic, topic_id), flight=False)
+        return True
+
+    def _start(self, rec: _Pending, flight: bool, send: bool = True) -> None:
+        """Make ``rec`` the outstanding PUBLISH/PUBREL (``flight``) or REGISTER; arm Tretry."""
+        if flight:
+            self._flight = rec
+        else:
+            self._reg = rec
+        if send:
+            self._send(rec.data)
+        rec.gen += 1
+        self.ctx.timers.schedule(self.ctx.settings.retry_interval, self._retry, rec, rec.gen)
+
+    def _retry(self, rec: _Pending, gen: int) -> None:
+        if gen != rec.gen or (rec is not self._flight and rec is not self._reg) or self.state == CLOSED:
+            return
+        if self.state == ASLEEP:
+            return  # resent when it wakes up
+        rec.tries += 1
+        if rec.tries > self.ctx.settings.retry_count:
+            self._lost(f"no answer after {rec.tries - 1} retransmissions")
+            return
+        self.ctx.counters.retransmissions += 1
+        self._start(rec, flight=rec is self._flight)
+
+    def _resend_outstanding(self) -> None:
+        for rec in (self._reg, self._flight):
+            if rec is not None:
+                self._start(rec, flight=rec is self._flight)
+
+    # helpers -----------------------------------------------------------------------------
+
+    def _send(self, data: bytes) -> None:
+        stats = self.ctx.hub.stats
+        stats.messages_sent += 1
+        stats.bytes_sent += len(data)
+        self.network.send(self.addr, data)
+
+    def _set_state(self, new: int) -> None:
+        old = self.state
+        if old == new:
+            return
+        c = self.ctx.counters
+        if old in LIVE:
+            c.connected -= 1
+        if old in SLEEPY:
+            c.asleep -= 1
+        if new in LIVE:
+            c.connected += 1
+        if new in SLEEPY:
+            c.asleep += 1
+        self.state = new
+
+    def _detach(self, graceful: bool) -> None:
+        """Leave the hub (the will is published unless ``graceful``); forget what is in flight."""
+        session = self.session
+        if session is not None:
+            self.session = None
+            reg = self._reg
+            if reg is not None:
+                registry = session.extra.get(EXTRA_KEY)
+                if registry is not None:
+                    registry.forget(reg.topic_id)  # never confirmed
+            self.ctx.hub.disconnect(session, graceful, self)
+        self._out = self._flight = self._reg = None
+        self._set_state(CONNECTING)
+
+    def _close(self) -> None:
+        if self.state != CLOSED:
+            self._set_state(CLOSED)
+        self._sup += 1
+        self._connect = None
+        self._out = self._flight = self._reg = None
+        self.network.release(self.addr, self)
+
+
+_HANDLERS: dict[type, Callable[[MQTTSNChannel, Any], None]] = {
+    Publish: MQTTSNChannel._on_publish,
+    PubAck: MQTTSNChannel._on_puback,
+    PubRec: MQTTSNChannel._on_pubrec,
+    PubRel: MQTTSNChannel._on_pubrel,
+    PubComp: MQTTSNChannel._on_pubcomp,
+    Register: MQTTSNChannel._on_register,
+    RegAck: MQTTSNChannel._on_regack,
+    Subscribe: MQTTSNChannel._on_subscribe,
+    Unsubscribe: MQTTSNChannel._on_unsubscribe,
+    PingReq: MQTTSNChannel._on_pingreq,
+    PingResp: MQTTSNChannel._ignore,
+    Disconnect: MQTTSNChannel._on_disconnect,
+    WillTopicUpd: MQTTSNChannel._on_willtopicupd,
+    WillMsgUpd: MQTTSNChannel._on_willmsgupd,
+    SearchGw: MQTTSNChannel._on_searchgw,
+    Encapsulated: MQTTSNChannel._on_encapsulated,
+    # A late WILLTOPIC/WILLMSG retransmission after CONNACK, other gateways: harmless.
+    WillTopic: MQTTSNChannel._ignore,
+    WillMsg: MQTTSNChannel._ignore,
+    GwInfo: MQTTSNChannel._ignore,
+    Advertise: MQTTSNChannel._ignore,
+}

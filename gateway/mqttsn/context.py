@@ -1,0 +1,335 @@
+"""What every MQTT-SN transport of one hub shares: settings, timers, counters, networks.
+
+UDP listeners and serial lines are each a ``Network``: a map from an address (a UDP
+source address, a forwarder's address plus wireless node id, a radio's 64-bit address,
+a serial device) to the channel of the client there. Channels live in the network
+until they disconnect or are lost; the client id namespace and sessions are the hub's,
+so a client that comes back on another address, or another network, keeps its session.
+
+Timers: thousands of sleeping sensors each need a supervision deadline, so instead of
+one ``DelayedCall`` per client the context keeps one heap and one reactor call for its
+earliest entry. Entries are never cancelled; their owner ignores stale ones.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import weakref
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from gateway.hub.api import WRITE, ClientInfo, Message
+from gateway.hub.hub import Hub
+from gateway.mqttsn.codec import (
+    Connect,
+    Disconnect,
+    Encapsulated,
+    MQTTSNError,
+    PingReq,
+    Publish,
+    TopicIdType,
+    decode,
+    encode,
+    short_name,
+)
+from gateway.mqttsn.discovery import Discovery
+from gateway.mqttsn.registry import Predefined
+
+if TYPE_CHECKING:
+    from gateway.config import Config
+    from gateway.mqttsn.channel import MQTTSNChannel
+
+DISCONNECT = encode(Disconnect())
+
+
+@dataclass(slots=True)
+class MQTTSNSettings:
+    """The MQTT-SN part of the configuration."""
+
+    gateway_id: int = 1
+    advertise_interval: int = 900  # seconds; 0: never
+    predefined: dict[int, str] = field(default_factory=dict)
+    max_sleep_buffer: int = 100  # QoS 0 messages held for one sleeping client
+    default_username: str | None = None
+    clients: dict[str, str] = field(default_factory=dict)  # client id -> username
+    retry_interval: float = 10.0  # Tretry
+    retry_count: int = 3  # Nretry
+    max_topics: int = 1000  # normal topic ids per client
+    handshake_timeout: float = 10.0  # CONNECT to CONNACK, will handshake included
+    message_size_limit: int = 0
+    retain_available: bool = True
+    verbose: bool = False
+
+    @classmethod
+    def from_config(cls, config: Config, verbose: bool = False) -> MQTTSNSettings:
+        return cls(
+            gateway_id=config.mqttsn_gateway_id,
+            advertise_interval=config.mqttsn_advertise_interval,
+            predefined=dict(config.mqttsn_predefined_topics),
+            max_sleep_buffer=config.mqttsn_max_sleep_buffer,
+            default_username=config.mqttsn_default_username,
+            clients=dict(config.mqttsn_clients),
+            message_size_limit=config.message_size_limit,
+            retain_available=config.retain_available,
+            verbose=verbose or "all" in config.log_type or "debug" in config.log_type,
+        )
+
+
+class Counters:
+    """MQTT-SN specific ``$SYS/broker/mqttsn/...`` values (plain increments)."""
+
+    __slots__ = (
+        "connected", "asleep", "registrations", "frames_dropped", "messages_dropped",
+        "qos_minus_one", "retransmissions", "clients_lost",
+    )
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+
+class Timers:
+    """One heap of (deadline, seq, fn, args) behind a single reactor call."""
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self.clock = clock
+        self._heap: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
+        self._seq = itertools.count()
+        self._call: IDelayedCall | None = None
+        self._call_at = 0.0
+
+    def schedule(self, delay: float, fn: Callable[..., None], *args: Any) -> None:
+        when = self.clock.seconds() + delay
+        heapq.heappush(self._heap, (when, next(self._seq), fn, args))
+        if self._call is None or when < self._call_at:
+            self._arm(when)
+
+    def _arm(self, when: float) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call_at = when
+        self._call = self.clock.callLater(max(0.0, when - self.clock.seconds()), self._run)
+
+    def _run(self) -> None:
+        self._call = None
+        heap = self._heap
+        now = self.clock.seconds()
+        while heap and heap[0][0] <= now:
+            _, _, fn, args = heapq.heappop(heap)
+            fn(*args)
+        if heap and self._call is None:
+            self._arm(heap[0][0])
+
+    def stop(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        self._heap.clear()
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+
+class Forwarded(NamedTuple):
+    """The address of a client behind a forwarder: replies go back encapsulated."""
+
+    via: Any
+    node_id: bytes
+
+
+class Network:
+    """Base of the UDP and serial transports: addresses to channels, bytes both ways."""
+
+    log = Logger()
+    max_message = 65535
+
+    def __init__(self, ctx: MQTTSNContext, listener: Any) -> None:
+        self.ctx = ctx
+        self.listener = listener
+        self.channels: dict[Any, MQTTSNChannel] = {}
+
+    # subclasses --------------------------------------------------------------------
+
+    def write(self, addr: Any, data: bytes) -> None:
+        """Put one message on the wire to ``addr`` (a real address, not ``Forwarded``)."""
+        raise NotImplementedError
+
+    def broadcast(self, data: bytes) -> None:
+        """Send to every client at once (ADVERTISE); networks without broadcast skip it."""
+
+    def describe(self, addr: Any) -> str:
+        return str(addr)
+
+    def answer_searchgw(self, addr: Any, gwinfo: bytes) -> None:
+        """GWINFO back to the searcher; radio networks broadcast it instead."""
+        self.send(addr, gwinfo)
+
+    # shared ------------------------------------------------------------------------
+
+    def send(self, addr: Any, data: bytes) -> None:
+        if type(addr) is Forwarded:
+            data = encode(Encapsulated(addr.node_id, data))
+            addr = addr.via
+        self.write(addr, data)
+
+    def received(self, addr: Any, data: bytes) -> None:
+        """One message (datagram, frame payload) from ``addr``."""
+        channel = self.channels.get(addr)
+        if channel is not None:
+            channel.datagram(data)
+        else:
+            self.ctx.unknown(self, addr, data)
+
+    def attach(self, addr: Any, channel: MQTTSNChannel) -> None:
+        self.channels[addr] = channel
+
+    def release(self, addr: Any, channel: MQTTSNChannel) -> None:
+        if self.channels.get(addr) is channel:
+            del self.channels[addr]
+
+    def close_all(self) -> None:
+        for channel in list(self.channels.values()):
+            channel.shutdown()
+
+
+class MQTTSNContext:
+    """Shared by every MQTT-SN network of one hub (see the module docstring)."""
+
+    log = Logger()
+
+    def __init__(self, hub: Hub, settings: MQTTSNSettings, clock: IReactorTime) -> None:
+        self.hub = hub
+        self.settings = settings
+        self.clock = clock
+        self.predefined = Predefined(settings.predefined)
+        self.counters = Counters()
+        self.timers = Timers(clock)
+        self.networks: list[Network] = []
+        self.discovery = Discovery(self)
+        c = self.counters
+        for name, fn in (
+            ("mqttsn/clients/connected", lambda: c.connected),
+            ("mqttsn/clients/sleeping", lambda: c.asleep),
+            ("mqttsn/clients/lost", lambda: c.clients_lost),
+            ("mqttsn/registrations", lambda: c.registrations),
+            ("mqttsn/frames/dropped", lambda: c.frames_dropped + self._network_drops()),
+            ("mqttsn/messages/dropped", lambda: c.messages_dropped),
+            ("mqttsn/messages/retransmitted", lambda: c.retransmissions),
+            ("mqttsn/publish/qos-1", lambda: c.qos_minus_one),
+            ("mqttsn/udp/kernel dropped", self._kernel_drops),
+        ):
+            hub.extra_counter(name, fn)
+
+    def _network_drops(self) -> int:
+        return sum(getattr(n, "frames_dropped", 0) for n in self.networks)
+
+    def _kernel_drops(self) -> int:
+        return sum(n.kernel_drops() for n in self.networks if hasattr(n, "kernel_drops"))
+
+    def add_network(self, network: Network) -> None:
+        self.networks.append(network)
+        self.discovery.start()
+
+    def remove_network(self, network: Network) -> None:
+        if network in self.networks:
+            self.networks.remove(network)
+        network.close_all()
+        if not self.networks:
+            self.discovery.stop()
+            self.timers.stop()
+
+    # addresses without a channel ---------------------------------------------------------
+
+    def unknown(self, network: Network, addr: Any, data: bytes) -> None:
+        """A message from an address with no channel: CONNECT, discovery, QoS -1, or a nudge."""
+        from gateway.mqttsn.channel import MQTTSNChannel
+
+        try:
+            msg = decode(data)
+        except MQTTSNError:
+            self.counters.frames_dropped += 1
+            return
+        t = type(msg)
+        if t is Connect:
+            listener = network.listener
+            limit = getattr(listener, "max_connections", -1)
+            channel = MQTTSNChannel(self, network, addr, listener)
+            if 0 <= limit <= len(network.channels):
+                channel.refuse_congestion()
+                return
+            network.attach(addr, channel)
+            channel.handle(msg)
+        elif t is Encapsulated:
+            network.received(Forwarded(addr, msg.node_id), msg.message)  # type: ignore[union-attr]
+        elif t is Publish and msg.qos == -1:  # type: ignore[union-attr]
+            self.qos_minus_one(network, addr, msg)  # type: ignore[arg-type]
+        elif t is PingReq and msg.client_id:  # type: ignore[union-attr]
+            channel = self._sleeping(msg.client_id)  # type: ignore[union-attr]
+            if channel is None:
+                network.send(addr, DISCONNECT)
+                return
+            channel.move(network, addr)
+            channel.handle(msg)
+        elif self.discovery.handle(network, addr, msg):
+            return
+        elif t is Disconnect:
+            return  # mqtt_sn_pub -q -1 says goodbye although it never connected
+        else:
+            # Not connected (never, or lost): DISCONNECT tells the client to CONNECT again.
+            network.send(addr, DISCONNECT)
+
+    def _sleeping(self, client_id: str) -> MQTTSNChannel | None:
+        from gateway.mqttsn.channel import MQTTSNChannel
+
+        session = self.hub.session(client_id)
+        endpoint = session.endpoint if session is not None else None
+        if isinstance(endpoint, MQTTSNChannel) and endpoint.sleeping:
+            return endpoint
+        return None
+
+    def qos_minus_one(self, network: Network, addr: Any, p: Publish) -> None:
+        """QoS -1: a connectionless publish to a predefined id or a short name."""
+        if p.topic_type == TopicIdType.PREDEFINED:
+            topic = self.predefined.by_id.get(p.topic_id)
+        elif p.topic_type == TopicIdType.SHORT:
+            topic = short_name(p.topic_id)
+        else:
+            topic = None
+        if topic is None:
+            self.counters.frames_dropped += 1
+            return
+        settings = self.settings
+        if (settings.message_size_limit and len(p.data) > settings.message_size_limit) or (
+            p.retain and not settings.retain_available
+        ):
+            return
+        hub = self.hub
+        client = ClientInfo("", "mqttsn", network.describe(addr), settings.default_username, network.listener)
+        message = Message(topic, p.data, 0, p.retain)
+
+        def publish(ok: bool) -> None:
+            if ok and hub.authorize(client, WRITE, topic):  # type: ignore[arg-type]
+                self.counters.qos_minus_one += 1
+                hub.stats.publish_received += 1
+                hub.publish(message)
+
+        result = True if client.username is not None else hub.authenticate(client, None)
+        if isinstance(result, bool):
+            publish(result)
+        else:
+            result.addCallback(publish).addErrback(lambda f: self.log.failure("QoS -1 authentication failed", f))
+
+
+_CONTEXTS: weakref.WeakKeyDictionary[Hub, MQTTSNContext] = weakref.WeakKeyDictionary()
+
+
+def context_for(hub: Hub, config: Config, clock: IReactorTime, verbose: bool = False) -> MQTTSNContext:
+    """The hub's one MQTT-SN context, created by whichever transport starts first."""
+    ctx = _CONTEXTS.get(hub)
+    if ctx is None:
+        ctx = _CONTEXTS[hub] = MQTTSNContext(hub, MQTTSNSettings.from_config(config, verbose), clock)
+    return ctx

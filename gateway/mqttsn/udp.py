@@ -1,0 +1,132 @@
+"""MQTT-SN over UDP: one ``DatagramProtocol`` per listener, clients keyed by source address.
+
+``listener PORT [ADDRESS]`` + ``protocol mqttsn``. Without an address the socket binds
+``::`` and takes IPv4 clients too (as ``::ffff:a.b.c.d``), unless ``socket_domain
+ipv4``. The receive buffer is enlarged so bursts from many sensors queue in the
+kernel rather than vanish; what the kernel still drops is read from
+``/proc/net/udp[6]`` and shown as ``$SYS/broker/mqttsn/udp/kernel dropped``.
+
+Datagrams go out with ``socket.sendto`` directly: Twisted's ``Port.write`` validates the
+address string on every call, and a full send buffer (EAGAIN) must count a drop, not
+raise into the reactor.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+
+from gateway.mqttsn.context import Forwarded, MQTTSNContext, Network
+
+RECEIVE_BUFFER = 4 * 1024 * 1024  # bytes asked for; Linux caps it at net.core.rmem_max
+MAX_DATAGRAM = 65535
+
+
+class UDPNetwork(Network, DatagramProtocol):
+    """The MQTT-SN clients of one UDP listener."""
+
+    log = Logger()
+    noisy = False
+    max_message = 65507  # largest IPv4 UDP payload
+
+    def __init__(self, ctx: MQTTSNContext, listener: Any = None) -> None:
+        Network.__init__(self, ctx, listener)
+        self.send_errors = 0
+        self.receive_buffer = 0
+        self._inode = 0
+        self._sendto: Any = None
+
+    def startProtocol(self) -> None:
+        sock = self.transport.socket  # type: ignore[attr-defined]
+        self._sendto = sock.sendto
+        for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+            if option is None:
+                continue
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, option, RECEIVE_BUFFER)
+                break
+            except OSError:
+                continue  # SO_RCVBUFFORCE needs CAP_NET_ADMIN
+        self.receive_buffer = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        try:
+            self._inode = os.fstat(sock.fileno()).st_ino
+        except OSError:
+            self._inode = 0
+        self.ctx.add_network(self)
+
+    def stopProtocol(self) -> None:
+        self.ctx.remove_network(self)
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        channel = self.channels.get(addr)
+        if channel is not None:
+            channel.datagram(data)
+        else:
+            self.ctx.unknown(self, addr, data)
+
+    def write(self, addr: Any, data: bytes) -> None:
+        try:
+            self._sendto(data, addr)
+        except OSError as e:
+            # EAGAIN: send buffer full; ECONNREFUSED: an ICMP error from an earlier
+            # datagram; EMSGSIZE: too big for the path. UDP may lose it either way.
+            self.send_errors += 1
+            if e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNREFUSED, errno.EMSGSIZE,
+                               errno.ENOBUFS, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EINVAL):
+                raise
+
+    def describe(self, addr: Any) -> str:
+        if type(addr) is Forwarded:
+            return f"{self.describe(addr.via)}/{addr.node_id.hex()}"
+        return f"{addr[0]}:{addr[1]}"
+
+    def kernel_drops(self) -> int:
+        """Datagrams the kernel dropped on this socket (receive buffer full)."""
+        if not self._inode:
+            return 0
+        inode = str(self._inode)
+        for name in ("/proc/net/udp", "/proc/net/udp6"):
+            try:
+                with open(name) as fh:
+                    next(fh, None)
+                    for line in fh:
+                        fields = line.split()
+                        if len(fields) > 12 and fields[9] == inode:
+                            return int(fields[-1])
+            except OSError:
+                continue
+        return 0
+
+
+class UDPHandle:
+    """What ``gateway.listeners`` keeps: ``port`` for the log, ``close()`` at shutdown."""
+
+    def __init__(self, port: Any, network: UDPNetwork) -> None:
+        self.port = port
+        self.network = network
+
+    def close(self) -> defer.Deferred[Any]:
+        self.network.ctx.remove_network(self.network)
+        return defer.maybeDeferred(self.port.stopListening)
+
+
+def listen_udp(ctx: MQTTSNContext, reactor: Any, port: int, interface: str, listener: Any = None) -> UDPHandle:
+    """Open one MQTT-SN UDP listener on ``interface``:``port``."""
+    network = UDPNetwork(ctx, listener)
+    udp_port = reactor.listenUDP(port, network, interface=interface, maxPacketSize=MAX_DATAGRAM)
+    return UDPHandle(udp_port, network)
+
+
+def start_udp(ctx: Any, listener: Any) -> UDPHandle:
+    """The ``protocol mqttsn`` starter for ``gateway.listeners`` (``ctx``: ListenerContext)."""
+    from gateway.listeners import interface
+    from gateway.mqttsn.context import context_for
+
+    sn = context_for(ctx.hub, ctx.config, ctx.reactor, ctx.mqtt_settings.verbose)
+    return listen_udp(sn, ctx.reactor, listener.port, interface(listener), listener)
