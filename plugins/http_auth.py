@@ -21,7 +21,8 @@ Each check is a POST with a JSON body::
 * 2xx with ``{"result": "allow"}`` / ``{"result": "deny"}`` / ``{"result": "ignore"}``
   (ignore: let the next backend decide), or an empty 2xx body for allow;
 * 401 or 403: deny; 404: ignore;
-* anything else, a timeout or a refused connection: deny, logged.
+* anything else, a timeout or a refused connection: deny, logged, and not cached
+  (the next check asks again).
 """
 
 from __future__ import annotations
@@ -35,8 +36,18 @@ import treq
 from twisted.internet import reactor as default_reactor
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
+from twisted.web.client import HTTPConnectionPool, RequestTransmissionFailed, ResponseNeverReceived
+from twisted.web.client import _HTTP11ClientFactory
 
 from gateway.errors import ConfigError
+
+
+class BackendUnavailable(Exception):
+    """No usable answer: the check is refused and, unlike a "deny", not cached."""
+
+
+class _QuietFactory(_HTTP11ClientFactory):
+    noisy = False          # no "Starting factory" line per connection
 
 
 def _number(options: dict[str, str], name: str, default: float) -> float:
@@ -67,6 +78,8 @@ class HTTPAuth:
         self.cache_seconds = _number(options, "cache_seconds", 10.0)
         self.headers = {k[len("header_"):]: [v] for k, v in options.items() if k.startswith("header_")}
         self.reactor = reactor or default_reactor
+        self.pool = HTTPConnectionPool(self.reactor, persistent=True)
+        self.pool._factory = _QuietFactory
         self._logins: dict[tuple[Any, ...], tuple[bool | None, float]] = {}
         if not self.auth_url:
             self.authenticate = None  # type: ignore[assignment]
@@ -108,21 +121,25 @@ class HTTPAuth:
         return Deferred.fromCoroutine(self._post(url, body))
 
     async def _post(self, url: str, body: dict[str, Any]) -> bool | None:
-        try:
-            response = await treq.post(url, json=body, headers=self.headers or None,
-                                       timeout=self.timeout, reactor=self.reactor)
-            content = await treq.content(response)
-        except Exception as e:
-            self.log.warn("auth service {url} unreachable: {error}", url=url, error=repr(e))
-            return False
+        for attempt in (1, 2):
+            try:
+                response = await treq.post(url, json=body, headers=self.headers or None,
+                                           timeout=self.timeout, reactor=self.reactor, pool=self.pool)
+                content = await treq.content(response)
+                break
+            except (RequestTransmissionFailed, ResponseNeverReceived) as e:
+                # A kept-alive connection the server had closed: once more on a new one.
+                if attempt == 2:
+                    raise BackendUnavailable(f"{url}: {e!r}") from None
+            except Exception as e:
+                raise BackendUnavailable(f"{url}: {e!r}") from None
         code = response.code
         if code in (401, 403):
             return False
         if code == 404:
             return None
         if not 200 <= code < 300:
-            self.log.warn("auth service {url} answered HTTP {code}", url=url, code=code)
-            return False
+            raise BackendUnavailable(f"{url} answered HTTP {code}")
         if not content.strip():
             return True
         try:
@@ -134,11 +151,12 @@ class HTTPAuth:
         if result == "ignore":
             return None
         if result != "deny":
-            self.log.warn("auth service {url} gave an unreadable answer", url=url)
+            raise BackendUnavailable(f"{url} gave an unreadable answer")
         return False
 
-    def close(self) -> None:
+    def close(self) -> Deferred[None]:
         self._logins.clear()
+        return self.pool.closeCachedConnections()
 
 
 def make_plugin(options: dict[str, str]) -> HTTPAuth:

@@ -401,14 +401,33 @@ class Security:
 _installed: weakref.WeakKeyDictionary[Any, Security] = weakref.WeakKeyDictionary()
 
 
-def authorize_later(hub: Any, client: Any, access: str, topic: str) -> Deferred[bool] | None:
-    """For channels that can hold a packet (SUBSCRIBE, PUBLISH) while a plugin is asked:
-    None when ``hub.authorize`` already has the final answer, else a Deferred firing
-    with it. Per-delivery checks cannot wait and use ``hub.authorize`` alone."""
+def has_acl_plugins(hub: Any) -> bool:
+    """Whether ``authorize_later`` can ever return a Deferred for this hub; a channel
+    asks once per connection so its per-packet path stays free of the call otherwise."""
     security = _installed.get(hub)
-    if security is None or not security.needs_wait(client, access, topic):
+    return security is not None and any(p.acl_plugins for p in security.policies() if p)
+
+
+def authorize_later(hub: Any, client: Any, access: str, topic: str) -> Deferred[Any] | None:
+    """For channels that can hold a packet (SUBSCRIBE, PUBLISH) while a plugin is asked.
+
+    None when every answer the packet needs is cached; otherwise a Deferred that fires
+    once they are, after which ``hub.authorize`` answers synchronously. For a WRITE
+    that includes READ for each session the message will reach; for a SUBSCRIBE, READ
+    for the retained messages it brings. Per-delivery checks never wait.
+    """
+    security = _installed.get(hub)
+    if security is None:
         return None
-    return security.authorize_later(client, access, topic)
+    needed = [(client, access, topic)]
+    if access == "write":
+        needed += [(session.client, "read", topic) for session in hub.trie.match(topic)]
+    elif access == "subscribe":
+        needed += [(client, "read", m.topic) for m in hub.retained(topic)]
+    waits = [security.authorize_later(c, a, t) for c, a, t in needed if security.needs_wait(c, a, t)]
+    if not waits:
+        return None
+    return DeferredList(waits, consumeErrors=True)
 
 
 def close_policies(policies: list[Policy | None]) -> Deferred[Any]:

@@ -22,7 +22,7 @@ the prefix. The returned object may define any of these methods; a missing one m
 ``close() -> None | Deferred``
     Called when the plugin is replaced (reload) or the gateway stops.
 
-Errors raised (or failed Deferreds) count as a refusal and are logged.
+Errors raised (or failed Deferreds) count as a refusal, are logged and are not cached.
 
 Why ACL answers are cached
 --------------------------
@@ -34,8 +34,13 @@ keeps every answer for ``acl_cache_seconds`` (a ``plugin_opt_``, default 30):
 * a plugin that answers synchronously (a bool, or an already-fired Deferred, as the
   SQLite backend does) is used and cached at once, so it never misses;
 * otherwise the query is started, the check answers *deny* while it runs, and the
-  answer is cached when it arrives. ``Security.authorize_later`` waits for it instead;
-  it is what a channel uses where waiting is possible (SUBSCRIBE, PUBLISH).
+  answer is cached when it arrives. ``gateway.hub.auth.authorize_later`` waits for it
+  instead; channels use it where waiting is possible. Before a PUBLISH goes to the
+  hub it also asks READ for every session subscribed to the topic, and before a
+  SUBSCRIBE is answered READ for the retained messages it will receive, so deliveries
+  find their answers cached and nothing is dropped for want of one;
+* an expired answer is still used while a refresh query runs, so a busy topic never
+  falls back to the miss path (a revoked right can thus last one refresh longer).
 
 Queries in flight are shared, so a burst of messages on one topic asks the backend once.
 """
@@ -126,6 +131,8 @@ class LoadedPlugin:
         self.ttl = _cache_seconds(spec.options, spec.source)
         self._answers: dict[tuple[Any, ...], tuple[bool | None, float]] = {}
         self._inflight: dict[tuple[Any, ...], Deferred[bool | None]] = {}
+        self._last_report = float("-inf")
+        self._unreported = 0
 
     @classmethod
     def load(cls, spec: PluginSpec, clock: Any) -> LoadedPlugin:
@@ -140,8 +147,7 @@ class LoadedPlugin:
         """(known, answer): a synchronous look-up that starts a query on a miss."""
         key = (client.username, client.client_id, access, topic)
         hit = self._answers.get(key)
-        now = self.clock.seconds()
-        if hit is not None and hit[1] > now:
+        if hit is not None and hit[1] > self.clock.seconds():
             return True, hit[0]
         d = self._query(key, client, access, topic)
         if d.called:
@@ -151,6 +157,8 @@ class LoadedPlugin:
             if not isinstance(value, Failure):
                 return True, value
             return True, False
+        if hit is not None:
+            return True, hit[0]       # expired: still used while the refresh runs
         return False, None
 
     def acl_later(self, client: Any, access: str, topic: str) -> Deferred[bool | None]:
@@ -172,7 +180,7 @@ class LoadedPlugin:
         def store(answer: Any) -> Any:
             self._inflight.pop(key, None)
             if isinstance(answer, Failure):
-                self.log.failure("ACL plugin {plugin} failed", answer, plugin=self.spec.path)
+                self._report(answer)
                 return False
             if len(self._answers) >= MAX_CACHED:
                 self._answers.clear()
@@ -184,6 +192,17 @@ class LoadedPlugin:
             self._inflight[key] = d
         d.addBoth(store)
         return d
+
+    def _report(self, failure: Failure) -> None:
+        """A failed check is refused and not cached; logged at most every 10 seconds,
+        since with a backend down it would otherwise be logged per message."""
+        now = self.clock.seconds()
+        if now - self._last_report < 10.0:
+            self._unreported += 1
+            return
+        self.log.warn("ACL plugin {plugin} failed: {error} ({more} more since the last report)",
+                      plugin=self.spec.path, error=failure.getErrorMessage(), more=self._unreported)
+        self._last_report, self._unreported = now, 0
 
     def forget(self) -> None:
         self._answers.clear()

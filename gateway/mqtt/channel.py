@@ -12,12 +12,13 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import gatherResults, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gateway.hub.api import SUBSCRIBE, SUBSCRIBE_FAILED, WRITE, ClientInfo, Message
+from gateway.hub.auth import authorize_later, has_acl_plugins
 from gateway.hub.hub import Hub
 from gateway.hub.sessions import Session
 from gateway.hub.topics import TopicError, validate_topic_filter, validate_topic_name
@@ -45,6 +46,7 @@ AWAIT_CONNECT = 0
 AUTHENTICATING = 1
 CONNECTED = 2
 CLOSED = 3
+WAITING = 4        # a packet waits for an ACL plugin's answer; later packets queue behind it
 
 PINGRESP = b"\xd0\x00"
 # QoS 0 payload bytes accepted for a client after its transport's buffer filled up;
@@ -95,6 +97,8 @@ class MQTTChannel:
         self.last_rx = clock.seconds()
         self._graceful = False
         self._pending: list[Any] = []
+        self._may_wait = False          # an ACL plugin may need asking (gateway.hub.auth)
+        self._released: Any = None      # the held packet being handled again
         self._timer: IDelayedCall | None = clock.callLater(
             settings.connect_timeout, self._connect_timed_out
         )
@@ -118,7 +122,7 @@ class MQTTChannel:
                 self.protocol_error(MQTTError("first packet is not CONNECT", ReasonCode.PROTOCOL_ERROR))
                 return
             self._on_connect(packet)
-        elif state == AUTHENTICATING:
+        elif state == AUTHENTICATING or state == WAITING:
             self._pending.append(packet)
 
     def protocol_error(self, error: MQTTError) -> None:
@@ -236,11 +240,42 @@ class MQTTChannel:
         if self.keepalive:
             self._timer = self.clock.callLater(self.keepalive * 1.5, self._check_keepalive)
         session.resume(self)
+        self._may_wait = has_acl_plugins(self.hub)
+        self._drain()
+
+    def _drain(self) -> None:
+        """Handle the packets queued while authenticating or waiting, in order."""
         pending, self._pending = self._pending, []
-        for packet in pending:
+        for i, packet in enumerate(pending):
+            if self.state == WAITING:
+                self._pending[:0] = pending[i:]
+                return
             if self.state != CONNECTED:
-                break
+                return
             self.handle(packet)
+
+    def _hold(self, packet: Any, access: str, topics: Any) -> bool:
+        """Wait for ACL plugins without a cached answer (``auth.authorize_later``); the
+        packet is handled again once they answered, and nothing overtakes it."""
+        if packet is self._released:
+            self._released = None
+            return False
+        waits = [d for t in topics
+                 if (d := authorize_later(self.hub, self.client, access, t)) is not None]
+        if not waits:
+            return False
+        self.state = WAITING
+
+        def resume(_: Any) -> None:
+            if self.state != WAITING:
+                return
+            self.state = CONNECTED
+            self._released = packet
+            self.handle(packet)
+            self._drain()
+
+        gatherResults(waits, consumeErrors=True).addBoth(resume)
+        return True
 
     def _refuse(self, code: int, why: str | None) -> None:
         if why:
@@ -254,6 +289,8 @@ class MQTTChannel:
     # PUBLISH and acknowledgements --------------------------------------------------
 
     def _on_publish(self, p: Publish) -> None:
+        if self._may_wait and self._hold(p, WRITE, (p.topic,)):
+            return
         stats = self._stats
         stats.publish_received += 1
         limit = self.settings.message_size_limit
@@ -301,6 +338,8 @@ class MQTTChannel:
         hub = self.hub
         session = self.session
         assert session is not None and self.client is not None
+        if self._may_wait and self._hold(p, SUBSCRIBE, [f for f, _ in p.topics]):
+            return
         granted: list[int] = []
         for topic_filter, qos in p.topics:
             try:

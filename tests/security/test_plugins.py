@@ -87,9 +87,11 @@ def test_async_acl_answer_is_cached_and_a_miss_denies_meanwhile():
     plugin.obj.pending[0][1].callback(True)
     assert later.result is True
     assert plugin.acl_cached(who(), "read", "a") == (True, True)
-    clock.advance(31)                                                   # expired: asks again
-    assert plugin.acl_cached(who(), "read", "a") == (False, None)
+    clock.advance(31)                                  # expired: used while it is refreshed
+    assert plugin.acl_cached(who(), "read", "a") == (True, True)
     assert len(plugin.obj.pending) == 2
+    plugin.obj.pending[1][1].callback(False)
+    assert plugin.acl_cached(who(), "read", "a") == (True, False)
 
 
 def test_authorize_later_waits_for_the_plugin(tmp_path):
@@ -267,6 +269,36 @@ def test_hub_level_authorize_later(tmp_path):
     assert d is not None and not d.called
     assert not hub.authorize(who(), "write", "t")                      # meanwhile: denied
     s.policy(None).plugins[0].obj.pending[0][1].callback(True)
-    assert d.result is True
+    assert d.called
     assert authorize_later(hub, who(), "write", "t") is None           # cached now
     assert hub.authorize(who(), "write", "t")
+
+
+def test_authorize_later_asks_read_for_the_subscribers_of_a_published_topic(tmp_path):
+    from gateway.hub.api import Message
+    from gateway.hub.auth import authorize_later
+    from gateway.hub.hub import Hub
+
+    path = tmp_path / "slow3.py"
+    path.write_text("from tests.security.test_plugins import SlowAcl\n"
+                    "def make_plugin(o): return SlowAcl()\n")
+    s = Security(parse(f"listener 1883\nplugin {path}\n"), task.Clock())
+    hub = Hub()
+    s.install(hub)
+    slow = s.policy(None).plugins[0].obj
+
+    class Endpoint:
+        got: list = []
+
+        def send_publish(self, message, qos, packet_id, dup, retain):
+            self.got.append(message.topic)
+
+    reader, _ = hub.connect(who("bob", "reader"), Endpoint(), True)
+    hub.subscribe(reader, "t/#", 0)
+    d = authorize_later(hub, who("alice", "writer"), "write", "t/1")
+    assert [t for t, _ in slow.pending] == ["t/1", "t/1"]              # alice's write, bob's read
+    for _, pending in slow.pending:
+        pending.callback(True)
+    assert d.called
+    hub.publish(Message("t/1", b"x"))
+    assert Endpoint.got == ["t/1"]                                      # read answer was cached
