@@ -23,7 +23,9 @@ from typing import Any
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
+from twisted.internet.interfaces import IOpenSSLContextFactory
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from gateway.errors import ConfigError
 
@@ -134,6 +136,7 @@ def build_context(listener: Any) -> SSL.Context:
     return ctx
 
 
+@implementer(IOpenSSLContextFactory)
 class ServerTLS:
     """Twisted's context-factory interface around a context that reload() replaces."""
 
@@ -180,3 +183,25 @@ def certificate_username(link: Any, listener: Any, username: str | None) -> str 
 def uses_certificate_identity(listener: Any) -> bool:
     return bool(getattr(listener, "use_identity_as_username", False)
                 or getattr(listener, "use_subject_as_username", False))
+
+
+def client_options(hostname: str, cafile: str | None = None, certfile: str | None = None,
+                   keyfile: str | None = None) -> Any:
+    """TLS options for the gateway as a client (bridges): the server's certificate must
+    chain to *cafile* (or the system's roots) and name *hostname* (service-identity
+    checks DNS names and IP addresses); *certfile*/*keyfile* present a client
+    certificate."""
+    from twisted.internet import ssl
+
+    trust = None
+    if cafile:
+        with open(cafile, "rb") as fh:
+            trust = ssl.Certificate.loadPEM(fh.read())
+    client_cert = None
+    if certfile:
+        with open(certfile, "rb") as fh:
+            cert_pem = fh.read()
+        with open(keyfile or certfile, "rb") as fh:
+            key_pem = fh.read()
+        client_cert = ssl.PrivateCertificate.loadPEM(cert_pem + b"\n" + key_pem)
+    return ssl.optionsForClientTLS(hostname, trustRoot=trust, clientCertificate=client_cert)
