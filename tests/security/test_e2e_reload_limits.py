@@ -3,8 +3,6 @@ anonymous defaults, and the per-listener limits, against a real gateway."""
 
 from __future__ import annotations
 
-import pytest
-
 from gateway.hub.passwords import make_hash
 from tests.security.helpers import Client, Gateway, free_port, run_gateway_expecting_failure
 
