@@ -352,7 +352,9 @@ class Security:
 
     def still_allowed(self, client: Any, old: Policy | None) -> bool:
         """Would this connected client still get in? Passwords are not kept, so a user
-        whose password file entry changed or vanished is treated as refused."""
+        whose password file entry changed or vanished is treated as refused; a username
+        the password file never vouched for (plugin, certificate, MQTT-SN client list)
+        is kept."""
         policy = self.policy(client.listener)
         if policy is None:
             return False
@@ -361,13 +363,15 @@ class Security:
         username = client.username
         if username is None:
             return policy.allow_anonymous
-        if not policy.passwords and not policy.auth_plugins:
-            return policy.allow_anonymous
+        if client.protocol == "mqttsn":
+            return True            # the username comes from mqttsn_client, not credentials
         before = old.passwords.entry_text(username) if old and old.passwords else None
         after = policy.passwords.entry_text(username) if policy.passwords else None
-        if before != after:
-            return False
-        return before is not None or bool(policy.auth_plugins)
+        if before is not None:
+            return before == after
+        if not policy.passwords and not policy.auth_plugins:
+            return policy.allow_anonymous
+        return True
 
     def recheck(self, hub: Any, old_policies: dict[Any, Policy | None]) -> int:
         """Disconnect connected clients the reloaded rules no longer let in."""

@@ -224,3 +224,20 @@ def test_failed_reload_keeps_the_old_rules(tmp_path, files):
     with pytest.raises(ConfigError):
         s.reload(parse(conf, "gw.conf"))
     assert s.authorize(client("alice"), "write", "alice/x")
+
+
+def test_reload_keeps_clients_the_password_file_never_vouched_for(tmp_path, files):
+    pw, acl = files
+    conf = f"listener 1883\nallow_anonymous true\npassword_file {pw}\n"
+    s = security(conf)
+    hub = Hub()
+    s.install(hub)
+    sensor, anon, alice = Endpoint(), Endpoint(), Endpoint()
+    hub.connect(ClientInfo("boiler", "mqttsn", "udp", "sensors"), sensor, True)
+    hub.connect(client(client_id="anon"), anon, True)
+    hub.connect(client("alice", client_id="a"), alice, True)
+    old = s.snapshot()
+    pw.write_text(f"alice:{make_hash(b'changed')}\n")
+    s.reload(parse(conf.replace("allow_anonymous true", "allow_anonymous false"), "gw.conf"))
+    assert s.recheck(hub, old) == 2
+    assert (sensor.closed, anon.closed, alice.closed) == (False, True, True)
