@@ -14,6 +14,7 @@ twisted.logger, warnings and up only, at most a few lines per second.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 import time
@@ -51,6 +52,48 @@ class GatewayContext(Context):
     def render_to_pipe(self, pipe: Any) -> None:
         """Answer in this call; aiocoap would wrap the pipe and start a task per request."""
         self.serversite.render_pipe(pipe)
+
+
+#: Errors a send reports when an ICMP error for an *earlier* datagram is pending on the
+#: socket (IP_RECVERR): they say nothing about this datagram's peer.
+PENDING_ICMP = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH,
+                          errno.EHOSTDOWN, errno.ENETDOWN})
+
+
+class GatewayUDP6(MessageInterfaceUDP6):
+    """aiocoap's udp6 interface, with sends that do not blame the wrong peer.
+
+    On Linux an ICMP error (say, port unreachable from an observer that went away) is
+    both queued on the error queue, where udp6 reads it with the right peer address,
+    and reported once by the next ``sendmsg``, whoever that is for. aiocoap turns the
+    latter into an error for the peer being sent to, which ends that innocent peer's
+    requests and observations and drops the datagram. Here the send is repeated
+    instead; the error queue still reports the real peer.
+    """
+
+    _sock: socket.socket
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self._sock = transport.get_extra_info("socket")
+
+    def send(self, message: Any) -> None:
+        remote = message.remote
+        pktinfo = remote.pktinfo
+        ancdata = [] if pktinfo is None else [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO,
+                                                pktinfo)]
+        data = (message.encode(),)
+        sendmsg = self._sock.sendmsg
+        for _ in range(3):
+            try:
+                sendmsg(data, ancdata, 0, remote.sockaddr)
+                return
+            except (BlockingIOError, InterruptedError):
+                return  # the socket buffer is full: lost, as UDP may lose it anyway
+            except OSError as e:
+                if e.errno not in PENDING_ICMP:
+                    self._ctx.dispatch_error(e, remote)
+                    return
 
 
 class _Throttled(logging.Handler):
@@ -185,7 +228,7 @@ class CoAPListener:
 
         async def interface(mman: GatewayMessageManager) -> Any:
             self.manager = mman
-            return await MessageInterfaceUDP6._create_transport_endpoint(
+            return await GatewayUDP6._create_transport_endpoint(
                 sock, mman, context.log, self.loop)
 
         await context._append_tokenmanaged_messagemanaged_transport(interface)
