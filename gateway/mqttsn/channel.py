@@ -135,7 +135,7 @@ class MQTTSNChannel:
         self.last_rx = ctx.clock.seconds()
         self._sup = 0  # supervision generation: timer entries with another one are stale
         self._connect: tuple[Connect, str | None] | None = None
-        self._will: list[Any] | None = None  # [topic, qos, retain, payload]
+        self._will: list[Any] | None = None  # [topic or None, qos, retain, payload]
         self._out: deque[tuple[Message | None, int, int, bool, bool]] | None = None
         self._flight: _Pending | None = None
         self._reg: _Pending | None = None
@@ -239,7 +239,7 @@ class MQTTSNChannel:
 
     def _will_message(self) -> Message | None:
         w = self._will
-        return None if w is None else Message(w[0], w[3], w[1], w[2])
+        return None if w is None or w[0] is None else Message(w[0], w[3], w[1], w[2])
 
     def _handshake_expired(self, gen: int) -> None:
         if gen == self._sup and self.state in (CONNECTING, AUTHENTICATING):
@@ -347,9 +347,11 @@ class MQTTSNChannel:
     def _on_willmsgupd(self, p: WillMsgUpd) -> None:
         session = self.session
         assert session is not None
-        if self._will is not None:
+        if self._will is None:
+            self._will = [None, 0, False, p.payload]  # a WILLTOPICUPD may follow
+        else:
             self._will[3] = p.payload
-            session.will = self._will_message()
+        session.will = self._will_message()
         self._send(encode(WillMsgResp(ReturnCode.ACCEPTED)))
 
     # REGISTER from the client --------------------------------------------------------------
@@ -682,20 +684,27 @@ class MQTTSNChannel:
     def _pump(self) -> None:
         if self.state != ACTIVE and self.state != AWAKE:
             return
+        # In order, except that QoS 0 entries pass QoS 1/2 ones waiting for the
+        # outstanding acknowledgement. Each entry leaves the queue before anything that
+        # may re-enter (dropping a QoS 1/2 entry acknowledges it in the session, which
+        # pumps the session, which calls send_publish); that only happens when nothing
+        # waits before it, so the index stays right.
         out = self._out
-        # Each entry leaves the queue before anything that may re-enter (an acknowledge
-        # pumps the session, which calls send_publish), and goes back if it must wait.
-        while out:
-            entry = out[0]
+        i = 0
+        blocked = False
+        while out and i < len(out):
+            entry = out[i]
             message, qos, pid, retain, dup = entry
-            if qos and self._flight is not None:
-                break
-            out.popleft()
+            if qos and (blocked or self._flight is not None):
+                blocked = True
+                i += 1
+                continue
+            del out[i]
             if message is None:
                 self._start(_Pending(PUBREL, pid, encode(PubRel(pid))), flight=True)
             elif not self._try_send(message, qos, pid, retain, dup):
                 if self._reg is not None or self._register(message.topic):
-                    out.appendleft(entry)
+                    out.insert(i, entry)
                     break
                 self.ctx.counters.messages_dropped += 1  # no room for another topic id
                 if qos:

@@ -368,7 +368,7 @@ def _d_gwinfo(b: bytes) -> Message:
 
 
 def _d_connect(b: bytes) -> Message:
-    _need(b, 5, "CONNECT")
+    _need(b, 4, "CONNECT")  # an empty client id is refused by the channel, with CONNACK
     flags = b[0]
     return Connect(
         _text(b[4:], "client id"), _H.unpack_from(b, 2)[0], bool(flags & CLEAN),
