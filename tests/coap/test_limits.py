@@ -1,0 +1,107 @@
+"""Bounds on what CoAP clients can make the gateway do: the per-source request rate,
+the deduplication memory, body sizes and blockwise state. Raw datagrams from
+``rawcoap`` so message ids are under the test's control."""
+
+from __future__ import annotations
+
+import socket
+
+from aiocoap.numbers.codes import (
+    CHANGED,
+    REQUEST_ENTITY_TOO_LARGE,
+    SERVICE_UNAVAILABLE,
+    PUT,
+)
+
+from tests.coap import rawcoap
+from tests.coap.helpers import HOST, TIMEOUT, coap_lines, free_udp_port, unique
+
+
+class RawClient:
+    """One UDP socket speaking hand-made CoAP."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.connect((HOST, port))
+        self.sock.settimeout(TIMEOUT)
+
+    def send(self, data: bytes) -> None:
+        self.sock.send(data)
+
+    def receive(self) -> rawcoap.Parsed:
+        return rawcoap.parse(self.sock.recv(4096))
+
+    def exchange(self, data: bytes) -> rawcoap.Parsed:
+        self.send(data)
+        return self.receive()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def put(mid: int, topic: str, payload: bytes = b"x", query: tuple[str, ...] = ()) -> bytes:
+    return rawcoap.request(rawcoap.CON, rawcoap.PUT, mid, mid.to_bytes(2, "big"),
+                           f"/ps/{topic}", list(query), payload)
+
+
+def test_requests_above_the_rate_get_5_03_with_max_age(gateway):
+    port = free_udp_port()
+    gateway(*coap_lines(port, "coap_max_requests_per_second 5"))
+    client = RawClient(port)
+    for mid in range(1, 21):
+        client.send(put(mid, "rate/t"))
+    answers = [client.receive() for _ in range(20)]
+    ok = [a for a in answers if a.code == CHANGED]
+    busy = [a for a in answers if a.code == SERVICE_UNAVAILABLE]
+    assert len(ok) + len(busy) == 20
+    assert 1 <= len(ok) <= 10  # 5 per one-second window; the burst may straddle two
+    assert busy and all(a.option(rawcoap.MAX_AGE) == b"\x01" for a in busy)
+    assert all(a.mtype == rawcoap.ACK for a in answers)  # piggybacked on the request's ACK
+    client.close()
+
+
+def test_deduplication_is_bounded(gateway, mqtt_client):
+    port = free_udp_port()
+    gw = gateway(*coap_lines(port, "coap_deduplication_entries 50"))
+    topic = unique("dedup/")
+    sub = mqtt_client(gw.port)
+    sub.subscribe(topic)
+    client = RawClient(port)
+    first = client.exchange(put(1, topic, b"once"))
+    assert first.code == CHANGED
+    again = client.exchange(put(1, topic, b"once"))  # a retransmission: same message id
+    assert (again.code, again.mid, again.token) == (CHANGED, 1, first.token)
+    assert sub.get().payload == b"once"
+    sub.assert_quiet()  # published once
+    for mid in range(2, 62):  # 60 newer message ids push id 1 out of the 50 remembered
+        assert client.exchange(put(mid, topic + "/other")).code == CHANGED
+    assert client.exchange(put(1, topic, b"once")).code == CHANGED
+    assert sub.get().payload == b"once"  # forgotten, so taken as a new request
+    client.close()
+
+
+def test_body_above_message_size_limit_is_4_13(gateway, aio):
+    port = free_udp_port()
+    gateway(*coap_lines(port, "message_size_limit 100"))
+    client = RawClient(port)
+    small = client.exchange(put(1, "size/t", b"x" * 100))
+    large = client.exchange(put(2, "size/t", b"x" * 101))
+    assert (small.code, large.code) == (CHANGED, REQUEST_ENTITY_TOO_LARGE)
+    assert large.option(60) == rawcoap.uint(100)  # Size1: the largest body accepted
+    response = aio.request(PUT, f"coap://{HOST}:{port}/ps/size/t", b"y" * 10_000)
+    assert response.code == REQUEST_ENTITY_TOO_LARGE  # refused at the first block
+    client.close()
+
+
+def test_blockwise_bodies_are_capped_without_a_size_limit(gateway):
+    port = free_udp_port()
+    gateway(*coap_lines(port))  # message_size_limit 0: no limit, but blockwise stops at 1 MiB
+    client = RawClient(port)
+    block1 = 27
+    # Block1 number 1 << 16 of 1024 bytes starts at 64 MiB: past the 1 MiB default cap.
+    num, more, szx = 1 << 16, 1, 6
+    value = rawcoap.uint(num << 4 | more << 3 | szx)
+    data = rawcoap.request(rawcoap.CON, rawcoap.PUT, 7, b"b1", "/ps/size/big", [],
+                           b"z" * 1024, extra=[(block1, value)])
+    assert client.exchange(data).code == REQUEST_ENTITY_TOO_LARGE
+    client.close()
