@@ -1,0 +1,110 @@
+"""Fixtures for the MQTT-SN tests that run the real gateway (see tests/conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import time
+import tty
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from tests.e2e.clients import PahoClient
+
+TIMEOUT = 10.0
+
+
+def free_udp_port(family: int = socket.AF_INET, host: str = "127.0.0.1") -> int:
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class SNClient:
+    """A raw MQTT-SN client over UDP: datagrams from ``tests.mqttsn.wire`` in, datagrams out."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.bind((host, 0))
+        self.gateway = (host, port)
+
+    def send(self, datagram: bytes) -> None:
+        self.sock.sendto(datagram, self.gateway)
+
+    def recv(self, timeout: float = TIMEOUT) -> bytes:
+        self.sock.settimeout(timeout)
+        try:
+            data, _ = self.sock.recvfrom(65535)
+        except socket.timeout:
+            raise AssertionError(f"no datagram within {timeout}s") from None
+        return data
+
+    def ask(self, datagram: bytes, timeout: float = TIMEOUT) -> bytes:
+        self.send(datagram)
+        return self.recv(timeout)
+
+    def expect(self, wanted: bytes, timeout: float = TIMEOUT) -> list[bytes]:
+        """Receive until ``wanted``; return what came before it."""
+        deadline = time.monotonic() + timeout
+        before = []
+        while True:
+            got = self.recv(max(deadline - time.monotonic(), 0.01))
+            if got == wanted:
+                return before
+            before.append(got)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def sn() -> Iterator[Callable[..., SNClient]]:
+    """``sn(port, host="127.0.0.1")``: a raw MQTT-SN client on its own UDP socket."""
+    made: list[SNClient] = []
+
+    def make(port: int, host: str = "127.0.0.1") -> SNClient:
+        client = SNClient(port, host)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
+
+
+@pytest.fixture
+def paho() -> Iterator[Callable[..., PahoClient]]:
+    """``paho(port, client_id, **options)``: paho-mqtt on the gateway's MQTT side."""
+    made: list[PahoClient] = []
+
+    def make(port: int, client_id: str, **kwargs: Any) -> PahoClient:
+        client = PahoClient(port, client_id, **kwargs)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
+
+
+@pytest.fixture
+def pty_pair() -> Iterator[tuple[int, str]]:
+    """(master fd, slave path) of a raw pseudo-terminal; the test plays the far end."""
+    master, slave = os.openpty()
+    tty.setraw(slave)  # raw before the gateway opens it: no echo, no line discipline
+    path = os.ttyname(slave)
+    try:
+        yield master, path
+    finally:
+        for fd in (slave, master):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def short_id(name: str) -> int:
+    return struct.unpack("!H", name.encode())[0]

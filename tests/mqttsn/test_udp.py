@@ -1,0 +1,180 @@
+"""MQTT-SN over UDP against the real gateway: mqtt-sn-12's CLIs and a raw client on one
+side of the hub, paho-mqtt on the other."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.e2e.clients import unique
+from tests.mqttsn import wire as w
+from tests.mqttsn.conftest import free_udp_port
+
+BIN = Path(sys.executable).parent
+PREDEFINED = ["mqttsn_predefined_topic 10 sensors/predef", "mqttsn_predefined_topic 11 actuators/valve"]
+
+
+def sn_gateway(gateway, *lines: str, host: str = "127.0.0.1"):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    port = free_udp_port(family, host)
+    gw = gateway(f"listener {port} {host}", "protocol mqttsn", *PREDEFINED, *lines)
+    gw.sn_port = port
+    return gw
+
+
+def cli(name: str, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [str(BIN / name), *args, "--timeout", "10"], cwd=REPO, capture_output=True, text=True,
+        timeout=timeout, stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, f"{name} {args}: {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def test_mqtt_sn_pub_at_every_qos_reaches_an_mqtt_subscriber(gateway, paho) -> None:
+    gw = sn_gateway(gateway)
+    mqtt = paho(gw.port, unique("sub"))
+    mqtt.connect()
+    mqtt.subscribe("#", 2)
+    port = str(gw.sn_port)
+    cli("mqtt_sn_pub", "-p", port, "-t", "sensors/temp", "-m", "q0")
+    cli("mqtt_sn_pub", "-p", port, "-t", "sensors/temp", "-m", "q1", "-q", "1")
+    cli("mqtt_sn_pub", "-p", port, "-t", "sensors/temp", "-m", "q2", "-q", "2")
+    cli("mqtt_sn_pub", "-p", port, "-T", "10", "-m", "minus-one", "-q", "-1")
+    cli("mqtt_sn_pub", "-p", port, "-t", "ab", "-m", "short")
+    cli("mqtt_sn_pub", "-p", port, "-t", "sensors/kept", "-m", "r", "-r", "-q", "1")
+    got = [(m.topic, m.payload, m.qos) for m in mqtt.wait_for("sensors/kept")]
+    assert got == [
+        ("sensors/temp", b"q0", 0), ("sensors/temp", b"q1", 1), ("sensors/temp", b"q2", 2),
+        ("sensors/predef", b"minus-one", 0), ("ab", b"short", 0), ("sensors/kept", b"r", 1),
+    ]
+
+
+def test_mqtt_sn_sub_gets_wildcard_and_predefined_messages(gateway, paho) -> None:
+    gw = sn_gateway(gateway)
+    mqtt = paho(gw.port, unique("pub"))
+    mqtt.connect()
+    mqtt.publish("sensors/deep/level", b"retained", 1, retain=True)
+    mqtt.publish("actuators/valve", b"closed", 1, retain=True)
+    port = str(gw.sn_port)
+    # wildcard: the gateway REGISTERs sensors/deep/level before its PUBLISH
+    out = cli("mqtt_sn_sub", "-p", port, "-t", "sensors/#", "-1").stdout
+    assert out.strip() == "retained"
+    out = cli("mqtt_sn_sub", "-p", port, "-T", "11", "-q", "1", "-1").stdout
+    assert out.strip() == "closed"
+
+
+def test_will_handshake_with_the_cli(gateway, paho) -> None:
+    gw = sn_gateway(gateway)
+    mqtt = paho(gw.port, unique("sub"))
+    mqtt.connect()
+    mqtt.subscribe("dead/#")
+    mqtt.subscribe("sensors/#")
+    cli("mqtt_sn_pub", "-p", str(gw.sn_port), "-t", "sensors/w", "-m", "x",
+        "--will-topic", "dead/cli", "--will-payload", "gone")
+    assert [m.topic for m in mqtt.wait_for("sensors/w")] == ["sensors/w"]  # clean DISCONNECT: no will
+
+
+def test_raw_client_will_on_keepalive_expiry(gateway, paho, sn) -> None:
+    gw = sn_gateway(gateway)
+    mqtt = paho(gw.port, unique("sub"))
+    mqtt.connect()
+    mqtt.subscribe("dead/#", 1)
+    c = sn(gw.sn_port)
+    assert c.ask(w.connect("raw-will", 1, w.CLEAN | w.WILL)) == w.willtopicreq()
+    assert c.ask(w.willtopic("dead/raw", 1)) == w.willmsgreq()
+    assert c.ask(w.willmsg(b"lost")) == w.connack()
+    msg = mqtt.next_message()  # after 1.5 s without a word
+    assert (msg.topic, msg.payload, msg.qos) == ("dead/raw", b"lost", 1)
+    assert c.ask(w.pingreq()) == w.disconnect()  # lost: told to connect again
+
+
+def test_sleeping_client_wakes_up_for_its_messages(gateway, paho, sn) -> None:
+    gw = sn_gateway(gateway)
+    c = sn(gw.sn_port)
+    assert c.ask(w.connect("sleepy", 60, 0)) == w.connack()
+    assert c.ask(w.subscribe(1, "cmd/sleepy", 1)) == w.suback(1, 1, w.ACCEPTED, 1)
+    assert c.ask(w.disconnect(600)) == w.disconnect()
+    mqtt = paho(gw.port, unique("pub"))
+    mqtt.connect()
+    mqtt.publish("cmd/sleepy", b"a", 0)
+    mqtt.publish("cmd/sleepy", b"b", 1)
+    c.send(w.pingreq("sleepy"))
+    got = [c.recv(), c.recv()]
+    assert sorted(got) == sorted([w.publish(1, b"a"), w.publish(1, b"b", 1, 1)])
+    assert c.ask(w.puback(1, 1)) == w.pingresp()
+
+
+def test_session_follows_the_client_to_a_new_address(gateway, paho, sn) -> None:
+    gw = sn_gateway(gateway)
+    first = sn(gw.sn_port)
+    assert first.ask(w.connect("roamer", 60, 0)) == w.connack()
+    assert first.ask(w.subscribe(1, "cmd/roamer", 1)) == w.suback(1, 1, w.ACCEPTED, 1)
+    second = sn(gw.sn_port)
+    assert second.ask(w.connect("roamer", 60, 0)) == w.connack()
+    assert first.recv() == w.disconnect()
+    mqtt = paho(gw.port, unique("pub"))
+    mqtt.connect()
+    mqtt.publish("cmd/roamer", b"here", 1)
+    assert second.recv() == w.publish(1, b"here", 1, 1)
+    second.send(w.puback(1, 1))
+
+
+def test_qos1_queued_for_an_absent_client_as_for_mqtt(gateway, paho, sn) -> None:
+    gw = sn_gateway(gateway)
+    c = sn(gw.sn_port)
+    c.ask(w.connect("away", 60, 0))
+    c.ask(w.subscribe(1, "cmd/away", 1))
+    assert c.ask(w.disconnect()) == w.disconnect()
+    mqtt = paho(gw.port, unique("pub"))
+    mqtt.connect()
+    mqtt.publish("cmd/away", b"queued", 1)
+    c.send(w.connect("away", 60, 0))
+    assert c.expect(w.publish(1, b"queued", 1, 1)) == [w.connack()]
+
+
+def test_mqtt_and_mqttsn_share_one_client_id_namespace(gateway, paho, sn) -> None:
+    gw = sn_gateway(gateway)
+    c = sn(gw.sn_port)
+    c.ask(w.connect("shared-id", 60, 0))
+    mqtt = paho(gw.port, "shared-id", clean_session=False)
+    assert mqtt.connect() is True  # session present: the MQTT-SN one
+    assert c.recv() == w.disconnect()
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
+def test_ipv6_listener(gateway, paho, sn) -> None:
+    try:
+        gw = sn_gateway(gateway, host="::1")
+    except OSError:
+        pytest.skip("::1 not usable here")
+    mqtt = paho(gw.port, unique("sub"))
+    mqtt.connect()
+    mqtt.subscribe("sensors/#")
+    c = sn(gw.sn_port, "::1")
+    assert c.ask(w.connect("v6", 60)) == w.connack()
+    assert c.ask(w.publish(10, b"six", 1, 1, id_type=w.PREDEFINED)) == w.puback(10, 1)
+    assert mqtt.next_message().payload == b"six"
+
+
+def test_garbage_and_unknown_addresses(gateway, paho, sn) -> None:
+    gw = sn_gateway(gateway, "sys_interval 1")
+    mqtt = paho(gw.port, unique("sys"))
+    mqtt.connect()
+    c = sn(gw.sn_port)
+    c.send(b"")
+    c.send(b"\xff\xff\xff")
+    assert c.ask(w.publish(1, b"x", 1, 1)) == w.disconnect()
+    assert c.ask(w.searchgw()) == w.gwinfo(1)
+    mqtt.subscribe("$SYS/broker/mqttsn/#")
+    seen = {m.topic: m.payload for m in mqtt.wait_for("$SYS/broker/mqttsn/udp/kernel dropped", timeout=15)}
+    assert int(seen["$SYS/broker/mqttsn/udp/kernel dropped"]) == 0
+    while seen.get("$SYS/broker/mqttsn/frames/dropped") != b"2":  # $SYS is published every second
+        msg = mqtt.next_message(timeout=15)
+        seen[msg.topic] = msg.payload
+    assert gw.running()
