@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import signal
 import socket
 import ssl
@@ -43,6 +44,23 @@ class Gateway:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Gateway:
+        """Start and wait for every listener. A port taken by someone else between
+        ``free_port()`` and the bind is replaced by a fresh one (read ``self.ports``)."""
+        for attempt in range(5):
+            try:
+                return self._start()
+            except RuntimeError as e:
+                if "Address already in use" not in str(e) or attempt == 4:
+                    raise
+                text = self.conf.read_text()
+                fresh = [free_port() for _ in self.ports]
+                for old, new in zip(self.ports, fresh):
+                    text = re.sub(rf"^listener {old}\b", f"listener {new}", text, flags=re.M)
+                self.conf.write_text(text)
+                self.ports = fresh
+        raise AssertionError("unreachable")
+
+    def _start(self) -> Gateway:
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "-c", str(self.conf)],
                                          env=env(), stdout=out, stderr=subprocess.STDOUT, cwd=self.directory)

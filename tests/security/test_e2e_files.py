@@ -42,7 +42,7 @@ def gateway(tmp_path_factory):
     gw = Gateway(directory, f"listener {port} 127.0.0.1\nallow_anonymous true\n"
                             f"password_file {directory / 'passwd'}\nacl_file {directory / 'acl'}\n"
                             "sys_interval 1\n", [port]).start()
-    gw.port = port
+    gw.port = gw.ports[0]
     yield gw
     gw.stop()
 

@@ -51,6 +51,7 @@ def test_http_plugin_in_the_gateway(tmp_path, http_service):
     port = free_port()
     gw = Gateway(tmp_path, f"listener {port} 127.0.0.1\nplugin plugins.http_auth\n"
                            f"plugin_opt_url {http_service}\n", [port]).start()
+    port = gw.ports[0]
     try:
         alice = Client(port, "a1", "alice", "secret")
         assert alice.connect() == 0
@@ -90,6 +91,7 @@ def test_sql_plugin_in_the_gateway_next_to_a_password_file(tmp_path):
     gw = Gateway(tmp_path, f"listener {port} 127.0.0.1\nplugin plugins.sql_auth\n"
                            f"plugin_opt_database {db_path}\npassword_file {passwd}\nacl_file {acl}\n",
                  [port]).start()
+    port = gw.ports[0]
     try:
         admin = Client(port, "admin", "admin", "root")        # not in SQL: the password file
         assert admin.connect() == 0

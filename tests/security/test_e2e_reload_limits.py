@@ -15,6 +15,7 @@ def test_sighup_rereads_files_keeps_connections_and_rechecks_rights(tmp_path):
     port = free_port()
     gw = Gateway(tmp_path, f"listener {port} 127.0.0.1\npassword_file {passwd}\nacl_file {acl}\n",
                  [port]).start()
+    port = gw.ports[0]
     try:
         alice = Client(port, "alice", "alice", "secret")
         bob = Client(port, "bob", "bob", "hunter2")
@@ -69,6 +70,7 @@ def test_plugin_that_fails_to_load_stops_startup(tmp_path):
 def test_anonymous_refused_once_the_file_defines_a_listener(tmp_path):
     port = free_port()
     gw = Gateway(tmp_path, f"listener {port} 127.0.0.1\n", [port]).start()
+    port = gw.ports[0]
     try:
         c = Client(port, "anon", bind="127.0.0.2")
         assert c.connect() == 135
@@ -93,6 +95,7 @@ listener {strict} 127.0.0.1
 max_keepalive 10
 """, [small, rated, strict])
     gw.start()
+    small, rated, strict = gw.ports
     try:
         first = Client(small, "s1")
         assert first.connect() == 0

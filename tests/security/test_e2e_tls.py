@@ -53,7 +53,7 @@ use_identity_as_username true
 acl_file {directory / 'acl'}
 """
     gw = Gateway(directory, conf, [server, mutual, identity]).start()
-    gw.server, gw.mutual, gw.identity = server, mutual, identity
+    gw.server, gw.mutual, gw.identity = gw.ports
     yield gw
     gw.stop()
 
@@ -173,6 +173,7 @@ def test_sighup_reloads_certificates_for_new_connections(tmp_path, pki, tmp_path
     port = free_port()
     gw = Gateway(tmp_path, f"listener {port} 127.0.0.1\nallow_anonymous true\n"
                            f"certfile {cert}\nkeyfile {key}\n", [port]).start()
+    port = gw.ports[0]
     try:
         old = Client(port, "old", tls=tls(pki))
         assert old.connect() == 0

@@ -90,26 +90,13 @@ def test_file_from_mqttgateway_passwd_works_in_mosquitto(tmp_path):
     path = tmp_path / "pw"
     assert passwd("-c", "-b", str(path), "alice", "secret").returncode == 0
     assert passwd("-H", "sha512", "-b", str(path), "bob", "hunter2").returncode == 0
-    port = free_port()
-    conf = tmp_path / "mosquitto.conf"
-    # As root, Mosquitto would switch to the "mosquitto" user and lose access to tmp_path.
-    user = "user root\n" if os.geteuid() == 0 else ""
-    conf.write_text(f"{user}listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {path}\n")
-    broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE)
+    broker, port = start_mosquitto(tmp_path, f"allow_anonymous false\npassword_file {path}\n")
     try:
         def pub(user: str, password: str) -> subprocess.CompletedProcess[bytes]:
             return subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-q", "1",
-                                   "-u", user, "-P", password, "-t", "t", "-m", "x"], capture_output=True, timeout=WAIT)
+                                   "-u", user, "-P", password, "-t", "t", "-m", "x"],
+                                  capture_output=True, timeout=WAIT)
 
-        deadline = time.monotonic() + WAIT
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.5).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and broker.poll() is None
-                time.sleep(0.05)
         assert pub("alice", "secret").returncode == 0
         assert pub("bob", "hunter2").returncode == 0
         refused = pub("alice", "wrong")
@@ -117,3 +104,25 @@ def test_file_from_mqttgateway_passwd_works_in_mosquitto(tmp_path):
     finally:
         broker.terminate()
         broker.wait(WAIT)
+
+
+def start_mosquitto(directory, settings: str) -> tuple[subprocess.Popen[bytes], int]:
+    """A real Mosquitto on a free port; a port taken meanwhile is replaced by another."""
+    # As root, Mosquitto would switch to the "mosquitto" user and lose access to tmp_path.
+    user = "user root\n" if os.geteuid() == 0 else ""
+    conf = directory / "mosquitto.conf"
+    for _ in range(5):
+        port = free_port()
+        conf.write_text(f"{user}listener {port} 127.0.0.1\n{settings}")
+        broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + WAIT
+        while broker.poll() is None and time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.5).close()
+                return broker, port
+            except OSError:
+                time.sleep(0.05)
+        broker.kill()
+        broker.wait()
+    raise AssertionError("mosquitto did not start")
