@@ -187,11 +187,18 @@ class GatewayMessageManager(MessageManager):
         expiry.append((now + EXCHANGE_LIFETIME, key))
         return False
 
-    def _store_response_for_duplicates(self, message: Message) -> None:
-        key = (message.remote, message.mid)
-        recent = self._recent
-        if key in recent and message.mtype is ACK:
-            recent[key] = _Sent(message.remote, message.encode())
+    def _send_initially(self, message: Message, messageerror_monitor: Any = None) -> None:
+        """As aiocoap's, but an answer kept for duplicates is encoded once, for both."""
+        if message.mtype is CON:
+            self._add_exchange(message, messageerror_monitor)
+        elif message.mtype is ACK:
+            key = (message.remote, message.mid)
+            recent = self._recent
+            if key in recent:
+                sent = recent[key] = _Sent(message.remote, message.encode())
+                self.message_interface.send(sent)
+                return
+        self.message_interface.send(message)
 
     def remembered(self) -> int:
         """Message ids currently kept for deduplication."""
