@@ -21,7 +21,7 @@ from gateway.hub.sessions import Limits
 from gateway.listeners import ListenerService
 from gateway.logs import make_observer, wants_own_observer
 from gateway.mqtt.channel import MQTTSettings
-from gateway.tls import ServerTLS, build_context, is_tls
+from gateway.tls import ServerTLS, build_context, check_settings, is_tls
 
 
 class Options(usage.Options):
@@ -34,6 +34,8 @@ class Options(usage.Options):
         ["port", "p", None, "MQTT port (replaces the default listener's port)"],
     ]
     optFlags = [["verbose", "v", "log every connection event"]]
+
+    opt_h = usage.Options.opt_help
 
     def postOptions(self) -> None:
         port = self["port"]
@@ -115,6 +117,8 @@ class GatewayService(service.MultiService):
         # startup with its file:line (makeService turns ConfigError into exit 1).
         self.security = Security(config)
         self.security.install(self.hub)
+        for listener in config.listeners:
+            check_settings(listener)       # TLS keys on a listener without certfile, ...
         self.tls = {listener_key(x): ServerTLS(x) for x in config.listeners if is_tls(x)}
         self.listener_settings: dict[object, MQTTSettings] = {}
         self.listeners = ListenerService(self.hub, config, self.mqtt_settings, self.tls,
@@ -138,6 +142,8 @@ class GatewayService(service.MultiService):
     def _reload_security(self, new: Config) -> None:
         """Certificates, password/ACL files and plugins, all or nothing."""
         by_key = {listener_key(x): x for x in new.listeners}
+        for listener in new.listeners:
+            check_settings(listener)
         contexts = {key: build_context(by_key.get(key, tls.listener)) for key, tls in self.tls.items()}
         old_policies = self.security.snapshot()
         replaced = self.security.reload(new)     # raises before changing anything
@@ -218,6 +224,12 @@ class GatewayService(service.MultiService):
     def stopService(self) -> Any:
         self.log.info("mqttgateway shutting down")
         yield super().stopService()
+        from twisted.internet import reactor
+
+        # twistd re-raises the signal that stopped the reactor once it is done; after
+        # a complete shutdown we exit 0 instead, as Mosquitto does (and systemd expects).
+        if getattr(reactor, "_exitSignal", None) is not None:
+            reactor._exitSignal = None  # type: ignore[attr-defined]
         yield self.security.close()
         self.log.info("mqttgateway stopped")
 

@@ -195,3 +195,18 @@ def test_sighup_reloads_certificates_for_new_connections(tmp_path, pki, tmp_path
         old.close()
     finally:
         gw.stop()
+
+
+@pytest.mark.parametrize("lines, line, message", [
+    (["require_certificate true"], 3, "require_certificate: needs certfile and keyfile"),
+    (["certfile {server}"], 3, "certfile: certfile without keyfile"),
+    (["certfile {server}", "keyfile {server_key}", "use_identity_as_username true"], 5,
+     "use_identity_as_username: needs require_certificate true"),
+    (["certfile {server}", "keyfile {server_key}", "require_certificate true"], 5,
+     "require_certificate: needs cafile or capath"),
+])
+def test_tls_settings_that_cannot_work_stop_startup(tmp_path, pki, lines, line, message):
+    body = "\n".join(x.format(**pki) for x in lines)
+    code, output = run_gateway_expecting_failure(
+        tmp_path, f"listener {free_port()} 127.0.0.1\nallow_anonymous true\n{body}\n")
+    assert code == 1 and f"bad.conf:{line}: {message}" in output
