@@ -14,6 +14,7 @@ from typing import Any, Callable, Protocol
 
 from twisted.application import service
 from twisted.internet import defer, task
+from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from gateway.config import Config, Listener
@@ -140,7 +141,14 @@ class ListenerService(service.Service):
         ctx = ListenerContext(self.hub, self.config, self.mqtt_settings, reactor,
                               self.tls, self.settings_for)
         for listener in self.config.listeners:
-            handle = STARTERS[listener.protocol](ctx, listener)
+            try:
+                handle = STARTERS[listener.protocol](ctx, listener)
+            except CannotListenError as e:
+                path, line = listener.source
+                raise SystemExit(
+                    f"mqttgateway: {path}:{line}: listener: cannot listen on "
+                    f"{e.interface or '*'}:{e.port}: {e.socketError}"
+                ) from None
             port = getattr(handle, "port", None)
             host = port.getHost() if port is not None else None
             self.log.info(

@@ -26,12 +26,6 @@ HOST = "127.0.0.1"
 START_TIMEOUT = 10.0  # seconds until the port accepts; only to avoid hangs
 STOP_TIMEOUT = 20.0  # seconds for a signalled gateway to exit; only to avoid hangs
 
-# twistd re-raises the signal that stopped its reactor (twisted/scripts/twistd.py:
-# runApp -> app._exitWithSignal), so after a complete, logged shutdown the gateway
-# dies "killed by SIGTERM" instead of exiting 0. test_twistd.py has the strict
-# xfail for it; once the gateway exits 0, delete this and require 0 below.
-KNOWN_SIGTERM_STATUS = -signal.SIGTERM
-
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listened on a moment ago."""
@@ -231,7 +225,7 @@ def finish(gw: Gateway) -> str | None:
         return f"gateway ignored SIGTERM for {STOP_TIMEOUT}s and was killed: {gw.describe()}"
     finally:
         gw.exit_observed = True
-    if status not in (0, KNOWN_SIGTERM_STATUS):
+    if status != 0:
         return f"gateway exit status {status} after SIGTERM, expected 0: {gw.describe()}"
     if "mqttgateway stopped" not in gw.stderr:
         return f"no 'mqttgateway stopped' in the log after SIGTERM: {gw.describe()}"

@@ -142,13 +142,6 @@ def test_signal_shuts_down_cleanly(gateway, raw, twistd, sig):
     client.expect_closed()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="twistd re-raises the signal that stopped the reactor (twisted.scripts.twistd."
-    "runApp -> app._exitWithSignal), so after a clean shutdown the process is killed by "
-    "SIGTERM/SIGINT (status -15/-2) instead of exiting 0 as Mosquitto does; when fixed, "
-    "also delete KNOWN_SIGTERM_STATUS in tests/conftest.py",
-)
 @COMMANDS
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_exit_status_is_0(gateway, twistd, sig):
@@ -223,14 +216,7 @@ def test_twistd_plugin_help_lists_options():
     "flag",
     [
         "--help",
-        pytest.param(
-            "-h",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="README documents 'mqttgateway [-c FILE] [-p PORT] [-v] [-d] [-h]' "
-                "(as Mosquitto), but -h is 'option -h not recognized', exit status 2",
-            ),
-        ),
+        "-h",
     ],
 )
 def test_command_help(flag):
@@ -307,12 +293,6 @@ def test_unreadable_password_file_names_config_line(tmp_path):
     assert f"{conf}:3: password_file: " in done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a listener port already in use ends the gateway with a CannotListenError "
-    "traceback in the log instead of a one-line error (Mosquitto: 'Error: Address "
-    "already in use', exit 1)",
-)
 def test_port_in_use_fails_without_traceback(tmp_path):
     with socket.socket() as taken:
         taken.bind((HOST, 0))
