@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import time
 from pathlib import Path
 
 import psutil
@@ -304,3 +305,32 @@ def test_port_in_use_fails_without_traceback(tmp_path):
     assert done.returncode == 1, output
     assert "Address already in use" in output
     assert "Traceback" not in output
+
+
+def test_daemon_flag_runs_in_the_background(tmp_path, raw):
+    """``mqttgateway -d``: the command returns at once, the daemon serves and logs
+    where ``log_dest`` says, and SIGTERM stops it cleanly."""
+    port = free_port()
+    log = tmp_path / "gateway.log"
+    conf = tmp_path / "gateway.conf"
+    conf.write_text(config_text(port, [f"log_dest file {log}"]))
+    done = run_briefly(cli_command("-d", "-c", str(conf)))
+    assert done.returncode == 0, done.stderr
+    daemon = None
+    try:
+        for _ in range(200):  # up to 10 s, only to avoid a hang
+            if log.exists() and "listening for mqtt" in log.read_text():
+                break
+            time.sleep(0.05)
+        assert raw(port).connect(unique("daemon")) == (False, 0)
+        daemon = next(
+            c.pid
+            for c in psutil.net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+        )
+    finally:
+        if daemon is not None:
+            proc = psutil.Process(daemon)
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(20)
+    assert "mqttgateway stopped" in log.read_text()
