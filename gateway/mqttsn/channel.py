@@ -18,6 +18,7 @@ context's shared timer heap, so tests drive it with a fake network and ``task.Cl
 
 from __future__ import annotations
 
+import struct
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -89,6 +90,9 @@ WILLTOPICREQ = encode(WillTopicReq())
 WILLMSGREQ = encode(WillMsgReq())
 
 
+_PUBACK = struct.Struct("!BBHHB")
+
+
 def _set_dup(data: bytes) -> bytes:
     i = 2 if data[0] != 1 else 4
     return data[:i] + bytes((data[i] | DUP,)) + data[i + 1 :]
@@ -157,10 +161,20 @@ class MQTTSNChannel:
 
     def datagram(self, data: bytes) -> None:
         """One received message; undecodable ones are dropped and counted."""
-        self.last_rx = self.ctx.clock.seconds()
-        stats = self.ctx.hub.stats
+        ctx = self.ctx
+        self.last_rx = ctx.clock.seconds()
+        stats = ctx.hub.stats
         stats.messages_received += 1
-        stats.bytes_received += len(data)
+        n = len(data)
+        stats.bytes_received += n
+        if n >= 7 and data[1] == 0x0C and data[0] == n and self.state == ACTIVE:
+            # The common case, a short PUBLISH from an active client, without building
+            # a Publish object: flags (QoS bits 6-5, retain bit 4, id type bits 1-0).
+            flags = data[2]
+            q = (flags >> 5) & 3
+            self._publish_in(flags & 3, (data[3] << 8) | data[4], (data[5] << 8) | data[6],
+                             data[7:], -1 if q == 3 else q, bool(flags & 0x10))
+            return
         try:
             msg = decode(data)
         except MQTTSNError:
@@ -383,37 +397,44 @@ class MQTTSNChannel:
     # PUBLISH from the client ---------------------------------------------------------------
 
     def _on_publish(self, p: Publish) -> None:
+        self._publish_in(p.topic_type, p.topic_id, p.msg_id, p.data, p.qos, p.retain)
+
+    def _publish_in(self, ttype: int, tid: int, mid: int, data: bytes, qos: int, retain: bool) -> None:
+        """A PUBLISH from the client (``datagram`` calls this directly for short ones)."""
         ctx = self.ctx
         hub = ctx.hub
         hub.stats.publish_received += 1
-        topic = self._topic_name(p.topic_type, p.topic_id)
+        session = self.session
+        assert session is not None
+        if ttype == TopicIdType.NORMAL:
+            registry = session.extra.get(EXTRA_KEY)
+            topic = registry.by_id.get(tid) if registry is not None else None
+        else:
+            topic = self._topic_name(ttype, tid)
         if topic is None:
-            code = ReturnCode.NOT_SUPPORTED if p.topic_type == TopicIdType.RESERVED else ReturnCode.INVALID_TOPIC_ID
-            self._send(encode(PubAck(p.topic_id, p.msg_id, code)))
+            code = ReturnCode.NOT_SUPPORTED if ttype == TopicIdType.RESERVED else ReturnCode.INVALID_TOPIC_ID
+            self._send(encode(PubAck(tid, mid, code)))
             return
         settings = ctx.settings
         limit = settings.message_size_limit
-        session = self.session
-        assert session is not None
-        if (limit and len(p.data) > limit) or (p.retain and not settings.retain_available) or (
-            hub._authorize is not None and not hub.authorize(session.client, WRITE, topic)
+        if (limit and len(data) > limit) or (retain and not settings.retain_available) or (
+            hub._authorize is not None and not hub._authorize(session.client, WRITE, topic)
         ):
-            self._send(encode(PubAck(p.topic_id, p.msg_id, ReturnCode.NOT_SUPPORTED)))
+            self._send(encode(PubAck(tid, mid, ReturnCode.NOT_SUPPORTED)))
             return
-        qos = p.qos
         if qos <= 0:
-            hub.publish(Message(topic, p.data, 0, p.retain), session)
+            hub.publish(Message(topic, data, 0, retain), session)
         elif qos == 1:
-            hub.publish(Message(topic, p.data, 1, p.retain), session)
-            self._send(encode(PubAck(p.topic_id, p.msg_id, ReturnCode.ACCEPTED)))
+            hub.publish(Message(topic, data, 1, retain), session)
+            self._send(_PUBACK.pack(7, 0x0D, tid, mid, 0))
         else:
             window = hub.settings.limits.max_inflight
-            if window and p.msg_id not in session.inbound_qos2 and len(session.inbound_qos2) >= window:
-                self._send(encode(PubAck(p.topic_id, p.msg_id, ReturnCode.CONGESTION)))
+            if window and mid not in session.inbound_qos2 and len(session.inbound_qos2) >= window:
+                self._send(encode(PubAck(tid, mid, ReturnCode.CONGESTION)))
                 return
-            if session.inbound_qos2_received(p.msg_id):
-                hub.publish(Message(topic, p.data, 2, p.retain), session)
-            self._send(encode(PubRec(p.msg_id)))
+            if session.inbound_qos2_received(mid):
+                hub.publish(Message(topic, data, 2, retain), session)
+            self._send(encode(PubRec(mid)))
 
     def _on_pubrel(self, p: PubRel) -> None:
         self.session.inbound_qos2_released(p.msg_id)  # type: ignore[union-attr]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import sys
 from typing import Any
 
 from twisted.internet import defer
@@ -24,7 +25,9 @@ from twisted.logger import Logger
 
 from gateway.mqttsn.context import Forwarded, MQTTSNContext, Network
 
-RECEIVE_BUFFER = 4 * 1024 * 1024  # bytes asked for; Linux caps it at net.core.rmem_max
+RECEIVE_BUFFER = 4 * 1024 * 1024  # bytes asked for (Linux doubles it for bookkeeping)
+# SO_RCVBUFFORCE passes net.core.rmem_max with CAP_NET_ADMIN; Python does not name it.
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33 if sys.platform.startswith("linux") else None)
 MAX_DATAGRAM = 65535
 
 
@@ -45,7 +48,7 @@ class UDPNetwork(Network, DatagramProtocol):
     def startProtocol(self) -> None:
         sock = self.transport.socket  # type: ignore[attr-defined]
         self._sendto = sock.sendto
-        for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+        for option in (SO_RCVBUFFORCE, socket.SO_RCVBUF):
             if option is None:
                 continue
             try:
