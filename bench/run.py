@@ -14,6 +14,8 @@ fanout   QoS 0, 1 publisher -> 50 subscribers (3 processes) on one topic
 qos1     QoS 1 round trip on one session, 20 in flight; p50/p99 latency
 idle     open N idle sessions (keepalive 600) from 4 processes, 12
          handshakes in flight each; connections/s and RSS per session
+sn-qos0, sn-qos1, sn-idle
+         MQTT-SN over UDP, mqttgateway only: see bench/mqttsn_load.py
 
 The table shows both brokers and the ratio mqttgateway/mosquitto.  CPU
 figures are % of one core, sampled with psutil before/after the window:
@@ -44,6 +46,7 @@ import psutil
 
 import brokers
 import mqttload
+import mqttsn_load
 
 HOST = brokers.HOST
 SATURATED = 90.0  # % of one core: a generator process this busy is flagged
@@ -388,7 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=10.0, help="measured window, s")
     ap.add_argument("--warmup", type=float, default=2.0, help="warm-up before window, s")
-    ap.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
+    ap.add_argument("--only", default=",".join(SCENARIOS + mqttsn_load.SCENARIOS),
+                    help="comma-separated scenarios")
     ap.add_argument("--brokers", default=",".join(brokers.BROKERS))
     ap.add_argument("--connections", type=int, default=5000, help="idle: sessions")
     ap.add_argument("--idle-window", type=int, default=12,
@@ -401,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="qos1: leave the client's delayed ACKs on")
     args = ap.parse_args(argv)
     scenarios = [s.strip() for s in args.only.split(",") if s.strip()]
+    sn = [s for s in scenarios if s in mqttsn_load.SCENARIOS]
+    scenarios = [s for s in scenarios if s not in sn]
     names = [b.strip() for b in args.brokers.split(",") if b.strip()]
     bad = [s for s in scenarios if s not in RUNNERS] + [b for b in names if b not in brokers.BROKERS]
     if bad:
@@ -447,7 +453,12 @@ def main(argv: list[str] | None = None) -> int:
                     head = ", ".join(f"{m.label} {m.text()}" for m in res[:3])
                     print(f"[{name}] {scen} ({time.monotonic() - t:.0f} s): {head}",
                           file=sys.stderr)
-    print(table(results, names))
+    if scenarios:
+        print(table(results, names))
+    if sn:
+        print()
+        mqttsn_load.main(["--only", ",".join(sn), "--duration", str(args.duration),
+                          "--warmup", str(args.warmup)])
     for name, why in dead.items():
         print(f"\n{name} skipped: {why.splitlines()[0]}")
     for scen, per in results.items():
