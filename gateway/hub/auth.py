@@ -209,7 +209,7 @@ class Security:
 
     def install(self, hub: Any) -> None:
         """Hand the hub the functions it calls; again after each reload."""
-        hub.set_security(self.authenticate, self.fast_authorizer())
+        hub.set_security(self.authenticate, self.fast_authorizer(), self.restricts)
         _installed[hub] = self
 
     def fast_authorizer(self) -> Any:

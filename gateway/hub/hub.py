@@ -47,15 +47,26 @@ class Hub:
         self.sessions: dict[str, Session] = {}
         self.sys = SysTopics(self)
         self._authenticate: Authenticator = allow_all_authenticate
-        # None means allow-all, which keeps the per-delivery path free of calls.
         self._authorize: Authorizer | None = None
+        # None when no rule can deny a read, which keeps deliveries free of calls.
+        self._read_check: Authorizer | None = None
 
     # security hooks --------------------------------------------------------------
 
-    def set_security(self, authenticate: Authenticator, authorize: Authorizer | None) -> None:
-        """Install the authentication and ACL functions every transport goes through."""
+    def set_security(
+        self,
+        authenticate: Authenticator,
+        authorize: Authorizer | None,
+        reads_restricted: bool = True,
+    ) -> None:
+        """Install the authentication and ACL functions every transport goes through.
+
+        ``reads_restricted=False`` promises that ``authorize`` never denies a read, so
+        the hub skips the per-delivery check.
+        """
         self._authenticate = authenticate
         self._authorize = authorize
+        self._read_check = authorize if reads_restricted else None
 
     def authenticate(self, client: ClientInfo, password: bytes | None) -> bool | Deferred[bool]:
         return self._authenticate(client, password)
@@ -63,6 +74,11 @@ class Hub:
     def authorize(self, client: ClientInfo, access: str, topic: str) -> bool:
         check = self._authorize
         return True if check is None else check(client, access, topic)
+
+    def can_read(self, client: ClientInfo, topic: str) -> bool:
+        """The per-delivery read check (retained messages sent after a subscribe too)."""
+        check = self._read_check
+        return True if check is None else check(client, "read", topic)
 
     # sessions --------------------------------------------------------------------
 
@@ -166,7 +182,7 @@ class Hub:
             return 0
         max_qos = message.qos
         upgrade = self.settings.upgrade_outgoing_qos
-        authorize = self._authorize
+        authorize = self._read_check
         topic = message.topic
         reached = 0
         # A copy: a delivery may detach a session, which edits the trie node's dict.

@@ -303,7 +303,7 @@ class MQTTChannel:
         qos = p.qos
         hub = self.hub
         session = self.session
-        allowed = hub._authorize is None or hub.authorize(session.client, WRITE, p.topic)  # type: ignore[union-attr]
+        allowed = hub.authorize(session.client, WRITE, p.topic)  # type: ignore[union-attr]
         if qos == 0:
             if allowed:
                 hub.publish(Message(p.topic, p.payload, 0, p.retain), session)
@@ -363,7 +363,7 @@ class MQTTChannel:
             if qos == SUBSCRIBE_FAILED:
                 continue
             for message in hub.retained(topic_filter):
-                if hub._authorize is not None and not hub.authorize(self.client, "read", message.topic):
+                if not hub.can_read(self.client, message.topic):
                     continue
                 session.deliver(message, min(qos, message.qos), True)
 

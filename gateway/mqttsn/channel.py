@@ -418,7 +418,7 @@ class MQTTSNChannel:
         settings = ctx.settings
         limit = settings.message_size_limit
         if (limit and len(data) > limit) or (retain and not settings.retain_available) or (
-            hub._authorize is not None and not hub._authorize(session.client, WRITE, topic)
+            not hub.authorize(session.client, WRITE, topic)
         ):
             self._send(encode(PubAck(tid, mid, ReturnCode.NOT_SUPPORTED)))
             return
@@ -543,7 +543,7 @@ class MQTTSNChannel:
             return
         self._send(encode(SubAck(topic_id, p.msg_id, ReturnCode.ACCEPTED, granted)))
         for message in hub.retained(name):
-            if hub._authorize is not None and not hub.authorize(client, READ, message.topic):
+            if not hub.can_read(client, message.topic):
                 continue
             session.deliver(message, min(granted, message.qos), True)
 
