@@ -14,6 +14,7 @@ ignores it), and a listener key that has no listener to apply to is an error.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -104,6 +105,7 @@ class Listener:
     use_subject_as_username: bool = False
     max_keepalive: int | None = None             # set inside this listener's section
     max_connection_rate: tuple[int, float] | None = None   # (connections, seconds) per address
+    mqttsn_multicast: tuple[str, int] | None = None   # (group, port): SEARCHGW in, ADVERTISE out
     lines: dict[str, tuple[str, int]] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -313,6 +315,19 @@ def _mqttsn_client(args: str) -> tuple[str, str]:
     return words[0], words[-1]
 
 
+def _mqttsn_multicast(args: str) -> tuple[str, int]:
+    words = args.split()
+    if len(words) != 2:
+        raise ConfigError("expected GROUP PORT")
+    try:
+        group = ipaddress.IPv4Address(words[0])
+    except ValueError:
+        group = None
+    if group is None or not group.is_multicast:
+        raise ConfigError(f"not an IPv4 multicast group: {words[0]!r}")
+    return str(group), _to_int(words[1], 1, 65535)
+
+
 def _add_mqttsn_predefined(parser: _Parser, line: _Line, value: object, scope: Scope) -> None:
     topic_id, topic = value  # type: ignore[misc]
     table = parser.config.mqttsn_predefined_topics
@@ -431,6 +446,10 @@ class _Parser:
                 on = f"{listener.bind_address}:" if listener.bind_address else "port "
                 raise line.error(f"duplicate listener on {on}{listener.port} "
                                  f"(first defined at {where.path}:{where.number})")
+        for listener, _ in self.created:
+            if listener.mqttsn_multicast and listener.protocol != "mqttsn":
+                path, number = listener.lines["mqttsn_multicast"]
+                raise ConfigError("only for a protocol mqttsn listener", path, number, "mqttsn_multicast")
         config.listeners = [listener for listener, _ in self.created]
         if not config.listeners:
             config.listeners = default_config().listeners
@@ -612,6 +631,7 @@ KEYS: dict[str, _Key] = {
     "mqttsn_serial": _Key(_mqttsn_serial, _G, _add_mqttsn_serial),
     "mqttsn_default_username": _Key(_word, _G, _Parser.store_once),
     "mqttsn_client": _Key(_mqttsn_client, _G, _add_mqttsn_client),
+    "mqttsn_multicast": _Key(_mqttsn_multicast, _L),
     "user": _Key(_text, _G, _Parser.store_once),
     # logging
     "log_type": _Key(_log_type, _G, _Parser.add_log_type),

@@ -104,6 +104,7 @@ def test_every_key_parsed():
                  tls_version="tlsv1.3", require_certificate=True,
                  use_identity_as_username=True, max_keepalive=30,
                  max_connection_rate=(5, 10.0)),
+        Listener(1886, None, "mqttsn", source=(path, 49), mqttsn_multicast=("225.1.1.1", 1883)),
     ]
     assert (cfg.password_file, cfg.acl_file) == ("/etc/mqttgateway/passwd", "/etc/mqttgateway/acl")
     assert [(p.path, p.options) for p in cfg.plugins] == [
