@@ -38,8 +38,10 @@ class UDPNetwork(Network, DatagramProtocol):
     noisy = False
     max_message = 65507  # largest IPv4 UDP payload
 
-    def __init__(self, ctx: MQTTSNContext, listener: Any = None) -> None:
+    def __init__(self, ctx: MQTTSNContext, listener: Any = None,
+                 multicast: tuple[str, int] | None = None) -> None:
         Network.__init__(self, ctx, listener)
+        self.multicast = multicast  # (group, port) that ADVERTISE goes to
         self.send_errors = 0
         self.receive_buffer = 0
         self._inode = 0
@@ -84,6 +86,16 @@ class UDPNetwork(Network, DatagramProtocol):
                                errno.ENOBUFS, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EINVAL):
                 raise
 
+    def broadcast(self, data: bytes) -> None:
+        if self.multicast is not None and self._sendto is not None:
+            self.write(self.v4(self.multicast), data)
+
+    def v4(self, addr: Any) -> Any:
+        """An IPv4 address as this socket needs it (v4-mapped on a dual-stack socket)."""
+        if self.transport.addressFamily == socket.AF_INET6:  # type: ignore[attr-defined]
+            return (f"::ffff:{addr[0]}", addr[1])
+        return addr
+
     def describe(self, addr: Any) -> str:
         if type(addr) is Forwarded:
             return f"{self.describe(addr.via)}/{addr.node_id.hex()}"
@@ -107,23 +119,49 @@ class UDPNetwork(Network, DatagramProtocol):
         return 0
 
 
+class MulticastDiscovery(DatagramProtocol):
+    """The ``mqttsn_multicast`` group: SEARCHGW heard here is answered from the listener's
+    own socket (clients take the GWINFO source as the gateway's address)."""
+
+    noisy = False
+
+    def __init__(self, network: UDPNetwork) -> None:
+        self.network = network
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        # Our own ADVERTISE comes back (multicast loop), as does other gateways' traffic.
+        if len(data) == 3 and data[:2] == b"\x03\x01":
+            network = self.network
+            network.answer_searchgw(network.v4(addr), network.ctx.discovery.gwinfo)
+
+
 class UDPHandle:
     """What ``gateway.listeners`` keeps: ``port`` for the log, ``close()`` at shutdown."""
 
-    def __init__(self, port: Any, network: UDPNetwork) -> None:
+    def __init__(self, port: Any, network: UDPNetwork, group_port: Any = None) -> None:
         self.port = port
         self.network = network
+        self.group_port = group_port
 
     def close(self) -> defer.Deferred[Any]:
         self.network.ctx.remove_network(self.network)
-        return defer.maybeDeferred(self.port.stopListening)
+        ports = [p for p in (self.group_port, self.port) if p is not None]
+        return defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports])
 
 
-def listen_udp(ctx: MQTTSNContext, reactor: Any, port: int, interface: str, listener: Any = None) -> UDPHandle:
-    """Open one MQTT-SN UDP listener on ``interface``:``port``."""
-    network = UDPNetwork(ctx, listener)
+def listen_udp(ctx: MQTTSNContext, reactor: Any, port: int, interface: str, listener: Any = None,
+               multicast: tuple[str, int] | None = None) -> UDPHandle:
+    """Open one MQTT-SN UDP listener on ``interface``:``port`` (and its multicast group)."""
+    network = UDPNetwork(ctx, listener, multicast)
     udp_port = reactor.listenUDP(port, network, interface=interface, maxPacketSize=MAX_DATAGRAM)
-    return UDPHandle(udp_port, network)
+    group_port = None
+    if multicast is not None:
+        group, mport = multicast
+        group_port = reactor.listenMulticast(mport, MulticastDiscovery(network), listenMultiple=True)
+        group_port.joinGroup(group).addErrback(
+            lambda f: UDPNetwork.log.warn("cannot join {group}: {error}", group=group, error=f.getErrorMessage())
+        )
+    return UDPHandle(udp_port, network, group_port)
 
 
 def start_udp(ctx: Any, listener: Any) -> UDPHandle:
@@ -132,4 +170,5 @@ def start_udp(ctx: Any, listener: Any) -> UDPHandle:
     from gateway.mqttsn.context import context_for
 
     sn = context_for(ctx.hub, ctx.config, ctx.reactor, ctx.mqtt_settings.verbose)
-    return listen_udp(sn, ctx.reactor, listener.port, interface(listener), listener)
+    return listen_udp(sn, ctx.reactor, listener.port, interface(listener), listener,
+                      getattr(listener, "mqttsn_multicast", None))

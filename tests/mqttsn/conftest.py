@@ -6,6 +6,7 @@ import os
 import socket
 import struct
 import time
+import threading
 import tty
 from typing import Any, Callable, Iterator
 
@@ -108,3 +109,41 @@ def pty_pair() -> Iterator[tuple[int, str]]:
 
 def short_id(name: str) -> int:
     return struct.unpack("!H", name.encode())[0]
+
+
+CLONE_NEWNET = 0x40000000
+
+
+def setns(fd: int) -> None:
+    """Move the calling thread (or a forked child) into the network namespace ``fd``."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        raise OSError(ctypes.get_errno(), "setns failed")
+
+
+@pytest.fixture
+def netns() -> Iterator[tuple[int, int]]:
+    """(fd of a private network namespace with multicast on lo, fd of ours). Needs root."""
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2 for a private network namespace")
+    name = f"mqttsn-test-{os.getpid()}"
+    if subprocess.run(["ip", "netns", "add", name], capture_output=True).returncode != 0:
+        pytest.skip("cannot create a network namespace here")
+    try:
+        for cmd in (["link", "set", "lo", "up"], ["link", "set", "lo", "multicast", "on"],
+                    ["route", "add", "224.0.0.0/4", "dev", "lo"]):
+            subprocess.run(["ip", "netns", "exec", name, "ip", *cmd], check=True)
+        ns = os.open(f"/var/run/netns/{name}", os.O_RDONLY)
+        ours = os.open(f"/proc/{os.getpid()}/task/{threading.get_native_id()}/ns/net", os.O_RDONLY)
+        try:
+            yield ns, ours
+        finally:
+            os.close(ns)
+            os.close(ours)
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)

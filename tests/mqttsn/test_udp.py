@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import REPO
 from tests.e2e.clients import unique
 from tests.mqttsn import wire as w
-from tests.mqttsn.conftest import free_udp_port
+from tests.mqttsn.conftest import free_udp_port, setns
 
 BIN = Path(sys.executable).parent
 PREDEFINED = ["mqttsn_predefined_topic 10 sensors/predef", "mqttsn_predefined_topic 11 actuators/valve"]
@@ -178,3 +178,36 @@ def test_garbage_and_unknown_addresses(gateway, paho, sn) -> None:
         msg = mqtt.next_message(timeout=15)
         seen[msg.topic] = msg.payload
     assert gw.running()
+
+
+def test_multicast_discovery_in_a_private_network_namespace(gateway, netns) -> None:
+    # SEARCHGW to the group is answered from the listener's unicast address; ADVERTISE
+    # goes to the group. Multicast stays inside a namespace of its own (never the LAN).
+    ns, ours = netns
+    gw = gateway("listener 10000 127.0.0.1", "protocol mqttsn", "mqttsn_multicast 225.1.1.1 1883",
+                 "mqttsn_gateway_id 7", "mqttsn_advertise_interval 1",
+                 wait=False, preexec_fn=lambda: setns(ns))
+    gw.wait_for_log("listening for mqttsn")
+    setns(ns)
+    try:
+        group = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        group.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        group.bind(("", 1883))
+        group.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                         socket.inet_aton("225.1.1.1") + socket.inet_aton("127.0.0.1"))
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        client.bind(("127.0.0.1", 0))
+    finally:
+        setns(ours)
+    with group, client:
+        client.settimeout(10)
+        client.sendto(w.searchgw(1), ("225.1.1.1", 1883))
+        reply, source = client.recvfrom(100)
+        assert (reply, source) == (w.gwinfo(7), ("127.0.0.1", 10000))
+        group.settimeout(10)
+        while True:
+            data, source = group.recvfrom(100)
+            if data != w.searchgw(1):  # our own SEARCHGW comes back too
+                break
+        assert (data, source) == (w.advertise(7, 1), ("127.0.0.1", 10000))
+        assert client.sendto(w.connect("found-it"), source) and client.recvfrom(100)[0] == w.connack()
