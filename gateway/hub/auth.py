@@ -38,6 +38,7 @@ from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.logger import Logger
 
 from gateway.config import Config, Listener, anonymous_allowed
+from gateway.errors import ConfigError
 from gateway.hub.acl import AclFile
 from gateway.hub.passwords import PasswordFile
 from gateway.hub.plugins import LoadedPlugin, PluginSpec
@@ -145,14 +146,26 @@ def _scope_settings(config: Config, listener: Listener | None) -> Any:
     return listener if (config.per_listener_settings and listener is not None) else config
 
 
+def _load_named(scope: Any, key: str, load: Any) -> Any:
+    """Load the file a key names; a file that cannot be read at all is reported at the
+    config line that names it, a bad line inside it at its own line."""
+    try:
+        return load(getattr(scope, key))
+    except ConfigError as e:
+        where = getattr(scope, "lines", {}).get(key)
+        if e.line or where is None:
+            raise
+        raise ConfigError(e.reason, where[0], where[1], key) from None
+
+
 def build_policy(config: Config, listener: Listener | None, clock: Any) -> Policy:
     """Load the files and plugins of one scope; ConfigError (``file:line``) on bad input."""
     scope = _scope_settings(config, listener)
     password_file = getattr(scope, "password_file", None)
     acl_file = getattr(scope, "acl_file", None)
     specs: list[PluginSpec] = list(getattr(scope, "plugins", None) or [])
-    passwords = PasswordFile.load(password_file) if password_file else None
-    acl = AclFile.load(acl_file) if acl_file else None
+    passwords = _load_named(scope, "password_file", PasswordFile.load) if password_file else None
+    acl = _load_named(scope, "acl_file", AclFile.load) if acl_file else None
     plugins = [LoadedPlugin.load(spec, clock) for spec in specs]
     probe = listener if listener is not None else Listener(0)
     return Policy(anonymous_allowed(config, probe), passwords, acl, plugins)

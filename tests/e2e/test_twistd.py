@@ -279,12 +279,6 @@ def test_bad_config_exits_1_naming_file_line_and_key(tmp_path, twistd, template,
     assert "Traceback" not in output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a password_file that cannot be read is reported as 'MISSING:0: cannot read "
-    "password file: ...' (the password file's path and line 0) instead of naming the "
-    "config file, line 3 and the key",
-)
 def test_unreadable_password_file_names_config_line(tmp_path):
     missing = tmp_path / "no-such-passwords"
     conf = render("missing-password-file.conf", tmp_path / "gateway.conf", port=free_port(), missing=missing)
