@@ -78,3 +78,14 @@ def test_errors(text: str, error: str) -> None:
         parse(text, "t.conf")
     assert error in str(e.value)
     assert str(e.value).startswith("t.conf:")
+
+
+def test_example_config_parses() -> None:
+    from pathlib import Path
+
+    from gateway.config import load
+
+    cfg = load(str(Path(__file__).resolve().parents[2] / "etc" / "mqttsn.conf"))
+    assert [x.protocol for x in cfg.listeners] == ["mqtt", "mqttsn"]
+    assert cfg.listeners[1].mqttsn_multicast == ("225.1.1.1", 1883)
+    assert cfg.mqttsn_predefined_topics[1] == "sensors/outdoor/temp"
