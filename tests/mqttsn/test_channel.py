@@ -12,7 +12,7 @@ from twisted.internet.defer import Deferred
 
 from gateway.hub.api import ClientInfo
 from gateway.hub.sessions import Limits
-from gateway.mqttsn.channel import ACTIVE, ASLEEP
+from gateway.mqttsn.channel import ACTIVE
 from tests.mqttsn import wire as w
 from tests.mqttsn.helpers import Rig
 

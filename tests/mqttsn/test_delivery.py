@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.hub.api import ClientInfo, Message
-from gateway.hub.sessions import Limits
+from gateway.hub.api import ClientInfo
 from gateway.mqttsn.channel import ACTIVE, ASLEEP
 from tests.mqttsn import wire as w
 from tests.mqttsn.helpers import Observer, Rig
