@@ -178,9 +178,12 @@ class MQTTSNChannel(Delivery):
 
     def _on_connect(self, p: Connect) -> None:
         if self.state in LIVE:
-            # Back from sleep (no will), or a client that restarted (its will fires).
+            # Back from sleep, or a CONNECT again (its CONNACK may have been lost: UDP):
+            # the client is evidently alive, so no will, unless another client id now
+            # speaks from this address.
             keep = self._out if (self.sleeping and not p.clean) else None
-            self._detach(graceful=self.sleeping)
+            same = self.client is not None and self.client.client_id == p.client_id
+            self._detach(graceful=self.sleeping or same)
             self._out = deque(e for e in keep if e[1] == 0) if keep else None
             self._set_state(CONNECTING)
         settings = self.ctx.settings

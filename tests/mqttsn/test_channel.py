@@ -385,3 +385,26 @@ def test_forwarder_encapsulation(rig: Rig) -> None:
     # the forwarder's own client at the same address is a separate client
     assert fwd.ask(w.connect("forwarder")) == [w.connack()]
     assert fwd.ask(w.encapsulated(node, w.pingreq())) == [w.encapsulated(node, w.pingresp())]
+
+
+def test_connect_again_from_the_same_address_fires_no_will(rig: Rig) -> None:
+    # The CONNACK may have been lost: a repeated CONNECT means the client is alive.
+    obs = rig.observe("dead/#")
+    c = rig.client()
+    c.ask(w.connect("s1", 10, w.CLEAN | w.WILL))
+    c.ask(w.willtopic("dead/s1"))
+    c.ask(w.willmsg(b"gone"))
+    assert c.ask(w.connect("s1", 10, w.CLEAN)) == [w.connack()]
+    assert obs.got == []
+    assert rig.ctx.counters.connected == 1
+
+
+def test_another_client_id_at_the_same_address_replaces_the_first(rig: Rig) -> None:
+    obs = rig.observe("dead/#")
+    c = rig.client()
+    c.ask(w.connect("s1", 10, w.CLEAN | w.WILL))
+    c.ask(w.willtopic("dead/s1"))
+    c.ask(w.willmsg(b"gone"))
+    assert c.ask(w.connect("s2", 10)) == [w.connack()]
+    assert obs.got == [("dead/s1", b"gone", 0, False)]
+    assert rig.hub.session("s1") is None and rig.hub.session("s2").endpoint is c.channel
