@@ -168,6 +168,15 @@ class Network:
         """GWINFO back to the searcher; radio networks broadcast it instead."""
         self.send(addr, gwinfo)
 
+    @property
+    def frames_dropped(self) -> int:
+        """Frames the transport itself dropped (bad checksums, line noise)."""
+        return 0
+
+    def kernel_drops(self) -> int:
+        """Datagrams the operating system dropped before we could read them."""
+        return 0
+
     # shared ------------------------------------------------------------------------
 
     def send(self, addr: Any, data: bytes) -> None:
@@ -225,10 +234,10 @@ class MQTTSNContext:
             hub.extra_counter(name, fn)
 
     def _network_drops(self) -> int:
-        return sum(getattr(n, "frames_dropped", 0) for n in self.networks)
+        return sum(n.frames_dropped for n in self.networks)
 
     def _kernel_drops(self) -> int:
-        return sum(n.kernel_drops() for n in self.networks if hasattr(n, "kernel_drops"))
+        return sum(n.kernel_drops() for n in self.networks)
 
     def add_network(self, network: Network) -> None:
         self.networks.append(network)
