@@ -78,7 +78,10 @@ class Observation:
     def end(self, code: Any = SERVICE_UNAVAILABLE, why: str = "") -> None:
         """End it from the server side with a final error response (RFC 7641 3.2)."""
         if self.active:
-            self.pipe.add_response(Message(code=code, payload=why.encode()), is_last=True)
+            # NON: a peer that stopped answering must not get a CON that would queue
+            # behind its unacknowledged notifications for the whole retransmission span.
+            final = Message(code=code, payload=why.encode(), transport_tuning=UNRELIABLE)
+            self.pipe.add_response(final, is_last=True)
             self.ended()
 
     def ended(self) -> None:
@@ -112,14 +115,15 @@ class CoAPClient:
 
     def observe(self, pipe: Any, topic_filter: str, qos: int) -> tuple[Observation, int]:
         """Register (or replace) the observation of ``topic_filter``; returns it and the QoS."""
-        old = self.observations.get(topic_filter)
-        if old is not None:
-            old.end(SERVICE_UNAVAILABLE, "replaced by a newer observation")
+        old = self.observations.pop(topic_filter, None)
         obs = Observation(self, pipe, topic_filter, qos)
         obs.block_key = _extract_block_key(pipe.request)
         self.observations[topic_filter] = obs
         self.registry.stats.observers += 1
         granted = self.registry.hub.subscribe(self.session, topic_filter, qos)
+        if old is not None:
+            # Out of the table first, so its end neither unsubscribes nor drops the client.
+            old.end(SERVICE_UNAVAILABLE, "replaced by a newer observation")
         pipe.on_interest_end(obs.ended)
         return obs, granted
 

@@ -30,8 +30,9 @@ from aiocoap.numbers.types import ACK, CON, NON, RST
 EXCHANGE_LIFETIME = 247.0
 #: NON notifications remembered so a RST can end their observation.
 NON_NOTIFICATIONS_REMEMBERED = 4096
-#: CON messages queued behind the one in flight to a single peer (NSTART = 1).
-MAX_BACKLOG = 1000
+#: CON messages queued behind the one in flight to a single peer (NSTART = 1). The
+#: hub's inflight window (max_inflight_messages) normally keeps it far below this.
+MAX_BACKLOG = 100
 #: Max-Age of a 5.03 for a rate-limited request: the limit's window.
 RETRY_AFTER = 1
 
@@ -112,8 +113,15 @@ class RateLimiter:
         return n <= self.limit
 
 
+def exchange_peer(remote: Any) -> Any:
+    """What identifies a peer for deduplication: udp6's (host, port, flowinfo), as in
+    its ``__eq__``; the address object itself for other transports."""
+    sockaddr = getattr(remote, "sockaddr", None)
+    return sockaddr[:3] if sockaddr is not None else remote
+
+
 class _Sent:
-    """A response kept for duplicates: its bytes, not the request and response objects."""
+    """Encoded bytes to send to ``remote``; the interface only asks for these two."""
 
     __slots__ = ("remote", "data")
 
@@ -133,7 +141,9 @@ class GatewayMessageManager(MessageManager):
         self.stats = stats
         self.limits = limits  # CoAPSettings: read live, so a reload applies at once
         self._limiter = RateLimiter(limits.max_requests_per_second)
-        self._recent: dict[tuple[Any, int], _Sent | None] = {}
+        # Keys and values are plain tuples, strings, ints and bytes: the garbage
+        # collector stops tracking them, so a full table adds nothing to GC pauses.
+        self._recent: dict[tuple[Any, int], bytes | None] = {}
         self._expiry: deque[tuple[float, tuple[Any, int]]] = deque()
         self._ack_hooks: dict[tuple[Any, int], Callable[[], None]] = {}
         self._non_sent: dict[tuple[Any, int], Callable[[], None]] = {}
@@ -170,13 +180,13 @@ class GatewayMessageManager(MessageManager):
 
     def _deduplicate_message(self, message: Message) -> bool:
         """True for a duplicate (its stored response is sent again); else remember it."""
-        key = (message.remote, message.mid)
+        key = (exchange_peer(message.remote), message.mid)
         recent = self._recent
         if key in recent:
             self.stats.duplicates += 1
             stored = recent[key]
             if message.mtype is CON and stored is not None:
-                self._send_via_transport(stored)
+                self._send_via_transport(_Sent(message.remote, stored))
             return True
         now = self._clock()
         expiry = self._expiry
@@ -192,11 +202,11 @@ class GatewayMessageManager(MessageManager):
         if message.mtype is CON:
             self._add_exchange(message, messageerror_monitor)
         elif message.mtype is ACK:
-            key = (message.remote, message.mid)
+            key = (exchange_peer(message.remote), message.mid)
             recent = self._recent
             if key in recent:
-                sent = recent[key] = _Sent(message.remote, message.encode())
-                self.message_interface.send(sent)
+                data = recent[key] = message.encode()
+                self.message_interface.send(_Sent(message.remote, data))
                 return
         self.message_interface.send(message)
 
@@ -243,6 +253,9 @@ class GatewayMessageManager(MessageManager):
             backlog = self._backlogs.get(message.remote)
             if backlog is not None and len(backlog) >= MAX_BACKLOG:
                 self.stats.dropped += 1
+                hook = getattr(message, "on_ack", None)
+                if hook is not None:
+                    hook()  # given up on: release what waits for its acknowledgement
                 return
         super().send_message(message, messageerror_monitor)
         if message.mtype is NON and message.opt.observe is not None:

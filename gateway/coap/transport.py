@@ -23,7 +23,6 @@ from typing import Any
 
 from aiocoap import Context
 from aiocoap.tokenmanager import TokenManager
-from aiocoap import error as coap_error
 from aiocoap.message import Message
 from aiocoap.transports.udp6 import MessageInterfaceUDP6, UDP6EndpointAddress
 from twisted.internet.defer import Deferred
@@ -121,7 +120,7 @@ class GatewayUDP6(MessageInterfaceUDP6):
                 pktinfo = value
         try:
             message = Message.decode(data, GatewayAddress(address, self, pktinfo=pktinfo))
-        except coap_error.UnparsableMessage:
+        except Exception:  # aiocoap's option decoders raise more than UnparsableMessage
             self.log.warning("Ignoring unparsable message from %s", address)
             return
         self._ctx.dispatch_message(message)

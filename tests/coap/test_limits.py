@@ -4,6 +4,7 @@ the deduplication memory, body sizes and blockwise state. Raw datagrams from
 
 from __future__ import annotations
 
+import random
 import socket
 
 from aiocoap.numbers.codes import (
@@ -104,4 +105,25 @@ def test_blockwise_bodies_are_capped_without_a_size_limit(gateway):
     data = rawcoap.request(rawcoap.CON, rawcoap.PUT, 7, b"b1", "/ps/size/big", [],
                            b"z" * 1024, extra=[(block1, value)])
     assert client.exchange(data).code == REQUEST_ENTITY_TOO_LARGE
+    client.close()
+
+
+def test_garbage_datagrams_are_ignored(gateway):
+    port = free_udp_port()
+    gw = gateway(*coap_lines(port))
+    client = RawClient(port)
+    rnd = random.Random(5)
+    for _ in range(300):  # version 1 headers followed by random tokens, options, payloads
+        client.send(bytes([0x40 | rnd.randrange(64)]) + rnd.randbytes(rnd.randrange(0, 40)))
+    client.send(b"")
+    client.send(b"\x00")
+    client.sock.settimeout(0.2)
+    try:
+        while True:
+            client.sock.recv(4096)  # whatever some of them earned
+    except socket.timeout:
+        pass
+    client.sock.settimeout(TIMEOUT)
+    assert client.exchange(put(1, "garbage/after", b"ok")).code == CHANGED
+    assert "Traceback" not in gw.stderr
     client.close()

@@ -9,7 +9,7 @@ import socket
 import time
 
 import pytest
-from aiocoap.numbers.codes import CHANGED, CONTENT, GET, PUT
+from aiocoap.numbers.codes import CHANGED, CONTENT, GET, PUT, SERVICE_UNAVAILABLE
 
 from tests.coap import rawcoap
 from tests.coap.helpers import HOST, TIMEOUT, AioCoAP, unique
@@ -169,3 +169,21 @@ def test_a_vanished_observer_does_not_end_other_observations(shared_gateway, coa
     mqtt_client(shared_gateway.port).publish(other, b"still here")
     assert neighbour.next().payload == b"still here"
     neighbour.cancel()
+
+
+def test_reregistration_replaces_the_only_observation(shared_gateway, coap_port, aio,
+                                                       mqtt_client):
+    pub = mqtt_client(shared_gateway.port)
+    watch = SysWatch(mqtt_client, shared_gateway.port)
+    before = dict(watch.values)
+    topic = unique("coap/again/")
+    first = aio.observe(uri(coap_port, f"/ps/{topic}", "clientid=again"))
+    second = aio.observe(uri(coap_port, f"/ps/{topic}", "clientid=again"))  # another token
+    assert first.next().code == SERVICE_UNAVAILABLE  # the older one is ended
+    pub.publish(topic, b"to the newer one")
+    assert second.next().payload == b"to the newer one"
+    watch.wait(lambda v: v["coap/observers"] == before["coap/observers"] + 1
+               and v["clients/connected"] == before["clients/connected"] + 1)
+    second.cancel()
+    aio.request(GET, uri(coap_port, f"/ps/{topic}", "clientid=again"), observe=1)
+    watch.wait(lambda v: v == before)
