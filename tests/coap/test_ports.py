@@ -34,7 +34,7 @@ def test_a_second_gateway_cannot_take_the_coap_port(gateway, tmp_path):
     conf.write_text(config_text(free_port(), coap_lines(port)))
     done = run_briefly([sys.executable, "-m", "gateway.cli", "-c", str(conf)])
     assert done.returncode == 1
-    assert f"Couldn't listen on {HOST}:{port}" in done.stderr
+    assert f"{HOST}:{port}" in done.stderr
     assert "Address already in use" in done.stderr
 
 
