@@ -23,6 +23,11 @@ from gateway.mqtt.channel import MQTTSettings
 from gateway.mqtt.transport import MQTTFactory
 
 
+# Twisted's default of 50 drops SYNs when many clients (re)connect at once, costing
+# each a one-second retransmit; the kernel caps this at net.core.somaxconn anyway.
+LISTEN_BACKLOG = 1024
+
+
 class ListenerHandle(Protocol):
     def close(self) -> defer.Deferred[Any] | None: ...
 
@@ -88,9 +93,13 @@ def start_mqtt(ctx: ListenerContext, listener: Listener) -> TCPHandle:
     factory = RateLimitedMQTTFactory(*args, rate=rate) if rate else MQTTFactory(*args)
     tls = ctx.tls.get(listener_key(listener))
     if tls is not None:
-        port = ctx.reactor.listenSSL(listener.port, factory, tls, interface=interface(listener))
+        port = ctx.reactor.listenSSL(
+            listener.port, factory, tls, backlog=LISTEN_BACKLOG, interface=interface(listener)
+        )
     else:
-        port = ctx.reactor.listenTCP(listener.port, factory, interface=interface(listener))
+        port = ctx.reactor.listenTCP(
+            listener.port, factory, backlog=LISTEN_BACKLOG, interface=interface(listener)
+        )
     return TCPHandle(port, factory, ctx.reactor)
 
 
