@@ -76,8 +76,10 @@ class Session:
         self.endpoint: Endpoint | None = None
         self.subscriptions: dict[str, int] = {}
         self.inflight: dict[int, _Outflight] = {}
-        self.queue: deque[tuple[Message, int, bool]] = deque()
-        self.inbound_qos2: set[int] = set()
+        # Empty tuples until first used: an idle session should not pay for a deque
+        # (~600 bytes) and a set (~200 bytes).
+        self.queue: deque[tuple[Message, int, bool]] | tuple[()] = ()
+        self.inbound_qos2: set[int] | tuple[()] = ()
         self.will: Message | None = None
         self.disconnected_at: float | None = None
         self.expiry: float | None = None
@@ -110,7 +112,10 @@ class Session:
         ):
             self._stats.dropped += 1
             return
-        self.queue.append((message, qos, retain))
+        queue = self.queue
+        if not queue:
+            queue = self.queue = deque()
+        queue.append((message, qos, retain))
         self._queued_bytes += size
 
     def _window_open(self, message: Message) -> bool:
@@ -147,7 +152,7 @@ class Session:
             message, qos, retain = queue[0]
             if not self._window_open(message):
                 return
-            queue.popleft()
+            queue.popleft()  # type: ignore[union-attr]
             self._queued_bytes -= len(message.payload)
             self._send_new(endpoint, message, qos, retain)
             endpoint = self.endpoint
@@ -185,13 +190,17 @@ class Session:
 
     def inbound_qos2_received(self, pid: int) -> bool:
         """Record an inbound QoS 2 PUBLISH; False when it is a duplicate before PUBREL."""
-        if pid in self.inbound_qos2:
+        pending = self.inbound_qos2
+        if pid in pending:
             return False
-        self.inbound_qos2.add(pid)
+        if not pending:
+            pending = self.inbound_qos2 = set()
+        pending.add(pid)  # type: ignore[union-attr]
         return True
 
     def inbound_qos2_released(self, pid: int) -> None:
-        self.inbound_qos2.discard(pid)
+        if pid in self.inbound_qos2:
+            self.inbound_qos2.discard(pid)  # type: ignore[union-attr]
 
     # limits --------------------------------------------------------------------
 
@@ -203,7 +212,7 @@ class Session:
         """Forget everything but identity (clean session start)."""
         self.subscriptions.clear()
         self.inflight.clear()
-        self.queue.clear()
-        self.inbound_qos2.clear()
+        self.queue = ()
+        self.inbound_qos2 = ()
         self._inflight_bytes = 0
         self._queued_bytes = 0

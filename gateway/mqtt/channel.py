@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from twisted.internet.defer import gatherResults, maybeDeferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -40,6 +40,7 @@ from gateway.mqtt.packets import (
     UnsubAck,
 )
 from gateway.mqtt.reasons import ConnAckCode, ReasonCode
+from gateway.sweeper import sweeper_for
 from gateway.tls import certificate_username
 
 AWAIT_CONNECT = 0
@@ -74,6 +75,14 @@ class MQTTChannel:
 
     log = Logger()
 
+    # Slotted: an idle connection should cost as little memory as possible.
+    __slots__ = (
+        "hub", "settings", "link", "clock", "peer", "listener", "state", "level",
+        "session", "client", "keepalive", "last_rx", "opened", "congested", "backlog",
+        "_graceful", "_pending", "_may_wait", "_released", "_sweeper", "_stats",
+        "__weakref__",
+    )
+
     def __init__(
         self,
         hub: Hub,
@@ -99,9 +108,9 @@ class MQTTChannel:
         self._pending: list[Any] = []
         self._may_wait = False          # an ACL plugin may need asking (gateway.hub.auth)
         self._released: Any = None      # the held packet being handled again
-        self._timer: IDelayedCall | None = clock.callLater(
-            settings.connect_timeout, self._connect_timed_out
-        )
+        self.opened = self.last_rx
+        self._sweeper = sweeper_for(clock)
+        self._sweeper.add(self)
         self._stats = hub.stats
         self.congested = False
         self.backlog = 0
@@ -142,7 +151,7 @@ class MQTTChannel:
     def connection_lost(self) -> None:
         """The transport is gone: detach from the hub (will unless clean DISCONNECT)."""
         self.state = CLOSED
-        self._cancel_timer()
+        self._sweeper.discard(self)
         session = self.session
         if session is not None:
             self.session = None
@@ -236,9 +245,8 @@ class MQTTChannel:
                 clean=p.clean_session,
                 keepalive=p.keepalive,
             )
-        self._cancel_timer()
-        if self.keepalive:
-            self._timer = self.clock.callLater(self.keepalive * 1.5, self._check_keepalive)
+        if not self.keepalive:
+            self._sweeper.discard(self)
         session.resume(self)
         self._may_wait = has_acl_plugins(self.hub)
         self._drain()
@@ -444,7 +452,7 @@ class MQTTChannel:
     def _close(self) -> None:
         if self.state != CLOSED:
             self.state = CLOSED
-            self._cancel_timer()
+            self._sweeper.discard(self)
             if getattr(self.link, "producer", None) is self:
                 # A transport with a registered producer never finishes closing.
                 self.link.unregisterProducer()
@@ -463,34 +471,25 @@ class MQTTChannel:
     def stopProducing(self) -> None:
         self.congested = True
 
-    def _cancel_timer(self) -> None:
-        timer = self._timer
-        if timer is not None:
-            self._timer = None
-            if timer.active():
-                timer.cancel()
-
-    def _connect_timed_out(self) -> None:
-        self._timer = None
-        if self.state in (AWAIT_CONNECT, AUTHENTICATING):
+    def sweep(self, now: float) -> None:
+        """Called about once a second (``gateway.sweeper``): enforce the CONNECT
+        timeout, then the keepalive at 1.5 times the client's interval."""
+        state = self.state
+        if state == CONNECTED or state == WAITING:
+            limit = self.keepalive * 1.5
+            idle = now - self.last_rx
+            if idle >= limit:
+                self.log.info(
+                    "client {client_id} keepalive expired after {idle:.1f}s",
+                    client_id=self.client.client_id if self.client else None,
+                    idle=idle,
+                )
+                self._close()
+        elif state == CLOSED:
+            self._sweeper.discard(self)
+        elif now - self.opened >= self.settings.connect_timeout:
             self.log.info("no CONNECT from {peer} in time; closing", peer=self.peer)
             self._close()
-
-    def _check_keepalive(self) -> None:
-        self._timer = None
-        if self.state != CONNECTED:
-            return
-        limit = self.keepalive * 1.5
-        idle = self.clock.seconds() - self.last_rx
-        if idle >= limit:
-            self.log.info(
-                "client {client_id} keepalive expired after {idle:.1f}s",
-                client_id=self.client.client_id if self.client else None,
-                idle=idle,
-            )
-            self._close()
-            return
-        self._timer = self.clock.callLater(limit - idle, self._check_keepalive)
 
 
 _HANDLERS: dict[type, Callable[[MQTTChannel, Any], None]] = {
