@@ -17,12 +17,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
+from collections import deque
 from typing import Any, Callable
 
 from aiocoap import Message
 from aiocoap.blockwise import _extract_block_key
 from aiocoap.numbers.codes import CONTENT, SERVICE_UNAVAILABLE
-from aiocoap.numbers.constants import Reliable, Unreliable
+from aiocoap.numbers.constants import Unreliable
+from aiocoap.numbers.types import CON, NON
 from twisted.logger import Logger
 
 from gateway.hub.api import ClientInfo, Message as HubMessage
@@ -37,7 +39,6 @@ from gateway.coap.settings import CoAPSettings
 CON_CHECK_INTERVAL = 60.0
 OBSERVE_MODULUS = 1 << 24
 
-RELIABLE = Reliable()
 UNRELIABLE = Unreliable()
 
 
@@ -109,6 +110,8 @@ class CoAPClient:
         self.last_seen = registry.clock.seconds()
         self.timer: Any = None
         self.closed = False
+        self._to_ack: deque[int] = deque()
+        self._acking = False
         self.session, _ = registry.hub.connect(info, self, clean=True)
 
     # observations ----------------------------------------------------------------
@@ -161,7 +164,7 @@ class CoAPClient:
             if waiting:
                 self.inflight[packet_id] = self.inflight.get(packet_id, 0) + waiting
             else:
-                self.session.acknowledge(packet_id)
+                self._acknowledge(packet_id)
 
     def notify(self, obs: Observation, message: HubMessage, qos: int,
                packet_id: int | None) -> bool:
@@ -176,8 +179,8 @@ class CoAPClient:
             con = True
         if con:
             obs.last_con = now
-        response = Message(code=CONTENT, payload=message.payload,
-                           transport_tuning=RELIABLE if con else UNRELIABLE)
+        response = Message(code=CONTENT, payload=message.payload)
+        response.mtype = CON if con else NON  # set here, so the backlog bound sees it
         cf = content_format_of(message)
         if cf is not None:
             response.opt.content_format = cf
@@ -206,12 +209,27 @@ class CoAPClient:
             self.inflight[pid] = left
             return
         self.inflight.pop(pid, None)
-        if not self.closed:
-            self.session.acknowledge(pid)
+        self._acknowledge(pid)
+
+    def _acknowledge(self, pid: int) -> None:
+        """``session.acknowledge`` without recursion: it pumps the session's queue into
+        ``send_publish``, which may acknowledge at once (no observation matches any
+        more), which would pump again, one stack frame per queued message."""
+        self._to_ack.append(pid)
+        if self._acking:
+            return
+        self._acking = True
+        try:
+            while self._to_ack:
+                pid = self._to_ack.popleft()
+                if not self.closed:
+                    self.session.acknowledge(pid)
+        finally:
+            self._acking = False
 
     def send_pubrel(self, packet_id: int) -> None:
         # CoAP has no QoS 2 handshake towards the client: an ACKed CON completes it.
-        self.session.acknowledge(packet_id)
+        self._acknowledge(packet_id)
 
     def takeover(self) -> None:
         """Another client (MQTT or CoAP) claimed this client id; the hub detached us."""

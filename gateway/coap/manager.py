@@ -29,7 +29,7 @@ from aiocoap.numbers.types import ACK, CON, NON, RST
 #: RFC 7252 EXCHANGE_LIFETIME with the default transmission parameters.
 EXCHANGE_LIFETIME = 247.0
 #: NON notifications remembered so a RST can end their observation.
-NON_NOTIFICATIONS_REMEMBERED = 4096
+NON_NOTIFICATIONS_REMEMBERED = 2048
 #: CON messages queued behind the one in flight to a single peer (NSTART = 1). The
 #: hub's inflight window (max_inflight_messages) normally keeps it far below this.
 MAX_BACKLOG = 100
@@ -252,10 +252,10 @@ class GatewayMessageManager(MessageManager):
         if message.mtype is CON and self._active_exchanges is not None:
             backlog = self._backlogs.get(message.remote)
             if backlog is not None and len(backlog) >= MAX_BACKLOG:
+                # Dropped without its ACK hook: what waits for it stays waiting until the
+                # observation ends, so the hub's window stays full and the hub queues,
+                # and drops, further messages under its own limits.
                 self.stats.dropped += 1
-                hook = getattr(message, "on_ack", None)
-                if hook is not None:
-                    hook()  # given up on: release what waits for its acknowledgement
                 return
         super().send_message(message, messageerror_monitor)
         if message.mtype is NON and message.opt.observe is not None:

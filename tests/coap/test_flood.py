@@ -56,7 +56,7 @@ def flood(port: int, seconds: float, rate: int, seed: int) -> None:
                                              f"/ps/flood/{i % 64}"))
         elif r < 0.97:
             datagrams.append(rawcoap.request(rawcoap.CON, rawcoap.GET, mid, token,
-                                             "/ps/flood/%23", extra=[(rawcoap.OBSERVE, b"")]))
+                                             "/ps/flood/#", extra=[(rawcoap.OBSERVE, b"")]))
         else:
             datagrams.append(os.urandom(rnd.randrange(1, 40)))  # garbage
     batch = 200

@@ -187,3 +187,22 @@ def test_reregistration_replaces_the_only_observation(shared_gateway, coap_port,
     second.cancel()
     aio.request(GET, uri(coap_port, f"/ps/{topic}", "clientid=again"), observe=1)
     watch.wait(lambda v: v == before)
+
+
+def test_confirmable_notifications_wait_for_each_ack(shared_gateway, coap_port, mqtt_client):
+    # NSTART = 1: one CON notification in flight per observer, the next one only after
+    # the ACK; the hub's inflight window and queue hold the rest, in order.
+    topic = unique("coap/acks/")
+    observer = RawObserver(coap_port, topic, qos=1)
+    pub = mqtt_client(shared_gateway.port)
+    for i in range(5):
+        pub.publish(topic, b"m%d" % i, qos=1)
+    got = []
+    for _ in range(5):
+        notification = observer.receive()
+        assert notification.mtype == rawcoap.CON
+        observer.assert_quiet(0.3)  # nothing more until this one is acknowledged
+        got.append(notification.payload)
+        observer.sock.send(rawcoap.empty(rawcoap.ACK, notification.mid))
+    assert got == [b"m0", b"m1", b"m2", b"m3", b"m4"]
+    observer.close()
