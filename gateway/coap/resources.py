@@ -22,7 +22,7 @@ from typing import Any, Callable
 from urllib.parse import quote
 
 from aiocoap import Message, error
-from aiocoap.blockwise import Block1Spool, _extract_block_key
+from aiocoap.blockwise import _extract_block_key
 from aiocoap.numbers import constants
 from aiocoap.numbers.codes import (
     CHANGED,
@@ -37,7 +37,6 @@ from aiocoap.numbers.codes import (
 )
 from aiocoap.numbers.contentformat import ContentFormat
 from aiocoap.numbers.types import CON
-from aiocoap.util.asyncio.timeoutdict import TimeoutDict
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
@@ -49,6 +48,7 @@ from gateway.hub.topics import (
     validate_topic_filter,
     validate_topic_name,
 )
+from gateway.coap.blocks import Block1Assembler, BoundedCache
 from gateway.coap.clients import Clients, CoAPClient, Observation, peer_string
 from gateway.coap.content import content_format_of, properties_for
 from gateway.coap.manager import CoAPStats
@@ -56,6 +56,9 @@ from gateway.coap.settings import CoAPSettings, qos_for
 
 #: How long a blockwise body waits for its next block (RFC 7252 MAX_TRANSMIT_WAIT).
 BLOCK_LIFETIME = constants.TransportTuning().MAX_TRANSMIT_WAIT
+#: Bounds on blockwise state: uploads being assembled, and split responses being served.
+UPLOADS, UPLOAD_BYTES = 256, 32 << 20
+RESPONSES, RESPONSE_BYTES = 1024, 64 << 20
 PS = "ps"
 LINK_FORMAT = ContentFormat.LINKFORMAT
 #: Payloads up to this size fit any block size a client can ask for (SZX 0).
@@ -134,8 +137,10 @@ class CoAPSite:
         self.clients = clients
         self.listener = listener
         clients.site = self
-        self.block1 = Block1Spool()
-        self.block2: TimeoutDict[Any, Message] = TimeoutDict(BLOCK_LIFETIME)
+        self.block1 = Block1Assembler(BoundedCache(
+            UPLOADS, max(UPLOAD_BYTES, 2 * settings.body_limit), BLOCK_LIFETIME))
+        self.block2: BoundedCache[Any, Message] = BoundedCache(
+            RESPONSES, RESPONSE_BYTES, BLOCK_LIFETIME)
         self._etags = itertools.count(1)
 
     # entry point -------------------------------------------------------------------
@@ -434,14 +439,11 @@ class CoAPSite:
         size1 = request.opt.size1
         if (size1 is not None and size1 > limit) or block1.start + len(request.payload) > limit:
             raise TooLarge(limit)
-        try:
-            return self.block1.feed_and_take(request)
-        except ValueError:
-            raise error.RequestEntityIncomplete() from None
+        return self.block1.feed(request)
 
     def _later_block(self, request: Message, block2: Any) -> Message:
         try:
-            whole = self.block2[_extract_block_key(request)]
+            whole = self.block2.get(_extract_block_key(request))
         except KeyError:
             raise error.RequestEntityIncomplete() from None
         return whole._extract_block(block2.block_number, block2.size_exponent,
@@ -459,7 +461,8 @@ class CoAPSite:
         if len(response.payload) <= min(1 << (szx + 4), remote.maximum_payload_size):
             return response
         response.opt.etag = next(self._etags).to_bytes(4, "big")
-        self.block2[key if key is not None else _extract_block_key(request)] = response
+        self.block2.put(key if key is not None else _extract_block_key(request), response,
+                        len(response.payload))
         return response._extract_block(number, szx, remote.maximum_payload_size)
 
     def prepare_notification(self, obs: Observation, response: Message) -> Message:

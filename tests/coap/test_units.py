@@ -1,0 +1,95 @@
+"""The pure parts of gateway.coap: bounded caches, the rate limiter, the Content-Format
+mapping, and the aiocoap internals the gateway overrides (checked, so an aiocoap
+upgrade that moves them fails here and not in production)."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+from aiocoap.blockwise import _extract_block_key
+from aiocoap.messagemanager import MessageManager
+from aiocoap.protocol import Context
+from aiocoap.transports.udp6 import MessageInterfaceUDP6
+
+from gateway.coap.blocks import BoundedCache
+from gateway.coap.content import CONTENT_TYPE, PAYLOAD_FORMAT_INDICATOR, content_format_of, properties_for
+from gateway.coap.manager import RateLimiter
+from gateway.hub.api import Message
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_bounded_cache_drops_the_oldest_beyond_its_entry_limit():
+    cache: BoundedCache[str, str] = BoundedCache(2, 1000, 10, Clock())
+    for key in "abc":
+        cache.put(key, key.upper(), 1)
+    with pytest.raises(KeyError):
+        cache.get("a")
+    assert (cache.get("b"), cache.get("c"), len(cache), cache.size) == ("B", "C", 2, 2)
+
+
+def test_bounded_cache_byte_limit_and_lifetime():
+    clock = Clock()
+    cache: BoundedCache[str, str] = BoundedCache(100, 10, 5, clock)
+    cache.put("a", "x", 6)
+    cache.put("b", "y", 6)  # 12 bytes > 10: "a" goes
+    assert len(cache) == 1 and cache.size == 6
+    clock.now += 5
+    with pytest.raises(KeyError):
+        cache.get("b")
+    assert cache.size == 0
+
+
+def test_rate_limiter_windows():
+    clock = Clock()
+    limiter = RateLimiter(3, clock)
+    assert [limiter.allow("a") for _ in range(4)] == [True, True, True, False]
+    assert limiter.allow("b")  # per source
+    clock.now += 1.0
+    assert limiter.allow("a")  # a new window
+
+
+@pytest.mark.parametrize("cf, props", [
+    (None, None),
+    (50, {CONTENT_TYPE: "application/json", PAYLOAD_FORMAT_INDICATOR: 1}),
+    (0, {CONTENT_TYPE: "text/plain; charset=utf-8", PAYLOAD_FORMAT_INDICATOR: 1}),
+    (42, {CONTENT_TYPE: "application/octet-stream"}),
+    (60, {CONTENT_TYPE: "application/cbor"}),
+    (65000, None),  # not registered: nothing to say
+])
+def test_content_format_to_mqtt5_properties(cf, props):
+    assert properties_for(cf) == props
+
+
+@pytest.mark.parametrize("props, cf", [
+    (None, None),
+    ({CONTENT_TYPE: "application/json"}, 50),
+    ({CONTENT_TYPE: "text/plain;charset=utf-8"}, 0),
+    ({CONTENT_TYPE: "application/x-unknown"}, None),
+    ({PAYLOAD_FORMAT_INDICATOR: 1}, 0),  # UTF-8 text without a type: text/plain
+    ({PAYLOAD_FORMAT_INDICATOR: 0}, None),
+])
+def test_mqtt5_properties_to_content_format(props, cf):
+    assert content_format_of(Message("t", b"", properties=props)) == cf
+
+
+@pytest.mark.parametrize("cls, names", [
+    (MessageManager, ["_deduplicate_message", "_send_initially", "_add_exchange",
+                      "_remove_exchange", "_retransmit", "_send_via_transport",
+                      "_next_message_id", "dispatch_error", "send_message"]),
+    (Context, ["_append_tokenmanaged_messagemanaged_transport", "render_to_pipe"]),
+    (MessageInterfaceUDP6, ["_create_transport_endpoint", "datagram_msg_received", "send"]),
+])
+def test_the_aiocoap_internals_we_override_exist(cls, names):
+    for name in names:
+        assert callable(getattr(cls, name)), f"{cls.__name__}.{name}"
+    assert callable(_extract_block_key)
+    params = inspect.signature(MessageManager._send_initially).parameters
+    assert list(params) == ["self", "message", "messageerror_monitor"]
