@@ -93,3 +93,12 @@ def test_the_aiocoap_internals_we_override_exist(cls, names):
     assert callable(_extract_block_key)
     params = inspect.signature(MessageManager._send_initially).parameters
     assert list(params) == ["self", "message", "messageerror_monitor"]
+
+
+def test_the_example_coap_config_loads():
+    from gateway.config import load
+    from tests.conftest import REPO
+
+    config = load(str(REPO / "etc" / "coap.conf"))
+    coap = [listener for listener in config.listeners if listener.protocol == "coap"]
+    assert [(x.port, x.bind_address) for x in coap] == [(5683, None)]
