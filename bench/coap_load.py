@@ -2,15 +2,17 @@
 
 Usage (from the repository root)::
 
-    python bench/coap_load.py [--duration S] [--warmup S] [--only put-con,put-non,notify]
+    python bench/coap_load.py [--duration S] [--warmup S] [--only coap-con,coap-non,coap-notify]
+
+(``bench/run.py`` runs the same scenarios after its own.)
 
 Scenarios, each run against both servers in the same invocation:
 
-put-con   CON PUT /ps/bench/put, 8 sockets x 8 outstanding; the gateway publishes each
-          into the hub, where one MQTT QoS 0 subscriber counts them
-put-non   the same with NON requests (their NON 2.04 responses pace the generator)
-notify    100 observers (raw sockets, NON notifications) of one resource; CON PUTs to
-          it, 8 outstanding; each PUT is one notification per observer
+coap-con     CON PUT /ps/bench/put, 8 sockets x 8 outstanding; the gateway publishes each
+             into the hub, where one MQTT QoS 0 subscriber counts them
+coap-non     the same with NON requests (their NON 2.04 responses pace the generator)
+coap-notify  100 observers (raw sockets, NON notifications) of one resource; CON PUTs to
+             it, 8 outstanding; each PUT is one notification per observer
 
 "bare" is aiocoap 0.4.17 alone on the udp6 transport (the gateway's): a ``Site`` with
 a ``Resource`` whose PUT does nothing, and an ``ObservableResource`` whose PUT calls
@@ -18,7 +20,7 @@ a ``Resource`` whose PUT does nothing, and an ``ObservableResource`` whose PUT c
 notifications than PUTs; the table counts what observers receive). The generator
 sends pre-encoded datagrams from forked processes, so it is not the bottleneck
 (``gen max`` shows its busiest process). CPU per request is the server's user+system
-CPU over the window divided by completed requests (notifications for ``notify``).
+CPU over the window divided by completed requests (notifications for ``coap-notify``).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ import mqttload  # noqa: E402
 
 HOST = "127.0.0.1"
 CTX = mp.get_context("fork")
-SCENARIOS = ("put-con", "put-non", "notify")
+SCENARIOS = ("coap-con", "coap-non", "coap-notify")
 CON, NON, ACK, RST = 0, 1, 2, 3
 PUT_CODE, GET_CODE = 3, 1
 OBSERVERS = 100
@@ -291,7 +293,7 @@ def run_scenario(name: str, server: Server, args: argparse.Namespace) -> dict[st
     results: Any = CTX.Queue()
     procs: list[Any] = []
     payload = b"x" * args.payload
-    if name == "notify":
+    if name == "coap-notify":
         workers = 2
         barrier = CTX.Barrier(workers + 2)
         for w in range(workers):
@@ -302,7 +304,7 @@ def run_scenario(name: str, server: Server, args: argparse.Namespace) -> dict[st
             server.coap, 1, 8, CON, ["ps", "bench", "notify"], payload, barrier, stop,
             counters, 0, results)))
     else:
-        mtype = CON if name == "put-con" else NON
+        mtype = CON if name == "coap-con" else NON
         barrier = CTX.Barrier(2 + (1 if server.mqtt else 0))
         procs.append(CTX.Process(target=put_worker, daemon=True, args=(
             server.coap, 8, 8, mtype, ["ps", "bench", "put"], payload, barrier, stop,
@@ -333,7 +335,7 @@ def run_scenario(name: str, server: Server, args: argparse.Namespace) -> dict[st
     dt = t1 - t0
     done = n1[0] - n0[0]  # responses to the generator
     delivered = sum(n1[1:]) - sum(n0[1:])  # MQTT deliveries or notifications
-    unit = delivered if name == "notify" else done
+    unit = delivered if name == "coap-notify" else done
     cpu = c1 - c0
     return {
         "requests/s": done / dt,

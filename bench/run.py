@@ -46,6 +46,7 @@ import psutil
 
 import brokers
 import mqttload
+import coap_load
 import mqttsn_load
 
 HOST = brokers.HOST
@@ -391,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=10.0, help="measured window, s")
     ap.add_argument("--warmup", type=float, default=2.0, help="warm-up before window, s")
-    ap.add_argument("--only", default=",".join(SCENARIOS + mqttsn_load.SCENARIOS),
+    ap.add_argument("--only", default=",".join(SCENARIOS + mqttsn_load.SCENARIOS
+                                               + coap_load.SCENARIOS),
                     help="comma-separated scenarios")
     ap.add_argument("--brokers", default=",".join(brokers.BROKERS))
     ap.add_argument("--connections", type=int, default=5000, help="idle: sessions")
@@ -406,7 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     scenarios = [s.strip() for s in args.only.split(",") if s.strip()]
     sn = [s for s in scenarios if s in mqttsn_load.SCENARIOS]
-    scenarios = [s for s in scenarios if s not in sn]
+    co = [s for s in scenarios if s in coap_load.SCENARIOS]
+    scenarios = [s for s in scenarios if s not in sn and s not in co]
     names = [b.strip() for b in args.brokers.split(",") if b.strip()]
     bad = [s for s in scenarios if s not in RUNNERS] + [b for b in names if b not in brokers.BROKERS]
     if bad:
@@ -459,6 +462,10 @@ def main(argv: list[str] | None = None) -> int:
         print()
         mqttsn_load.main(["--only", ",".join(sn), "--duration", str(args.duration),
                           "--warmup", str(args.warmup)])
+    if co:
+        print()
+        coap_load.main(["--only", ",".join(co), "--duration", str(args.duration),
+                        "--warmup", str(args.warmup), "--payload", str(args.payload)])
     for name, why in dead.items():
         print(f"\n{name} skipped: {why.splitlines()[0]}")
     for scen, per in results.items():
