@@ -222,6 +222,10 @@ class GatewayService(service.MultiService):
         for listener in new.listeners:
             if listener_key(listener) in self.listener_settings:
                 self._settings_for(listener)
+        for handle in self.listeners.handles:
+            apply = getattr(handle, "reload", None)  # listeners with settings of their own
+            if apply is not None:
+                apply(new)
         self._configure_sys_timer()
         self.log.info("configuration reloaded from {path}", path=path)
         return True

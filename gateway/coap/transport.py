@@ -187,15 +187,15 @@ class _Throttled(logging.Handler):
         self.log.emit(level, "{logger}: {text}", logger=record.name, text=text)
 
 
-def bridge_logging(verbose: bool = False) -> None:
-    """Route aiocoap's loggers into twisted.logger (idempotent)."""
+def bridge_logging() -> None:
+    """Route aiocoap's loggers into twisted.logger (idempotent). Warnings and up only:
+    aiocoap's DEBUG and INFO lines are per message (retransmissions, duplicates)."""
     for name in (LOGGER_NAME, "aiocoap"):
         logger = logging.getLogger(name)
         if not any(isinstance(h, _Throttled) for h in logger.handlers):
             logger.addHandler(_Throttled())
         logger.propagate = False
-        # DEBUG and INFO are per message in aiocoap; keep them off unless asked for.
-        logger.setLevel(logging.INFO if verbose else logging.WARNING)
+        logger.setLevel(logging.WARNING)
 
 
 def stats_for(hub: Any) -> CoAPStats:
@@ -260,6 +260,7 @@ class CoAPListener:
                  loop: asyncio.AbstractEventLoop, reactor: Any) -> None:
         self.hub = hub
         self.settings = settings
+        self.listener = listener
         self.sock = sock
         self.loop = loop
         self.port = _Address(sock)
@@ -286,6 +287,16 @@ class CoAPListener:
                          port=self.port.port)
         reactor.stop()
 
+    def reload(self, config: Any) -> None:
+        """SIGHUP: the new coap_* values, read live by the site, manager and clients."""
+        from gateway.hub.auth import listener_key
+
+        key = listener_key(self.listener)
+        listener = next((x for x in config.listeners if listener_key(x) == key), self.listener)
+        fresh = settings_from(config, listener)
+        for name in fresh.__slots__:  # type: ignore[attr-defined]
+            setattr(self.settings, name, getattr(fresh, name))
+
     def close(self) -> Deferred[None]:
         """End observations and connections, then shut the aiocoap context down."""
         self.clients.close_all("server shutting down")
@@ -307,7 +318,7 @@ def start_coap(ctx: Any, listener: Any) -> CoAPListener:
     require_asyncio_reactor()
     reactor = ctx.reactor
     loop = getattr(reactor, "_asyncioEventloop", None) or asyncio.get_event_loop()
-    bridge_logging(getattr(ctx.mqtt_settings, "verbose", False))
+    bridge_logging()
     settings = settings_from(ctx.config, listener)
     sock = bind_udp(listener)
     return CoAPListener(ctx.hub, settings, listener, sock, loop, reactor)

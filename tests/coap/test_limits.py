@@ -5,6 +5,7 @@ the deduplication memory, body sizes and blockwise state. Raw datagrams from
 from __future__ import annotations
 
 import random
+import signal
 import socket
 
 from aiocoap.numbers.codes import (
@@ -16,6 +17,7 @@ from aiocoap.numbers.codes import (
 
 from tests.coap import rawcoap
 from tests.coap.helpers import HOST, TIMEOUT, coap_lines, free_udp_port, unique
+from tests.conftest import config_text
 
 
 class RawClient:
@@ -126,4 +128,23 @@ def test_garbage_datagrams_are_ignored(gateway):
     client.sock.settimeout(TIMEOUT)
     assert client.exchange(put(1, "garbage/after", b"ok")).code == CHANGED
     assert "Traceback" not in gw.stderr
+    client.close()
+
+
+def test_sighup_applies_new_coap_settings(gateway):
+    port = free_udp_port()
+    gw = gateway(*coap_lines(port, "coap_max_requests_per_second 2"))
+    client = RawClient(port)
+
+    def burst(first_mid: int) -> list[int]:
+        for mid in range(first_mid, first_mid + 10):
+            client.send(put(mid, "reload/t"))
+        return [client.receive().code for _ in range(10)]
+
+    assert SERVICE_UNAVAILABLE in burst(1)
+    gw.config.write_text(config_text(gw.port, coap_lines(port, "coap_max_requests_per_second 0")))
+    start = len(gw.stderr)
+    gw.proc.send_signal(signal.SIGHUP)
+    gw.wait_for_log("configuration reloaded", start)
+    assert burst(100) == [CHANGED] * 10
     client.close()
