@@ -18,7 +18,7 @@ import dataclasses
 import os
 import secrets
 from collections import deque
-from typing import Any, Callable
+from typing import Any
 
 from aiocoap import Message
 from aiocoap.blockwise import _extract_block_key
