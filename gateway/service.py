@@ -213,8 +213,9 @@ class GatewayService(service.MultiService):
             self.log.error("reload failed, keeping the running config: {error}", error=str(e))
             return False
         self.config = new
-        _update(self.hub.settings.limits, hub_settings(new).limits)
         settings = hub_settings(new)
+        # Field by field: every session holds the Limits object itself.
+        _update(self.hub.settings.limits, settings.limits)
         self.hub.settings.retain_available = settings.retain_available
         self.hub.settings.upgrade_outgoing_qos = settings.upgrade_outgoing_qos
         self.hub.settings.persistent_client_expiration = settings.persistent_client_expiration
