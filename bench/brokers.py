@@ -8,6 +8,9 @@ Both brokers get the same generated Mosquitto-syntax config file::
 plus ``max_inflight_messages 20`` (Mosquitto's default, written out so both
 brokers are told the same thing).  Every broker runs with RLIMIT_NOFILE
 raised to the hard limit.
+
+``Server`` (a process's CPU time, RSS, log and stop), ``spawn``, ``free_port``,
+``cpu_of`` and ``host_busy`` also serve the MQTT-SN and CoAP benchmarks.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -38,9 +41,9 @@ class BrokerError(Exception):
     """A broker could not be started."""
 
 
-def free_port() -> int:
-    """A TCP port on HOST that was free a moment ago."""
-    with socket.socket() as s:
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A TCP (or, with ``socket.SOCK_DGRAM``, UDP) port on HOST that was free a moment ago."""
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
 
@@ -72,18 +75,24 @@ def command(name: str, conf: Path) -> tuple[list[str], dict[str, str]]:
     raise BrokerError(f"unknown broker {name!r}")
 
 
-@dataclass
-class Broker:
-    """A running broker process."""
+def spawn(name: str, conf: Path, log: Path) -> subprocess.Popen[bytes]:
+    """Start broker ``name`` with ``conf``, its output in ``log`` and RLIMIT_NOFILE raised."""
+    argv, env = command(name, conf)
+    with open(log, "wb") as out:
+        return subprocess.Popen(argv, env=env, cwd=REPO, stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=subprocess.STDOUT, preexec_fn=_raise_nofile)
 
-    name: str
-    port: int
-    proc: subprocess.Popen[bytes]
-    log: Path
-    ps: psutil.Process = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.ps = psutil.Process(self.proc.pid)
+class Server:
+    """A running server process: its CPU time and RSS, its log, stopping it."""
+
+    grace = 5.0  # seconds from SIGTERM to SIGKILL
+
+    def __init__(self, name: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+        self.name = name
+        self.proc = proc
+        self.log = log
+        self.ps = psutil.Process(proc.pid)
 
     def cpu(self) -> float:
         """User + system CPU seconds used so far."""
@@ -105,14 +114,32 @@ class Broker:
         return "\n".join(text[-lines:])
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 5 s."""
+        """SIGTERM, then SIGKILL after ``grace`` seconds."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(5)
+                self.proc.wait(self.grace)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def wait_port(self, port: int) -> None:
+        """Return once ``port`` accepts connections; else stop the process and raise
+        BrokerError with the tail of its log."""
+        try:
+            wait_port(self.proc, port)
+        except BrokerError as exc:
+            self.stop()
+            tail = self.log_tail()
+            raise BrokerError(f"{self.name}: {exc}" + (f"\n--- log ---\n{tail}" if tail else "")) from None
+
+
+class Broker(Server):
+    """A broker from ``start``, serving MQTT on ``port``."""
+
+    def __init__(self, name: str, port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+        super().__init__(name, proc, log)
+        self.port = port
 
 
 def wait_port(proc: subprocess.Popen[bytes], port: int, timeout: float = 10.0) -> None:
@@ -134,17 +161,26 @@ def start(name: str, workdir: Path) -> Broker:
     port = free_port()
     conf = workdir / f"{name}-{port}.conf"
     conf.write_text(CONFIG.format(port=port, host=HOST))
-    argv, env = command(name, conf)
     log = workdir / f"{name}-{port}.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, env=env, cwd=REPO, stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=subprocess.STDOUT,
-                                preexec_fn=_raise_nofile)
-    broker = Broker(name, port, proc, log)
-    try:
-        wait_port(proc, port)
-    except BrokerError as exc:
-        broker.stop()
-        tail = broker.log_tail()
-        raise BrokerError(f"{name}: {exc}" + (f"\n--- log ---\n{tail}" if tail else "")) from None
+    broker = Broker(name, port, spawn(name, conf, log), log)
+    broker.wait_port(port)
     return broker
+
+
+def cpu_of(procs: list[Any], missing: float = 0.0) -> list[float]:
+    """User + system CPU seconds of each process (``missing`` for one that is gone)."""
+    out = []
+    for p in procs:
+        try:
+            t = psutil.Process(p.pid).cpu_times()
+            out.append(t.user + t.system)
+        except psutil.Error:
+            out.append(missing)
+    return out
+
+
+def host_busy() -> float:
+    """CPU seconds all processes on the host have used (user + system;
+    interrupt time, which includes our own loopback traffic, left out)."""
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system

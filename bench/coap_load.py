@@ -38,8 +38,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import brokers  # noqa: E402
 import mqttload  # noqa: E402
@@ -228,64 +226,33 @@ def serve_bare(port: int, transport: str) -> None:
     asyncio.run(main())
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-class Server:
+class Server(brokers.Server):
     """A server process: the gateway (with an MQTT port) or bare aiocoap."""
 
+    grace = 10.0
+
     def __init__(self, name: str, workdir: Path) -> None:
-        self.name = name
-        self.coap = free_udp_port()
+        self.coap = brokers.free_port(socket.SOCK_DGRAM)
         self.mqtt: int | None = None
-        log = open(workdir / f"{name}.log", "wb")
+        log = workdir / f"{name}.log"
         if name == "mqttgateway":
             self.mqtt = brokers.free_port()
             conf = workdir / "gateway.conf"
             conf.write_text(GATEWAY_CONFIG.format(mqtt=self.mqtt, coap=self.coap, host=HOST))
-            argv, env = brokers.command("mqttgateway", conf)
-            self.proc = subprocess.Popen(argv, env=env, cwd=brokers.REPO,
-                                         stdout=log, stderr=subprocess.STDOUT)
-            brokers.wait_port(self.proc, self.mqtt)
+            super().__init__(name, brokers.spawn("mqttgateway", conf, log), log)
+            self.wait_port(self.mqtt)
         else:
             argv = [sys.executable, __file__, "--serve-bare", str(self.coap), "udp6"]
-            self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log)
-            assert self.proc.stdout is not None
-            if self.proc.stdout.readline().strip() != b"ready":
+            with open(log, "wb") as err:
+                proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err)
+            super().__init__(name, proc, log)
+            assert proc.stdout is not None
+            if proc.stdout.readline().strip() != b"ready":
+                self.stop()
                 raise RuntimeError("bare aiocoap server did not start")
-        self.ps = psutil.Process(self.proc.pid)
-
-    def cpu(self) -> float:
-        t = self.ps.cpu_times()
-        return t.user + t.system
-
-    def rss(self) -> int:
-        return self.ps.memory_info().rss
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 # ------------------------------------------------------------------ scenarios
-
-def _pool_cpu(procs: list[Any]) -> list[float]:
-    out = []
-    for p in procs:
-        try:
-            t = psutil.Process(p.pid).cpu_times()
-            out.append(t.user + t.system)
-        except psutil.Error:
-            out.append(0.0)
-    return out
-
 
 def run_scenario(name: str, server: Server, args: argparse.Namespace) -> dict[str, float]:
     counters = CTX.RawArray("q", 8)
@@ -323,9 +290,9 @@ def run_scenario(name: str, server: Server, args: argparse.Namespace) -> dict[st
         stop.set()
         raise RuntimeError(f"{name}: workers failed: {errors}") from None
     time.sleep(args.warmup)
-    t0, c0, g0, n0 = time.monotonic(), server.cpu(), _pool_cpu(procs), list(counters)
+    t0, c0, g0, n0 = time.monotonic(), server.cpu(), brokers.cpu_of(procs), list(counters)
     time.sleep(args.duration)
-    t1, c1, g1, n1 = time.monotonic(), server.cpu(), _pool_cpu(procs), list(counters)
+    t1, c1, g1, n1 = time.monotonic(), server.cpu(), brokers.cpu_of(procs), list(counters)
     rss = server.rss()
     stop.set()
     for p in procs:

@@ -31,7 +31,6 @@ import multiprocessing as mp
 import selectors
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -259,31 +258,19 @@ def idlers(port: int, first: int, count: int, barrier: Any, release: Any, connec
 # --- the gateway and the measurements --------------------------------------------------
 
 
-class Gateway:
+class Gateway(brokers.Server):
     """mqttgateway with an MQTT listener and an MQTT-SN UDP listener on free ports."""
+
+    grace = 10.0
 
     def __init__(self, workdir: Path) -> None:
         self.mqtt = brokers.free_port()
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind((HOST, 0))
-            self.sn = s.getsockname()[1]
+        self.sn = brokers.free_port(socket.SOCK_DGRAM)
         conf = workdir / f"mqttsn-{self.sn}.conf"
         conf.write_text(GATEWAY_CONFIG.format(mqtt=self.mqtt, sn=self.sn, host=HOST))
-        argv, env = brokers.command("mqttgateway", conf)
-        self.log = workdir / f"mqttsn-{self.sn}.log"
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(argv, env=env, cwd=brokers.REPO, stdin=subprocess.DEVNULL,
-                                         stdout=out, stderr=subprocess.STDOUT,
-                                         preexec_fn=brokers._raise_nofile)
-        brokers.wait_port(self.proc, self.mqtt)
-        self.ps = psutil.Process(self.proc.pid)
-
-    def cpu(self) -> float:
-        t = self.ps.cpu_times()
-        return t.user + t.system
-
-    def rss(self) -> int:
-        return self.ps.memory_info().rss
+        log = workdir / f"mqttsn-{self.sn}.log"
+        super().__init__("mqttgateway", brokers.spawn("mqttgateway", conf, log), log)
+        self.wait_port(self.mqtt)
 
     def kernel_drops(self) -> int:
         """Datagrams dropped at the gateway's UDP socket (``drops`` in /proc/net/udp)."""
@@ -294,31 +281,6 @@ class Gateway:
                 if len(fields) > 12 and fields[1] == local:
                     return int(fields[-1])
         return 0
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def _host_busy() -> float:
-    t = psutil.cpu_times()
-    return t.user + t.nice + t.system
-
-
-def _cpu(procs: list[Any]) -> list[float]:
-    out = []
-    for p in procs:
-        try:
-            t = psutil.Process(p.pid).cpu_times()
-            out.append(t.user + t.system)
-        except psutil.Error:
-            out.append(0.0)
-    return out
 
 
 def traffic(gw: Gateway, args: argparse.Namespace, qos: int) -> dict[str, float]:
@@ -336,13 +298,13 @@ def traffic(gw: Gateway, args: argparse.Namespace, qos: int) -> dict[str, float]
     pub.start()
     barrier.wait(60)
     time.sleep(args.warmup)
-    t0, n0, g0, c0, d0 = time.monotonic(), received[0], gw.cpu(), _cpu([pub, sub]), gw.kernel_drops()
-    h0 = _host_busy()
+    t0, n0, g0, c0, d0 = time.monotonic(), received[0], gw.cpu(), brokers.cpu_of([pub, sub]), gw.kernel_drops()
+    h0 = brokers.host_busy()
     done = sent if qos == 0 else acked  # QoS 1: what the gateway acknowledged
     s0 = done[0]
     time.sleep(args.duration)
-    t1, n1, g1, c1, d1 = time.monotonic(), received[0], gw.cpu(), _cpu([pub, sub]), gw.kernel_drops()
-    h1 = _host_busy()
+    t1, n1, g1, c1, d1 = time.monotonic(), received[0], gw.cpu(), brokers.cpu_of([pub, sub]), gw.kernel_drops()
+    h1 = brokers.host_busy()
     s1 = done[0]
     stop.set()
     reports = [results.get(timeout=10) for _ in range(2)]

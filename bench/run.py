@@ -113,14 +113,7 @@ class Pool:
 
     def cpu(self) -> list[float]:
         """CPU seconds of each live worker."""
-        out = []
-        for p in self.procs:
-            try:
-                t = psutil.Process(p.pid).cpu_times()
-                out.append(t.user + t.system)
-            except psutil.Error:
-                out.append(math.nan)
-        return out
+        return brokers.cpu_of(self.procs, math.nan)
 
     def kill(self, grace: float = 2.0) -> None:
         """Join the workers; SIGKILL those still running after ``grace`` s."""
@@ -146,18 +139,11 @@ class Snap:
     offered: int = 0
 
 
-def host_busy() -> float:
-    """CPU seconds all processes on the host have used (user + system;
-    interrupt time, which includes our own loopback traffic, left out)."""
-    t = psutil.cpu_times()
-    return t.user + t.nice + t.system
-
-
 def snap(broker: brokers.Broker, pool: Pool, counter: Callable[[], int],
          offered: Callable[[], int] | None = None) -> Snap:
     if not broker.alive():
         raise ScenarioError(f"broker exited with status {broker.proc.returncode}")
-    return Snap(time.monotonic(), counter(), broker.cpu(), pool.cpu(), host_busy(),
+    return Snap(time.monotonic(), counter(), broker.cpu(), pool.cpu(), brokers.host_busy(),
                 broker.rss(), offered() if offered else 0)
 
 
@@ -418,9 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     limit = mqttload.raise_nofile()
     if "idle" in scenarios and limit < args.connections + 100:
         print(f"warning: RLIMIT_NOFILE hard limit {limit} < connections", file=sys.stderr)
-    before = host_busy()
+    before = brokers.host_busy()
     time.sleep(1.0)
-    busy = (host_busy() - before) * 100
+    busy = (brokers.host_busy() - before) * 100
     print(f"{CORES} CPUs, other processes busy {busy:.0f} % of a core before the run; "
           f"window {args.duration:g} s after {args.warmup:g} s warm-up; "
           f"payload {args.payload} B", file=sys.stderr)
