@@ -1,8 +1,11 @@
-"""The filter/topic match table shared by the topic, trie and retained-store tests.
+"""The filter/topic match table shared by the topic, trie and retained-store tests,
+and the Hypothesis strategies the trie and retained-store properties draw from.
 
 Cases follow Mosquitto's ``test/unit/util_topic_test.c`` and MQTT 3.1.1 §4.7:
 ``(topic_filter, topic_name, matches)``.
 """
+
+from hypothesis import strategies as st
 
 MATCHES = [
     # literal
@@ -76,3 +79,14 @@ MATCHES = [
     ("#", "a$/x", True),
     ("+/x", "a$/x", True),
 ]
+
+# Topic names and filters over a few levels, for the properties checked against topic_matches.
+NAME_LEVEL = st.sampled_from(["a", "b", "", "$x"])
+FILTER_LEVEL = st.sampled_from(["a", "b", "", "$x", "+"])
+NAMES = st.lists(NAME_LEVEL, min_size=1, max_size=4).map("/".join).filter(bool)
+# '#' may only end a filter: draw the other levels, then maybe append '#'
+FILTERS = st.builds(
+    lambda levels, hash_: "/".join(levels + ["#"] if hash_ else levels),
+    st.lists(FILTER_LEVEL, max_size=4),
+    st.booleans(),
+).filter(bool)

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from gateway.hub.api import Message
 from gateway.hub.retained import RetainedStore
 from gateway.hub.topics import is_valid_topic_filter, topic_matches
-from tests.hub.match_table import MATCHES
+from tests.hub.match_table import FILTERS, MATCHES, NAMES
 
 
 def msg(topic, payload=b"x", qos=0):
@@ -150,17 +150,6 @@ def test_len_counts_topics():
     s.clear("t/5")
     assert len(s) == 8
     assert sorted(s.topics()) == sorted(f"t/{i}" for i in range(10) if i not in (4, 5))
-
-
-NAME_LEVEL = st.sampled_from(["a", "b", "", "$x"])
-FILTER_LEVEL = st.sampled_from(["a", "b", "", "$x", "+"])
-NAMES = st.lists(NAME_LEVEL, min_size=1, max_size=4).map("/".join).filter(bool)
-# '#' may only end a filter: draw the other levels, then maybe append '#'
-FILTERS = st.builds(
-    lambda levels, hash_: "/".join(levels + ["#"] if hash_ else levels),
-    st.lists(FILTER_LEVEL, max_size=4),
-    st.booleans(),
-).filter(bool)
 
 
 @settings(max_examples=100, deadline=None, database=None)

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from gateway.hub.topics import is_valid_topic_filter, topic_matches
 from gateway.hub.trie import SubscriptionTrie
-from tests.hub.match_table import MATCHES
+from tests.hub.match_table import FILTERS, MATCHES, NAMES
 
 # --- the shared match table -------------------------------------------------------
 
@@ -41,15 +41,6 @@ def test_no_match_returns_an_empty_mapping():
 
 # --- reference property -----------------------------------------------------------
 
-NAME_LEVEL = st.sampled_from(["a", "b", "", "$x"])
-FILTER_LEVEL = st.sampled_from(["a", "b", "", "$x", "+"])
-NAMES = st.lists(NAME_LEVEL, min_size=1, max_size=4).map("/".join).filter(bool)
-# '#' may only end a filter: draw the other levels, then maybe append '#'
-FILTERS = st.builds(
-    lambda levels, hash_: "/".join(levels + ["#"] if hash_ else levels),
-    st.lists(FILTER_LEVEL, max_size=4),
-    st.booleans(),
-).filter(bool)
 # (subscriber, filter) -> QoS: one subscriber may hold several filters
 SUBSCRIPTIONS = st.dictionaries(st.tuples(st.integers(0, 3), FILTERS), st.integers(0, 2), max_size=12)
 

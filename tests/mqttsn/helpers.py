@@ -10,6 +10,7 @@ from gateway.hub.api import ClientInfo, Message
 from gateway.hub.hub import Hub, HubSettings
 from gateway.hub.sessions import Limits
 from gateway.mqttsn.context import MQTTSNContext, MQTTSNSettings, Network
+from tests.mqttsn import wire as w
 
 
 class RecordingNetwork(Network):
@@ -106,3 +107,17 @@ class Client:
     @property
     def channel(self) -> Any:
         return self.rig.net.channels.get(self.addr)
+
+
+def connected(rig: Rig, cid: str = "s1", port: int = 40000, duration: int = 60, flags: int = w.CLEAN,
+              will: tuple[str, bytes] | None = None) -> Client:
+    """A client at ``port`` connected as ``cid``; with ``will=(topic, message)`` it went
+    through the will handshake (WILLTOPICREQ, WILLMSGREQ, then the CONNACK)."""
+    c = rig.client(port)
+    if will is None:
+        assert c.ask(w.connect(cid, duration, flags)) == [w.connack()]
+        return c
+    assert c.ask(w.connect(cid, duration, flags | w.WILL)) == [w.willtopicreq()]
+    assert c.ask(w.willtopic(will[0])) == [w.willmsgreq()]
+    assert c.ask(w.willmsg(will[1])) == [w.connack()]
+    return c

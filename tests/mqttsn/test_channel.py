@@ -14,7 +14,7 @@ from gateway.hub.api import ClientInfo
 from gateway.hub.sessions import Limits
 from gateway.mqttsn.channel import ACTIVE
 from tests.mqttsn import wire as w
-from tests.mqttsn.helpers import Rig
+from tests.mqttsn.helpers import Rig, connected
 
 PRE = {10: "sensors/predef", 11: "actuators/valve"}
 
@@ -22,12 +22,6 @@ PRE = {10: "sensors/predef", 11: "actuators/valve"}
 @pytest.fixture
 def rig() -> Rig:
     return Rig(predefined=PRE)
-
-
-def connected(rig: Rig, cid: str = "s1", port: int = 40000, duration: int = 60, flags: int = w.CLEAN):
-    c = rig.client(port)
-    assert c.ask(w.connect(cid, duration, flags)) == [w.connack()]
-    return c
 
 
 # --- CONNECT and the will -------------------------------------------------------------------
@@ -100,10 +94,7 @@ def test_keepalive_zero_is_not_supervised(rig: Rig) -> None:
 
 def test_disconnect_is_answered_and_no_will(rig: Rig) -> None:
     obs = rig.observe("#")
-    c = rig.client()
-    c.ask(w.connect("s1", 10, w.CLEAN | w.WILL))
-    c.ask(w.willtopic("dead/s1"))
-    c.ask(w.willmsg(b"gone"))
+    c = connected(rig, duration=10, will=("dead/s1", b"gone"))
     assert c.ask(w.disconnect()) == [w.disconnect()]
     assert obs.got == [] and c.channel is None and rig.hub.session("s1") is None
 
@@ -116,10 +107,7 @@ def test_disconnect_with_zero_duration_is_a_plain_disconnect(rig: Rig) -> None:
 
 def test_willtopicupd_and_willmsgupd_change_the_will(rig: Rig) -> None:
     obs = rig.observe("#")
-    c = rig.client()
-    c.ask(w.connect("s1", 10, w.CLEAN | w.WILL))
-    c.ask(w.willtopic("dead/old"))
-    c.ask(w.willmsg(b"old"))
+    c = connected(rig, duration=10, will=("dead/old", b"old"))
     assert c.ask(w.willtopicupd("dead/new", 1, False)) == [w.willtopicresp(w.ACCEPTED)]
     assert c.ask(w.willmsgupd(b"new")) == [w.willmsgresp(w.ACCEPTED)]
     assert c.ask(w.willtopicupd("bad/#")) == [w.willtopicresp(w.NOT_SUPPORTED)]
@@ -129,10 +117,7 @@ def test_willtopicupd_and_willmsgupd_change_the_will(rig: Rig) -> None:
 
 def test_empty_willtopicupd_deletes_the_will(rig: Rig) -> None:
     obs = rig.observe("#")
-    c = rig.client()
-    c.ask(w.connect("s1", 10, w.CLEAN | w.WILL))
-    c.ask(w.willtopic("dead/old"))
-    c.ask(w.willmsg(b"old"))
+    c = connected(rig, duration=10, will=("dead/old", b"old"))
     assert c.ask(w.willtopicupd(None)) == [w.willtopicresp(w.ACCEPTED)]
     rig.advance(16)
     assert obs.got == []
@@ -347,10 +332,7 @@ def test_undecodable_datagrams_are_dropped_and_counted(rig: Rig) -> None:
 
 def test_gateway_only_messages_from_a_client_close_it(rig: Rig) -> None:
     obs = rig.observe("#")
-    c = rig.client()
-    c.ask(w.connect("s1", 10, w.CLEAN | w.WILL))
-    c.ask(w.willtopic("dead/s1"))
-    c.ask(w.willmsg(b"x"))
+    c = connected(rig, duration=10, will=("dead/s1", b"x"))
     assert c.ask(w.connack()) == [w.disconnect()]
     assert c.channel is None
     assert obs.got == [("dead/s1", b"x", 0, False)]
@@ -390,10 +372,7 @@ def test_forwarder_encapsulation(rig: Rig) -> None:
 def test_connect_again_from_the_same_address_fires_no_will(rig: Rig) -> None:
     # The CONNACK may have been lost: a repeated CONNECT means the client is alive.
     obs = rig.observe("dead/#")
-    c = rig.client()
-    c.ask(w.connect("s1", 10, w.CLEAN | w.WILL))
-    c.ask(w.willtopic("dead/s1"))
-    c.ask(w.willmsg(b"gone"))
+    c = connected(rig, duration=10, will=("dead/s1", b"gone"))
     assert c.ask(w.connect("s1", 10, w.CLEAN)) == [w.connack()]
     assert obs.got == []
     assert rig.ctx.counters.connected == 1
@@ -401,10 +380,7 @@ def test_connect_again_from_the_same_address_fires_no_will(rig: Rig) -> None:
 
 def test_another_client_id_at_the_same_address_replaces_the_first(rig: Rig) -> None:
     obs = rig.observe("dead/#")
-    c = rig.client()
-    c.ask(w.connect("s1", 10, w.CLEAN | w.WILL))
-    c.ask(w.willtopic("dead/s1"))
-    c.ask(w.willmsg(b"gone"))
+    c = connected(rig, duration=10, will=("dead/s1", b"gone"))
     assert c.ask(w.connect("s2", 10)) == [w.connack()]
     assert obs.got == [("dead/s1", b"gone", 0, False)]
     assert rig.hub.session("s1") is None and rig.hub.session("s2").endpoint is c.channel

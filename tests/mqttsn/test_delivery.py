@@ -8,7 +8,7 @@ import pytest
 from gateway.hub.api import ClientInfo
 from gateway.mqttsn.channel import ACTIVE, ASLEEP
 from tests.mqttsn import wire as w
-from tests.mqttsn.helpers import Observer, Rig
+from tests.mqttsn.helpers import Observer, Rig, connected
 
 PRE = {10: "sensors/predef"}
 
@@ -16,12 +16,6 @@ PRE = {10: "sensors/predef"}
 @pytest.fixture
 def rig() -> Rig:
     return Rig(predefined=PRE, retry_interval=10.0, retry_count=3)
-
-
-def connected(rig: Rig, cid: str = "s1", port: int = 40000, duration: int = 60, flags: int = w.CLEAN):
-    c = rig.client(port)
-    assert c.ask(w.connect(cid, duration, flags)) == [w.connack()]
-    return c
 
 
 # --- SUBSCRIBE / UNSUBSCRIBE ------------------------------------------------------------------
@@ -162,10 +156,7 @@ def test_invalid_topic_id_puback_forgets_the_registration(rig: Rig) -> None:
 
 def test_lost_after_nretry_unanswered_retransmissions(rig: Rig) -> None:
     obs = rig.observe("dead/#")
-    c = rig.client()
-    c.ask(w.connect("s1", 0, w.CLEAN | w.WILL))
-    c.ask(w.willtopic("dead/s1"))
-    c.ask(w.willmsg(b"bye"))
+    c = connected(rig, duration=0, will=("dead/s1", b"bye"))
     c.ask(w.subscribe(1, "t/1", 1))
     rig.publish("t/1", b"a", 1)
     c.take()
@@ -245,10 +236,7 @@ def test_awake_client_gets_pingresp_after_its_qos1_acknowledgement(rig: Rig) -> 
 
 def test_sleep_duration_is_supervised(rig: Rig) -> None:
     obs = rig.observe("dead/#")
-    c = rig.client()
-    c.ask(w.connect("s1", 10, w.CLEAN | w.WILL))
-    c.ask(w.willtopic("dead/s1"))
-    c.ask(w.willmsg(b"bye"))
+    c = connected(rig, duration=10, will=("dead/s1", b"bye"))
     c.ask(w.disconnect(100))
     rig.advance(149)
     assert c.channel.state == ASLEEP and obs.got == []
@@ -262,10 +250,7 @@ def test_sleep_duration_is_supervised(rig: Rig) -> None:
 
 def test_connect_after_sleep_keeps_the_session_and_fires_no_will(rig: Rig) -> None:
     obs = rig.observe("dead/#")
-    c = rig.client()
-    c.ask(w.connect("s1", 10, w.WILL))
-    c.ask(w.willtopic("dead/s1"))
-    c.ask(w.willmsg(b"bye"))
+    c = connected(rig, duration=10, flags=0, will=("dead/s1", b"bye"))
     c.ask(w.subscribe(1, "t", 0))
     c.ask(w.disconnect(100))
     rig.publish("t", b"held")
@@ -288,10 +273,7 @@ def test_sleeping_client_waking_at_another_address(rig: Rig) -> None:
 
 def test_sleeping_client_connecting_from_another_address(rig: Rig) -> None:
     obs = rig.observe("dead/#")
-    c = rig.client()
-    c.ask(w.connect("s1", 10, w.WILL))
-    c.ask(w.willtopic("dead/s1"))
-    c.ask(w.willmsg(b"bye"))
+    c = connected(rig, duration=10, flags=0, will=("dead/s1", b"bye"))
     c.ask(w.subscribe(1, "t", 0))
     c.ask(w.disconnect(60))
     rig.publish("t", b"held")
@@ -306,10 +288,7 @@ def test_sleeping_client_connecting_from_another_address(rig: Rig) -> None:
 
 def test_active_client_reconnecting_from_a_new_address_keeps_its_session(rig: Rig) -> None:
     obs = rig.observe("dead/#")
-    old = rig.client()
-    old.ask(w.connect("s1", 10, w.WILL))
-    old.ask(w.willtopic("dead/s1"))
-    old.ask(w.willmsg(b"bye"))
+    old = connected(rig, duration=10, flags=0, will=("dead/s1", b"bye"))
     old.ask(w.subscribe(1, "t", 1))
     new = rig.client(41000)
     assert new.ask(w.connect("s1", 10, 0)) == [w.connack()]

@@ -6,18 +6,14 @@ from __future__ import annotations
 from twisted.internet import task
 from twisted.internet.testing import StringTransport
 
-from gateway.config import parse
-from gateway.hub.auth import Security
 from gateway.hub.hub import Hub
 from gateway.mqtt.channel import CONNECTED, WAITING, MQTTChannel, MQTTSettings
 from gateway.mqtt.packets import Connect, Publish, Subscribe
+from tests.security.test_plugins import slow_acl_security
 
 
 def setup(tmp_path):
-    path = tmp_path / "slow.py"
-    path.write_text("from tests.security.test_plugins import SlowAcl\n"
-                    "def make_plugin(o): return SlowAcl()\n")
-    security = Security(parse(f"listener 1883\nallow_anonymous true\nplugin {path}\n"), task.Clock())
+    security = slow_acl_security(tmp_path, "allow_anonymous true")
     hub = Hub()
     security.install(hub)
     link = StringTransport()

@@ -77,6 +77,15 @@ class SlowAcl:
         return d
 
 
+def slow_acl_security(tmp_path, *lines):
+    """``Security`` for ``listener 1883``, ``lines``, then a plugin file in ``tmp_path`` that
+    makes a ``SlowAcl``; the plugin is ``.policy(None).plugins[0].obj``."""
+    path = tmp_path / "slow.py"
+    path.write_text("from tests.security.test_plugins import SlowAcl\n"
+                    "def make_plugin(o): return SlowAcl()\n")
+    return Security(parse("\n".join(["listener 1883", *lines, f"plugin {path}"]) + "\n"), task.Clock())
+
+
 def test_async_acl_answer_is_cached_and_a_miss_denies_meanwhile():
     clock = task.Clock()
     plugin = LoadedPlugin(PluginSpec("slow", {"acl_cache_seconds": "30"}), SlowAcl(), clock)
@@ -95,10 +104,7 @@ def test_async_acl_answer_is_cached_and_a_miss_denies_meanwhile():
 
 
 def test_authorize_later_waits_for_the_plugin(tmp_path):
-    path = tmp_path / "slow.py"
-    path.write_text("from tests.security.test_plugins import SlowAcl\n"
-                    "def make_plugin(o): return SlowAcl()\n")
-    s = Security(parse(f"listener 1883\nplugin {path}\n"), task.Clock())
+    s = slow_acl_security(tmp_path)
     policy = s.policy(None)
     assert s.needs_wait(who(), "subscribe", "x/#")
     assert not s.authorize(who(), "subscribe", "x/#")
@@ -258,10 +264,7 @@ def test_hub_level_authorize_later(tmp_path):
     from gateway.hub.auth import authorize_later
     from gateway.hub.hub import Hub
 
-    path = tmp_path / "slow2.py"
-    path.write_text("from tests.security.test_plugins import SlowAcl\n"
-                    "def make_plugin(o): return SlowAcl()\n")
-    s = Security(parse(f"listener 1883\nplugin {path}\n"), task.Clock())
+    s = slow_acl_security(tmp_path)
     hub = Hub()
     assert authorize_later(hub, who(), "write", "t") is None          # nothing installed: final
     s.install(hub)
@@ -279,10 +282,7 @@ def test_authorize_later_asks_read_for_the_subscribers_of_a_published_topic(tmp_
     from gateway.hub.auth import authorize_later
     from gateway.hub.hub import Hub
 
-    path = tmp_path / "slow3.py"
-    path.write_text("from tests.security.test_plugins import SlowAcl\n"
-                    "def make_plugin(o): return SlowAcl()\n")
-    s = Security(parse(f"listener 1883\nplugin {path}\n"), task.Clock())
+    s = slow_acl_security(tmp_path)
     hub = Hub()
     s.install(hub)
     slow = s.policy(None).plugins[0].obj
