@@ -4,7 +4,8 @@
 ``python -m gateway.cli -c FILE`` or ``twistd -n mqttgateway -c FILE`` from this
 checkout with ``PYTHONPATH`` pointing at it, so nothing needs installing. Every
 gateway gets a port picked at run time, listens on 127.0.0.1 only, and logs
-(stderr) to a file that a test can read while the process runs.
+(stderr) to a file that a test can read while the process runs. ``paho`` hands
+out paho-mqtt clients for any of them.
 """
 
 from __future__ import annotations
@@ -16,21 +17,31 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import pytest
+
+from tests.e2e.clients import PahoClient
 
 REPO = Path(__file__).resolve().parent.parent
 TWISTD = Path(sys.executable).parent / "twistd"
 HOST = "127.0.0.1"
 START_TIMEOUT = 10.0  # seconds until the port accepts; only to avoid hangs
 STOP_TIMEOUT = 20.0  # seconds for a signalled gateway to exit; only to avoid hangs
+T = TypeVar("T")
 
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listened on a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def free_udp_port(family: int = socket.AF_INET, host: str = HOST) -> int:
+    """A UDP port on ``host`` that nothing was bound to a moment ago."""
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -234,6 +245,31 @@ def finish(gw: Gateway) -> str | None:
     return None
 
 
+def closing(
+    make: Callable[..., T],
+    close: Callable[[T], object] | None = None,
+    ready: Callable[[T], object] | None = None,
+) -> Iterator[Callable[..., T]]:
+    """The body of a factory fixture: ``yield from closing(PahoClient)`` hands out
+    ``PahoClient(...)``, each passed to ``ready`` first when given, and at teardown
+    closes every one it made (``close(x)``, or ``x.close()``)."""
+    made: list[T] = []
+
+    def factory(*args: Any, **kwargs: Any) -> T:
+        thing = make(*args, **kwargs)
+        made.append(thing)
+        if ready is not None:
+            ready(thing)
+        return thing
+
+    yield factory
+    for thing in made:
+        if close is None:
+            thing.close()  # type: ignore[attr-defined]
+        else:
+            close(thing)
+
+
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
     """Factory: ``gateway(*config_lines, twistd=False, args=(), use_config=True,
@@ -272,3 +308,9 @@ def shared_gateway(
     finally:
         complaint = finish(gw)
     assert complaint is None, complaint
+
+
+@pytest.fixture
+def paho() -> Iterator[Callable[..., PahoClient]]:
+    """``paho(port, client_id, **PahoClient options)``: a paho-mqtt client, not yet connected."""
+    yield from closing(PahoClient)

@@ -10,7 +10,8 @@ from typing import Callable, Iterator
 
 import pytest
 
-from tests.coap.helpers import AioCoAP, MQTTClient, coap_lines, free_udp_port
+from tests.coap.helpers import AioCoAP, MQTTClient, coap_lines
+from tests.conftest import closing, free_udp_port
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +40,4 @@ def aio() -> Iterator[AioCoAP]:
 @pytest.fixture
 def mqtt_client() -> Iterator[Callable[..., MQTTClient]]:
     """``mqtt_client(port, **options)``: a connected paho client, closed at teardown."""
-    made: list[MQTTClient] = []
-
-    def make(port: int, **kwargs: object) -> MQTTClient:
-        client = MQTTClient(port, **kwargs)  # type: ignore[arg-type]
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.close()
+    yield from closing(MQTTClient)

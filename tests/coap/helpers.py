@@ -11,7 +11,6 @@ import asyncio
 import itertools
 import queue
 import shutil
-import socket
 import subprocess
 import threading
 from typing import Any, Iterable
@@ -29,13 +28,6 @@ _serial = itertools.count(1)
 def unique(prefix: str) -> str:
     """A topic level or client id no other test in this run uses."""
     return f"{prefix}{next(_serial)}"
-
-
-def free_udp_port() -> int:
-    """A UDP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def coap_lines(port: int, *extra: str) -> list[str]:

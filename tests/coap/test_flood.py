@@ -22,7 +22,8 @@ import psutil
 
 from tests import wire
 from tests.coap import rawcoap
-from tests.coap.helpers import MQTTClient, coap_lines, free_udp_port
+from tests.coap.helpers import MQTTClient, coap_lines
+from tests.conftest import free_udp_port
 
 FLOOD_SECONDS = 60.0
 FLOOD_RATE = 20_000  # datagrams per second offered, all sockets together

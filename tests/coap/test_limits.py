@@ -16,8 +16,8 @@ from aiocoap.numbers.codes import (
 )
 
 from tests.coap import rawcoap
-from tests.coap.helpers import HOST, TIMEOUT, coap_lines, free_udp_port, unique
-from tests.conftest import config_text
+from tests.coap.helpers import HOST, TIMEOUT, coap_lines, unique
+from tests.conftest import config_text, free_udp_port
 
 
 class RawClient:

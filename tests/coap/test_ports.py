@@ -14,8 +14,9 @@ from aiocoap import Context
 from aiocoap.numbers.codes import CONTENT, CREATED, GET, PUT
 from aiocoap.resource import Site
 
-from tests.coap.helpers import HOST, coap_lines, free_udp_port
-from tests.conftest import REPO, config_text, free_port, gateway_env, run_briefly, twistd_command
+from tests.coap.helpers import HOST, coap_lines
+from tests.conftest import (REPO, config_text, free_port, free_udp_port, gateway_env, run_briefly,
+                            twistd_command)
 
 
 def test_twistd_runs_the_coap_listener(gateway, aio):

@@ -21,7 +21,8 @@ from aiocoap.numbers.codes import (
 )
 
 from gateway.passwd import set_password
-from tests.coap.helpers import HOST, coap_client, coap_lines, free_udp_port, unique
+from tests.coap.helpers import HOST, coap_client, coap_lines, unique
+from tests.conftest import free_udp_port
 
 DEV = "clientid=dev1&username=dev&password=secret"
 READER = "username=reader&password=pw"

@@ -1,4 +1,5 @@
-"""Fixtures for the MQTT-SN tests that run the real gateway (see tests/conftest.py)."""
+"""Fixtures for the MQTT-SN tests that run the real gateway (see tests/conftest.py, which
+also has ``paho`` for the gateway's MQTT side)."""
 
 from __future__ import annotations
 
@@ -8,19 +9,13 @@ import struct
 import time
 import threading
 import tty
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import pytest
 
-from tests.e2e.clients import PahoClient
+from tests.conftest import closing
 
 TIMEOUT = 10.0
-
-
-def free_udp_port(family: int = socket.AF_INET, host: str = "127.0.0.1") -> int:
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 class SNClient:
@@ -64,31 +59,7 @@ class SNClient:
 @pytest.fixture
 def sn() -> Iterator[Callable[..., SNClient]]:
     """``sn(port, host="127.0.0.1")``: a raw MQTT-SN client on its own UDP socket."""
-    made: list[SNClient] = []
-
-    def make(port: int, host: str = "127.0.0.1") -> SNClient:
-        client = SNClient(port, host)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.close()
-
-
-@pytest.fixture
-def paho() -> Iterator[Callable[..., PahoClient]]:
-    """``paho(port, client_id, **options)``: paho-mqtt on the gateway's MQTT side."""
-    made: list[PahoClient] = []
-
-    def make(port: int, client_id: str, **kwargs: Any) -> PahoClient:
-        client = PahoClient(port, client_id, **kwargs)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.close()
+    yield from closing(SNClient)
 
 
 @pytest.fixture

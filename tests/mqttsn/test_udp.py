@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, free_udp_port
 from tests.e2e.clients import unique
 from tests.mqttsn import wire as w
-from tests.mqttsn.conftest import free_udp_port, setns
+from tests.mqttsn.conftest import setns
 
 BIN = Path(sys.executable).parent
 PREDEFINED = ["mqttsn_predefined_topic 10 sensors/predef", "mqttsn_predefined_topic 11 actuators/valve"]
