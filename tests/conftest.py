@@ -11,6 +11,7 @@ out paho-mqtt clients for any of them.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -28,6 +29,7 @@ TWISTD = Path(sys.executable).parent / "twistd"
 HOST = "127.0.0.1"
 START_TIMEOUT = 10.0  # seconds until the port accepts; only to avoid hangs
 STOP_TIMEOUT = 20.0  # seconds for a signalled gateway to exit; only to avoid hangs
+LISTENER = re.compile(r"^listener (\d+)\b", re.M)
 T = TypeVar("T")
 
 
@@ -84,22 +86,32 @@ def run_briefly(argv: Sequence[str], timeout: float = 60.0) -> subprocess.Comple
 
 
 class Gateway:
-    """One gateway subprocess: its port, its ``Popen``, its log."""
+    """One gateway subprocess: its ports, its ``Popen``, its log.
+
+    ``probe`` says how ``wait_ready`` tells that it serves: by connecting to ``port``,
+    or (False, for a config that names its own listeners) from the log.
+    """
 
     def __init__(
         self,
         argv: Sequence[str],
-        port: int,
+        ports: Sequence[int],
         workdir: Path,
         config: Path | None = None,
         preexec_fn: Callable[[], None] | None = None,
+        probe: bool = True,
     ) -> None:
         self.argv = list(argv)
-        self.port = port
+        self.ports = list(ports)
         self.config = config
+        self.probe = probe
+        self.preexec_fn = preexec_fn
         self.log_path = workdir / "stderr.log"
         self.stdout_path = workdir / "stdout.log"
         self.exit_observed = False
+        self.spawn()
+
+    def spawn(self) -> None:
         with open(self.log_path, "wb") as err, open(self.stdout_path, "wb") as out:
             self.proc = subprocess.Popen(
                 self.argv,
@@ -108,11 +120,16 @@ class Gateway:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
-                preexec_fn=preexec_fn,
+                preexec_fn=self.preexec_fn,
             )
 
     def __repr__(self) -> str:
-        return f"<Gateway pid={self.proc.pid} port={self.port} argv={self.argv!r}>"
+        return f"<Gateway pid={self.proc.pid} ports={self.ports} argv={self.argv!r}>"
+
+    @property
+    def port(self) -> int:
+        """The first listener's port."""
+        return self.ports[0]
 
     @property
     def stderr(self) -> str:
@@ -151,7 +168,11 @@ class Gateway:
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Poll-connect until the port accepts, then close the probe and wait until the
-        gateway has seen it go (so it cannot count against ``max_connections``)."""
+        gateway has seen it go (so it cannot count against ``max_connections``).
+        Without ``probe``: ``wait_listening``."""
+        if not self.probe:
+            self.wait_listening(timeout)
+            return
         deadline = time.monotonic() + timeout
         while True:
             if not self.running():
@@ -171,6 +192,40 @@ class Gateway:
                 except OSError:
                     pass
             return
+
+    def wait_listening(self, timeout: float = START_TIMEOUT) -> None:
+        """Wait until the log says each listener listens. No probe connection, so none
+        counts against ``max_connections`` or ``max_connection_rate`` of any listener;
+        the ports are bound then, and a client is answered once the reactor runs.
+        A port someone else took between ``free_port()`` and the bind is replaced in
+        the config by a fresh one and the gateway started again: read ``self.ports``."""
+        for attempt in range(5):
+            deadline = time.monotonic() + timeout
+            try:
+                for port in self.ports:
+                    # To the line's end: "cannot listen on HOST:PORT: [Errno 98] ..." does not match.
+                    self.wait_for_log(f" on {HOST}:{port}\n",
+                                      timeout=max(0.0, deadline - time.monotonic()))
+                return
+            except pytest.fail.Exception:
+                if (self.running() or self.config is None or attempt == 4
+                        or "Address already in use" not in self.stderr):
+                    raise
+            fresh = [free_port() for _ in self.ports]
+            text = self.config.read_text(encoding="utf-8")
+            for old, new in zip(self.ports, fresh):
+                text = re.sub(rf"^listener {old}\b", f"listener {new}", text, flags=re.M)
+            self.config.write_text(text, encoding="utf-8")
+            self.ports = fresh
+            self.spawn()
+
+    def reload(self, outcome: str) -> int:
+        """Send SIGHUP and wait until ``outcome`` is logged after it; return the log
+        offset at the signal (``gw.stderr[mark:]`` is what the reload logged)."""
+        mark = len(self.stderr)
+        self.proc.send_signal(signal.SIGHUP)
+        self.wait_for_log(outcome, mark)
+        return mark
 
     def wait_exit(self, timeout: float = STOP_TIMEOUT) -> int:
         """Wait for the process to end by itself; kill it (and fail) after ``timeout``."""
@@ -204,21 +259,34 @@ def launch(
     args: Sequence[str] = (),
     twistd_options: Sequence[str] = (),
     use_config: bool = True,
+    listener: bool = True,
     preexec_fn: Callable[[], None] | None = None,
 ) -> Gateway:
-    """Start a gateway in ``workdir``; ``use_config=False`` runs ``-p PORT`` without a file."""
+    """Start a gateway in ``workdir``; ``use_config=False`` runs ``-p PORT`` without a file.
+
+    The config is one anonymous listener on a free port, then ``lines``; with
+    ``listener=False`` it is ``lines`` alone, which name every listener (``gw.ports``,
+    in order): the gateway is then ready when the log says each one listens, as a
+    probe connection could count against their limits.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
     config = None
+    if not listener:
+        text = "\n".join(lines) + "\n"
+        ports = [int(p) for p in LISTENER.findall(text)]
+        assert use_config and ports, "listener=False needs config lines with listeners"
+    else:
+        ports = [free_port()]
+        text = config_text(ports[0], lines)
     if use_config:
         config = workdir / "mqttgateway.conf"
-        config.write_text(config_text(port, lines), encoding="utf-8")
+        config.write_text(text, encoding="utf-8")
         args = ["-c", str(config), *args]
     else:
         assert not lines, "config lines need use_config=True"
-        args = ["-p", str(port), *args]
+        args = ["-p", str(ports[0]), *args]
     argv = twistd_command(*args, twistd_options=twistd_options) if twistd else cli_command(*args)
-    return Gateway(argv, port, workdir, config, preexec_fn)
+    return Gateway(argv, ports, workdir, config, preexec_fn, probe=listener)
 
 
 def finish(gw: Gateway) -> str | None:
@@ -243,6 +311,17 @@ def finish(gw: Gateway) -> str | None:
     if "Traceback" in gw.stderr:
         return f"a traceback in the gateway's log: {gw.describe()}"
     return None
+
+
+def serving(gw: Gateway) -> Iterator[Gateway]:
+    """The body of a fixture that owns ``gw``: ``yield from serving(launch(...))`` yields
+    it once ready and at teardown requires a clean exit (see ``finish``)."""
+    try:
+        gw.wait_ready()
+        yield gw
+    finally:
+        complaint = finish(gw)
+    assert complaint is None, complaint
 
 
 def closing(
@@ -273,9 +352,9 @@ def closing(
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
     """Factory: ``gateway(*config_lines, twistd=False, args=(), use_config=True,
-    wait=True)`` starts a gateway and, with ``wait``, returns once its port accepts.
-    Teardown sends SIGTERM to those still running and requires a clean exit: status
-    0, "mqttgateway stopped" and no traceback in the log."""
+    listener=True, wait=True)`` starts a gateway (see ``launch``) and, with ``wait``,
+    returns once it is ready. Teardown sends SIGTERM to those still running and
+    requires a clean exit: status 0, "mqttgateway stopped" and no traceback in the log."""
     started: list[Gateway] = []
 
     def start(*lines: str, wait: bool = True, **kwargs: object) -> Gateway:
@@ -301,13 +380,7 @@ def shared_gateway(
     tmp_path_factory: pytest.TempPathFactory, shared_gateway_config: list[str]
 ) -> Iterator[Gateway]:
     """One ``mqttgateway -c FILE`` for a whole module of quick client tests."""
-    gw = launch(tmp_path_factory.mktemp("shared-gateway"), shared_gateway_config)
-    try:
-        gw.wait_ready()
-        yield gw
-    finally:
-        complaint = finish(gw)
-    assert complaint is None, complaint
+    yield from serving(launch(tmp_path_factory.mktemp("shared-gateway"), shared_gateway_config))
 
 
 @pytest.fixture

@@ -1,110 +1,27 @@
-"""A real gateway subprocess and small synchronous wrappers around real clients."""
+"""Small synchronous wrappers around real clients; the gateway subprocess comes from
+``tests/conftest.py`` (``gateway(..., listener=False)`` or ``launch``)."""
 
 from __future__ import annotations
 
-import os
 import queue
-import re
-import signal
-import socket
 import ssl
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import cli_command, run_briefly
+
 WAIT = 15.0          # generous upper bound for anything to happen; never a measurement
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def env() -> dict[str, str]:
-    e = dict(os.environ)
-    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
-    return e
-
-
-class Gateway:
-    """``python -m gateway.cli -c CONF`` on ports picked by the test."""
-
-    def __init__(self, directory: Path, conf: str, ports: list[int]) -> None:
-        self.directory = directory
-        self.conf = directory / "gateway.conf"
-        self.conf.write_text(conf)
-        self.ports = ports
-        self.log = directory / "gateway.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Gateway:
-        """Start and wait for every listener. A port taken by someone else between
-        ``free_port()`` and the bind is replaced by a fresh one (read ``self.ports``)."""
-        for attempt in range(5):
-            try:
-                return self._start()
-            except RuntimeError as e:
-                if "Address already in use" not in str(e) or attempt == 4:
-                    raise
-                text = self.conf.read_text()
-                fresh = [free_port() for _ in self.ports]
-                for old, new in zip(self.ports, fresh):
-                    text = re.sub(rf"^listener {old}\b", f"listener {new}", text, flags=re.M)
-                self.conf.write_text(text)
-                self.ports = fresh
-        raise AssertionError("unreachable")
-
-    def _start(self) -> Gateway:
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "-c", str(self.conf)],
-                                         env=env(), stdout=out, stderr=subprocess.STDOUT, cwd=self.directory)
-        # Wait for the log line of each listener rather than probing the ports: a probe
-        # would count against max_connections and max_connection_rate.
-        deadline = time.monotonic() + WAIT
-        for port in self.ports:
-            while f"on 127.0.0.1:{port}" not in self.output():
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"gateway exited {self.proc.returncode}: {self.output()}")
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"gateway did not listen on {port}: {self.output()}")
-                time.sleep(0.05)
-        return self
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def sighup_and_wait(self, marker: str) -> None:
-        """Send SIGHUP and wait until the log shows the reload's outcome (*marker*)."""
-        before = self.output().count(marker)
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + WAIT
-        while self.output().count(marker) <= before:
-            assert time.monotonic() < deadline, self.output()
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(WAIT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 def run_gateway_expecting_failure(directory: Path, conf: str) -> tuple[int, str]:
+    """Run ``mqttgateway -c bad.conf`` with ``conf``; its exit status and output."""
     path = directory / "bad.conf"
     path.write_text(conf)
-    done = subprocess.run([sys.executable, "-m", "gateway.cli", "-c", str(path)], env=env(),
-                          capture_output=True, timeout=WAIT, cwd=directory)
-    return done.returncode, (done.stdout + done.stderr).decode(errors="replace")
+    done = run_briefly(cli_command("-c", str(path)))
+    return done.returncode, done.stdout + done.stderr
 
 
 class Client:

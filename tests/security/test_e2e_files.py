@@ -8,7 +8,8 @@ import subprocess
 import pytest
 
 from gateway.hub.passwords import make_hash
-from tests.security.helpers import WAIT, Client, Gateway, free_port
+from tests.conftest import free_port, launch, serving
+from tests.security.helpers import WAIT, Client
 
 ACL = """\
 topic read public/#
@@ -38,13 +39,10 @@ def gateway(tmp_path_factory):
     (directory / "passwd").write_text(
         f"alice:{make_hash(b'secret')}\nbob:{make_hash(b'hunter2')}\n")
     (directory / "acl").write_text(ACL)
-    port = free_port()
-    gw = Gateway(directory, f"listener {port} 127.0.0.1\nallow_anonymous true\n"
-                            f"password_file {directory / 'passwd'}\nacl_file {directory / 'acl'}\n"
-                            "sys_interval 1\n", [port]).start()
-    gw.port = gw.ports[0]
-    yield gw
-    gw.stop()
+    yield from serving(launch(directory, [
+        f"listener {free_port()} 127.0.0.1", "allow_anonymous true",
+        f"password_file {directory / 'passwd'}", f"acl_file {directory / 'acl'}", "sys_interval 1",
+    ], listener=False))
 
 
 def connected(gw, client_id, username=None, password=None):
@@ -58,8 +56,8 @@ def test_wrong_password_and_unknown_user_are_refused(gateway):
         c = Client(gateway.port, "x", username, password, bind="127.0.0.2")
         assert c.connect() == NOT_AUTHORIZED
         c.close()
-    assert "wrong password" in gateway.output() and "unknown user" in gateway.output()
-    assert "from 127.0.0.2:" in gateway.output()
+    assert "wrong password" in gateway.stderr and "unknown user" in gateway.stderr
+    assert "from 127.0.0.2:" in gateway.stderr
 
 
 def test_mosquitto_pub_with_credentials(gateway):

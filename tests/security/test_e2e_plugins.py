@@ -11,7 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from gateway.hub.passwords import make_hash
-from tests.security.helpers import Client, Gateway, free_port
+from tests.conftest import free_port
+from tests.security.helpers import Client
 
 
 class AuthHandler(BaseHTTPRequestHandler):
@@ -47,34 +48,29 @@ def http_service():
     server.server_close()
 
 
-def test_http_plugin_in_the_gateway(tmp_path, http_service):
-    port = free_port()
-    gw = Gateway(tmp_path, f"listener {port} 127.0.0.1\nplugin plugins.http_auth\n"
-                           f"plugin_opt_url {http_service}\n", [port]).start()
-    port = gw.ports[0]
-    try:
-        alice = Client(port, "a1", "alice", "secret")
-        assert alice.connect() == 0
-        # The first SUBSCRIBE has no cached answer: the channel waits for the service.
-        assert alice.subscribe("users/alice/#") == [1]
-        assert alice.subscribe("users/bob/#") == [0x80]
-        alice.publish("users/alice/x", b"allowed")              # write: asked, then allowed
-        assert alice.next_message() == ("users/alice/x", b"allowed")
-        alice.publish("users/bob/x", b"denied")                 # acknowledged, dropped
-        alice.publish("users/alice/y", b"after")
-        assert alice.next_message() == ("users/alice/y", b"after")
-        assert alice.received() == []
-        checks = [(b["access"], b["topic"]) for b in AuthHandler.seen if b["action"] == "acl"]
-        assert ("subscribe", "users/alice/#") in checks and ("write", "users/bob/x") in checks
-        wrong = Client(port, "a2", "alice", "nope", bind="127.0.0.2")
-        assert wrong.connect() == 135
-        wrong.close()
-        alice.close()
-    finally:
-        gw.stop()
+def test_http_plugin_in_the_gateway(http_service, gateway):
+    gw = gateway(f"listener {free_port()} 127.0.0.1", "plugin plugins.http_auth",
+                 f"plugin_opt_url {http_service}", listener=False)
+    alice = Client(gw.port, "a1", "alice", "secret")
+    assert alice.connect() == 0
+    # The first SUBSCRIBE has no cached answer: the channel waits for the service.
+    assert alice.subscribe("users/alice/#") == [1]
+    assert alice.subscribe("users/bob/#") == [0x80]
+    alice.publish("users/alice/x", b"allowed")              # write: asked, then allowed
+    assert alice.next_message() == ("users/alice/x", b"allowed")
+    alice.publish("users/bob/x", b"denied")                 # acknowledged, dropped
+    alice.publish("users/alice/y", b"after")
+    assert alice.next_message() == ("users/alice/y", b"after")
+    assert alice.received() == []
+    checks = [(b["access"], b["topic"]) for b in AuthHandler.seen if b["action"] == "acl"]
+    assert ("subscribe", "users/alice/#") in checks and ("write", "users/bob/x") in checks
+    wrong = Client(gw.port, "a2", "alice", "nope", bind="127.0.0.2")
+    assert wrong.connect() == 135
+    wrong.close()
+    alice.close()
 
 
-def test_sql_plugin_in_the_gateway_next_to_a_password_file(tmp_path):
+def test_sql_plugin_in_the_gateway_next_to_a_password_file(tmp_path, gateway):
     db_path = tmp_path / "auth.db"
     db = sqlite3.connect(db_path)
     db.execute("CREATE TABLE users (username TEXT PRIMARY KEY, password_hash TEXT NOT NULL)")
@@ -87,24 +83,19 @@ def test_sql_plugin_in_the_gateway_next_to_a_password_file(tmp_path):
     passwd.write_text(f"admin:{make_hash(b'root')}\n")
     acl = tmp_path / "acl"
     acl.write_text("user admin\ntopic read devices/#\n")
-    port = free_port()
-    gw = Gateway(tmp_path, f"listener {port} 127.0.0.1\nplugin plugins.sql_auth\n"
-                           f"plugin_opt_database {db_path}\npassword_file {passwd}\nacl_file {acl}\n",
-                 [port]).start()
-    port = gw.ports[0]
-    try:
-        admin = Client(port, "admin", "admin", "root")        # not in SQL: the password file
-        assert admin.connect() == 0
-        assert admin.subscribe("devices/#") == [1]
-        dev = Client(port, "box-1", "dev1", "pw1")
-        assert dev.connect() == 0
-        assert dev.subscribe("devices/box-1/cmd") == [1]
-        assert dev.subscribe("devices/box-2/cmd") == [0x80]
-        dev.publish("devices/box-2/state", b"spoof")          # dropped
-        dev.publish("devices/box-1/state", b"on")
-        assert admin.next_message() == ("devices/box-1/state", b"on")
-        assert admin.received() == []
-        for c in (admin, dev):
-            c.close()
-    finally:
-        gw.stop()
+    gw = gateway(f"listener {free_port()} 127.0.0.1", "plugin plugins.sql_auth",
+                 f"plugin_opt_database {db_path}", f"password_file {passwd}", f"acl_file {acl}",
+                 listener=False)
+    admin = Client(gw.port, "admin", "admin", "root")        # not in SQL: the password file
+    assert admin.connect() == 0
+    assert admin.subscribe("devices/#") == [1]
+    dev = Client(gw.port, "box-1", "dev1", "pw1")
+    assert dev.connect() == 0
+    assert dev.subscribe("devices/box-1/cmd") == [1]
+    assert dev.subscribe("devices/box-2/cmd") == [0x80]
+    dev.publish("devices/box-2/state", b"spoof")          # dropped
+    dev.publish("devices/box-1/state", b"on")
+    assert admin.next_message() == ("devices/box-1/state", b"on")
+    assert admin.received() == []
+    for c in (admin, dev):
+        c.close()

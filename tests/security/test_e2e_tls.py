@@ -11,7 +11,8 @@ import subprocess
 import pytest
 
 from gateway.hub.passwords import make_hash
-from tests.security.helpers import WAIT, Client, Gateway, free_port, run_gateway_expecting_failure
+from tests.conftest import free_port, launch, serving
+from tests.security.helpers import WAIT, Client, run_gateway_expecting_failure
 from tests.security.pki import make_pki
 
 
@@ -21,21 +22,20 @@ def pki(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory, pki):
+def shared_gateway(tmp_path_factory, pki):
     directory = tmp_path_factory.mktemp("tls")
     (directory / "passwd").write_text(f"alice:{make_hash(b'secret')}\n")
     (directory / "acl").write_text("user alice\ntopic readwrite alice/#\n"
                                    "user device-42\ntopic readwrite devices/device-42/#\n")
-    server, mutual, identity = free_port(), free_port(), free_port()
     conf = f"""\
 per_listener_settings true
-listener {server} 127.0.0.1
+listener {free_port()} 127.0.0.1
 certfile {pki['server']}
 keyfile {pki['server_key']}
 password_file {directory / 'passwd'}
 acl_file {directory / 'acl'}
 
-listener {mutual} 127.0.0.1
+listener {free_port()} 127.0.0.1
 certfile {pki['server']}
 keyfile {pki['server_key']}
 cafile {pki['ca']}
@@ -44,7 +44,7 @@ crlfile {pki['crl']}
 tls_version tlsv1.2
 password_file {directory / 'passwd'}
 
-listener {identity} 127.0.0.1
+listener {free_port()} 127.0.0.1
 certfile {pki['server']}
 keyfile {pki['server_key']}
 cafile {pki['ca']}
@@ -52,10 +52,10 @@ require_certificate true
 use_identity_as_username true
 acl_file {directory / 'acl'}
 """
-    gw = Gateway(directory, conf, [server, mutual, identity]).start()
-    gw.server, gw.mutual, gw.identity = gw.ports
-    yield gw
-    gw.stop()
+    # serving() yields the gateway once; after the module it stops it and checks the exit.
+    for gw in serving(launch(directory, conf.splitlines(), listener=False)):
+        gw.server, gw.mutual, gw.identity = gw.ports
+        yield gw
 
 
 def tls(pki, cert=None, ca="ca"):
@@ -65,32 +65,32 @@ def tls(pki, cert=None, ca="ca"):
     return out
 
 
-def test_server_tls_with_credentials(gateway, pki):
-    c = Client(gateway.server, "a1", "alice", "secret", tls=tls(pki))
+def test_server_tls_with_credentials(shared_gateway, pki):
+    c = Client(shared_gateway.server, "a1", "alice", "secret", tls=tls(pki))
     assert c.connect() == 0
     assert c.subscribe("alice/#") == [1]
     c.publish("alice/x", b"over tls")
     assert c.next_message() == ("alice/x", b"over tls")
     c.close()
-    bad = Client(gateway.server, "a2", "alice", "wrong", tls=tls(pki), bind="127.0.0.2")
+    bad = Client(shared_gateway.server, "a2", "alice", "wrong", tls=tls(pki), bind="127.0.0.2")
     assert bad.connect() == 135
     bad.close()
-    anonymous = Client(gateway.server, "a3", tls=tls(pki), bind="127.0.0.2")
+    anonymous = Client(shared_gateway.server, "a3", tls=tls(pki), bind="127.0.0.2")
     assert anonymous.connect() == 135
     anonymous.close()
 
 
-def test_client_refuses_a_server_from_another_ca(gateway, pki):
-    c = Client(gateway.server, "a4", "alice", "secret", tls=tls(pki, ca="other_ca"))
+def test_client_refuses_a_server_from_another_ca(shared_gateway, pki):
+    c = Client(shared_gateway.server, "a4", "alice", "secret", tls=tls(pki, ca="other_ca"))
     assert c.connect() == "closed"
     c.close()
 
 
-def test_mutual_tls_with_mosquitto_pub(gateway, pki):
-    sub = Client(gateway.mutual, "m1", "alice", "secret", tls=tls(pki, "client"))
+def test_mutual_tls_with_mosquitto_pub(shared_gateway, pki):
+    sub = Client(shared_gateway.mutual, "m1", "alice", "secret", tls=tls(pki, "client"))
     assert sub.connect() == 0
     assert sub.subscribe("t") == [1]
-    done = subprocess.run(["mosquitto_pub", "-h", "localhost", "-p", str(gateway.mutual),
+    done = subprocess.run(["mosquitto_pub", "-h", "localhost", "-p", str(shared_gateway.mutual),
                            "--cafile", pki["ca"], "--cert", pki["client"], "--key", pki["client_key"],
                            "-u", "alice", "-P", "secret", "-t", "t", "-m", "from mosquitto_pub", "-q", "1"],
                           capture_output=True, timeout=WAIT)
@@ -101,20 +101,20 @@ def test_mutual_tls_with_mosquitto_pub(gateway, pki):
 
 @pytest.mark.parametrize("cert", [None, "foreign", "expired", "revoked"],
                          ids=["no-certificate", "wrong-ca", "expired", "revoked"])
-def test_mutual_tls_refusals(gateway, pki, cert):
+def test_mutual_tls_refusals(shared_gateway, pki, cert):
     # With TLS 1.3 the refusal may come after connect() returns: check the first round trip.
-    c = Client(gateway.mutual, "m2", "alice", "secret", tls=tls(pki, cert))
+    c = Client(shared_gateway.mutual, "m2", "alice", "secret", tls=tls(pki, cert))
     assert c.connect() == "closed"
     c.close()
-    args = ["mosquitto_pub", "-h", "localhost", "-p", str(gateway.mutual), "--cafile", pki["ca"],
+    args = ["mosquitto_pub", "-h", "localhost", "-p", str(shared_gateway.mutual), "--cafile", pki["ca"],
             "-u", "alice", "-P", "secret", "-t", "t", "-m", "x", "-q", "1"]
     if cert:
         args += ["--cert", pki[cert], "--key", pki[f"{cert}_key"]]
     assert subprocess.run(args, capture_output=True, timeout=WAIT).returncode != 0
 
 
-def test_certificate_identity_is_the_username(gateway, pki):
-    c = Client(gateway.identity, "d1", "alice", "ignored", tls=tls(pki, "client"))
+def test_certificate_identity_is_the_username(shared_gateway, pki):
+    c = Client(shared_gateway.identity, "d1", "alice", "ignored", tls=tls(pki, "client"))
     assert c.connect() == 0                                    # username comes from CN device-42
     assert c.subscribe("devices/device-42/#") == [1]
     assert c.subscribe("alice/#") == [0x80]                    # not alice, whatever CONNECT said
@@ -127,7 +127,7 @@ def test_certificate_identity_is_the_username(gateway, pki):
     ("expired", "CERTIFICATE_EXPIRED"),
     ("revoked", "CERTIFICATE_REVOKED"),
 ])
-def test_each_refusal_has_its_own_tls_alert(gateway, pki, cert, alert):
+def test_each_refusal_has_its_own_tls_alert(shared_gateway, pki, cert, alert):
     """What a plain TLS 1.2 client is told, so each refusal is the one intended."""
     import re
     import socket
@@ -135,7 +135,7 @@ def test_each_refusal_has_its_own_tls_alert(gateway, pki, cert, alert):
     ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     if cert:
         ctx.load_cert_chain(pki[cert], pki[f"{cert}_key"])
-    with socket.create_connection(("127.0.0.1", gateway.mutual), WAIT) as raw:
+    with socket.create_connection(("127.0.0.1", shared_gateway.mutual), WAIT) as raw:
         with pytest.raises(ssl.SSLError) as e:
             with ctx.wrap_socket(raw, server_hostname="localhost") as s:
                 s.sendall(b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x1e\x00\x00")
@@ -165,36 +165,31 @@ def test_bad_certificate_file_stops_startup_with_its_config_line(tmp_path, pki, 
     assert f"bad.conf:{line}: {key}: {reason}" in output
 
 
-def test_sighup_reloads_certificates_for_new_connections(tmp_path, pki, tmp_path_factory):
+def test_sighup_reloads_certificates_for_new_connections(tmp_path, pki, tmp_path_factory, gateway):
     other = make_pki(tmp_path_factory.mktemp("pki2"))        # a second CA and server cert
     cert, key = tmp_path / "server.pem", tmp_path / "server.key"
     shutil.copy(pki["server"], cert)
     shutil.copy(pki["server_key"], key)
-    port = free_port()
-    gw = Gateway(tmp_path, f"listener {port} 127.0.0.1\nallow_anonymous true\n"
-                           f"certfile {cert}\nkeyfile {key}\n", [port]).start()
-    port = gw.ports[0]
-    try:
-        old = Client(port, "old", tls=tls(pki))
-        assert old.connect() == 0
-        shutil.copy(other["server"], cert)
-        shutil.copy(other["server_key"], key)
-        gw.sighup_and_wait("configuration reloaded")
-        assert old.subscribe("x") == [1]                        # established connection kept
-        assert Client(port, "n1", tls=tls(pki)).connect() == "closed"
-        fresh = Client(port, "n2", tls=tls(other))
-        assert fresh.connect() == 0
-        fresh.close()
-        # A broken key fails the reload; the certificates in use stay.
-        key.write_text("not a key\n")
-        gw.sighup_and_wait("reload failed")
-        assert "keyfile: cannot use private key" in gw.output()
-        again = Client(port, "n3", tls=tls(other))
-        assert again.connect() == 0
-        again.close()
-        old.close()
-    finally:
-        gw.stop()
+    gw = gateway(f"listener {free_port()} 127.0.0.1", "allow_anonymous true",
+                 f"certfile {cert}", f"keyfile {key}", listener=False)
+    old = Client(gw.port, "old", tls=tls(pki))
+    assert old.connect() == 0
+    shutil.copy(other["server"], cert)
+    shutil.copy(other["server_key"], key)
+    gw.reload("configuration reloaded")
+    assert old.subscribe("x") == [1]                        # established connection kept
+    assert Client(gw.port, "n1", tls=tls(pki)).connect() == "closed"
+    fresh = Client(gw.port, "n2", tls=tls(other))
+    assert fresh.connect() == 0
+    fresh.close()
+    # A broken key fails the reload; the certificates in use stay.
+    key.write_text("not a key\n")
+    gw.reload("reload failed")
+    assert "keyfile: cannot use private key" in gw.stderr
+    again = Client(gw.port, "n3", tls=tls(other))
+    assert again.connect() == 0
+    again.close()
+    old.close()
 
 
 @pytest.mark.parametrize("lines, line, message", [

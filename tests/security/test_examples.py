@@ -5,16 +5,16 @@ from __future__ import annotations
 from gateway.hub.acl import AclFile
 from gateway.hub.api import ClientInfo
 from gateway.hub.passwords import PasswordFile
-from tests.security.helpers import ROOT
+from tests.conftest import REPO
 
 
 def test_passwd_example():
-    pw = PasswordFile.load(str(ROOT / "etc" / "passwd.example"))
+    pw = PasswordFile.load(str(REPO / "etc" / "passwd.example"))
     assert pw.check("alice", b"alice-pw") and pw.check("ingest", b"ingest-pw")
 
 
 def test_acl_example():
-    acl = AclFile.load(str(ROOT / "etc" / "acl.example"))
+    acl = AclFile.load(str(REPO / "etc" / "acl.example"))
     alice = ClientInfo("phone", username="alice")
     assert acl.check(alice, "read", "dashboard/temp")
     assert not acl.check(alice, "read", "dashboard/alarm/codes")

@@ -12,11 +12,12 @@ import time
 import pytest
 
 from gateway.hub.passwords import PBKDF2, SHA512, PasswordFile
-from tests.security.helpers import WAIT, env, free_port
+from tests.conftest import free_port, gateway_env
+from tests.security.helpers import WAIT
 
 
 def passwd(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway.passwd", *args], env=env(), input=stdin,
+    return subprocess.run([sys.executable, "-m", "gateway.passwd", *args], env=gateway_env(), input=stdin,
                           capture_output=True, text=True, timeout=WAIT)
 
 
