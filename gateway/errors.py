@@ -19,3 +19,13 @@ class ConfigError(GatewayError):
         where = f"{self.path}:{self.line}: " if self.path else ""
         key = f"{self.key}: " if self.key else ""
         return f"{where}{key}{self.reason}"
+
+
+def read_file(path: str, what: str) -> bytes:
+    """Read a file a config key names; an unreadable one is a ``ConfigError`` at line 0,
+    which the caller may place at the key's own config line."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as e:
+        raise ConfigError(f"cannot read {what}: {e.strerror}", path, 0) from None

@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, read_file
 from gateway.hub.topics import TopicError, validate_topic_filter
 
 DENY = 0
@@ -157,12 +157,7 @@ class AclFile:
 
     @classmethod
     def load(cls, path: str) -> AclFile:
-        try:
-            with open(path, "rb") as fh:
-                data = fh.read()
-        except OSError as e:
-            raise ConfigError(f"cannot read ACL file: {e.strerror}", path, 0) from None
-        return cls.parse(data, path)
+        return cls.parse(read_file(path, "ACL file"), path)
 
     @classmethod
     def parse(cls, data: bytes | str, path: str = "<string>") -> AclFile:

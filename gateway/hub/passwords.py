@@ -20,7 +20,7 @@ import hmac
 import os
 from dataclasses import dataclass
 
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, read_file
 
 SALT_LEN = 12
 HASH_LEN = 64
@@ -121,12 +121,7 @@ class PasswordFile:
     @classmethod
     def load(cls, path: str) -> PasswordFile:
         """Read and validate *path*; ConfigError(``path:line: reason``) on any bad line."""
-        try:
-            with open(path, "rb") as fh:
-                data = fh.read()
-        except OSError as e:
-            raise ConfigError(f"cannot read password file: {e.strerror}", path, 0) from None
-        return cls.parse(data, path)
+        return cls.parse(read_file(path, "password file"), path)
 
     @classmethod
     def parse(cls, data: bytes, path: str = "<string>") -> PasswordFile:
