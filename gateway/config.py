@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields
 from typing import Callable, NamedTuple
 
 from gateway.errors import ConfigError
-from gateway.hub.plugins import PluginSpec
+from gateway.security.plugins import PluginSpec
 
 __all__ = [
     "Config", "Listener", "KEYS", "NOT_SUPPORTED_YET", "NOT_SUPPORTED_YET_PREFIXES",

@@ -18,7 +18,7 @@ import os
 import sys
 import tempfile
 
-from gateway.hub.passwords import DEFAULT_ITERATIONS, PBKDF2, SHA512, make_hash, split_line
+from gateway.security.passwords import DEFAULT_ITERATIONS, PBKDF2, SHA512, make_hash, split_line
 
 USAGE = """\
 mqttgateway-passwd is a tool for managing password files for mqttgateway and mosquitto.

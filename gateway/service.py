@@ -16,12 +16,13 @@ from twisted.python import usage
 from gateway import __version__
 from gateway.config import Config, Listener, default_config, load
 from gateway.errors import ConfigError
-from gateway.hub.auth import Security, close_policies, listener_key
+from gateway.hub.auth import close_policies, listener_key
 from gateway.hub.hub import Hub, HubSettings
 from gateway.hub.sessions import Limits
 from gateway.listeners import ListenerService
 from gateway.logs import make_observer, wants_own_observer
 from gateway.mqtt.channel import MQTTSettings
+from gateway.security.policy import build_policies, load_security
 from gateway.tls import ServerTLS, build_context, check_settings, is_tls
 
 
@@ -116,7 +117,7 @@ class GatewayService(service.MultiService):
         self.mqtt_settings = mqtt_settings(config, verbose)
         # Password/ACL files, plugins and certificates load here, so a bad one stops
         # startup with its file:line (makeService turns ConfigError into exit 1).
-        self.security = Security(config)
+        self.security = load_security(config)
         self.security.install(self.hub)
         for listener in config.listeners:
             check_settings(listener)       # TLS keys on a listener without certfile, ...
@@ -127,7 +128,6 @@ class GatewayService(service.MultiService):
         self.listeners.setServiceParent(self)
         self.sys_timer: TimerService | None = None
         self._configure_sys_timer()
-        TimerService(60, self.hub.expire_sessions).setServiceParent(self)
 
     def _settings_for(self, listener: Listener) -> MQTTSettings:
         """The shared settings, or a listener's own copy when it sets max_keepalive."""
@@ -147,7 +147,7 @@ class GatewayService(service.MultiService):
             check_settings(listener)
         contexts = {key: build_context(by_key.get(key, tls.listener)) for key, tls in self.tls.items()}
         old_policies = self.security.snapshot()
-        replaced = self.security.reload(new)     # raises before changing anything
+        replaced = self.security.replace(build_policies(new, self.security.clock))
         for key, context in contexts.items():
             self.tls[key].swap(context, by_key.get(key, self.tls[key].listener))
         self.security.install(self.hub)
@@ -219,6 +219,7 @@ class GatewayService(service.MultiService):
         self.hub.settings.retain_available = settings.retain_available
         self.hub.settings.upgrade_outgoing_qos = settings.upgrade_outgoing_qos
         self.hub.settings.persistent_client_expiration = settings.persistent_client_expiration
+        self.hub.refresh_expiries()
         _update(self.mqtt_settings, mqtt_settings(new, self.verbose))
         for listener in new.listeners:
             if listener_key(listener) in self.listener_settings:
@@ -235,6 +236,7 @@ class GatewayService(service.MultiService):
     def stopService(self) -> Any:
         self.log.info("mqttgateway shutting down")
         yield super().stopService()
+        self.hub.stop()
         from twisted.internet import reactor
 
         # twistd re-raises the signal that stopped the reactor once it is done; after

@@ -64,7 +64,7 @@ def _number(options: dict[str, str], name: str, default: float) -> float:
 
 
 class HTTPAuth:
-    """The plugin object (see ``gateway.hub.plugins`` for the interface)."""
+    """The plugin object (see ``gateway.security.plugins`` for the interface)."""
 
     log = Logger()
 

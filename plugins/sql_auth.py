@@ -32,8 +32,8 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from gateway.errors import ConfigError
-from gateway.hub.acl import ACCESS, AclFile, Rule
-from gateway.hub.passwords import parse_hash
+from gateway.security.acl import ACCESS, AclFile, Rule
+from gateway.security.passwords import parse_hash
 
 AUTH_QUERY = "SELECT password_hash FROM users WHERE username = ?"
 ACL_QUERY = "SELECT topic, access FROM acls WHERE username = ?"
@@ -46,7 +46,7 @@ NUMERIC_ACCESS = {"0": "deny", "1": "read", "2": "write", "3": "readwrite"}
 
 
 class SQLAuth:
-    """The plugin object (see ``gateway.hub.plugins`` for the interface)."""
+    """The plugin object (see ``gateway.security.plugins`` for the interface)."""
 
     log = Logger()
 

@@ -1,61 +1,60 @@
 """The hub's contract: what every protocol channel (MQTT, MQTT-SN, CoAP) may call.
 
 The hub knows no wire format. A channel turns its protocol's packets into these calls
-and turns deliveries back into packets; everything that must hold for every protocol
-alike (ACL, retained messages, queued QoS 1/2 messages, wills, $SYS counters) lives
-behind this API, so a rule written once applies to all transports.
+and values, and turns deliveries and results back into packets through a table of its
+own (``Reason.NOT_AUTHORIZED`` is MQTT 5's 0x87, MQTT 3.1.1's CONNACK 5, MQTT-SN's
+return code 0x03, CoAP's 4.03). Everything that must hold for every protocol alike
+(ACL, retained messages, queued QoS 1/2 messages, wills, expiry, shared subscriptions,
+``$SYS`` counters) lives behind this API, so a rule written once applies to all
+transports.
 
-Objects
--------
-``Message(topic, payload, qos, retain, properties)``
+Values
+------
+``Message(topic, payload, qos, retain, props, expires_at)``
     One application message. Topic names reaching the hub are already validated by the
-    channel (``gateway.hub.topics.validate_topic_name``). ``cache`` is a per-message
-    dict where a channel memoises its encoding (for example the MQTT PUBLISH bytes for
-    a given protocol level and QoS), so a message fanned out to N subscribers is encoded
-    once per encoding, not N times.
+    channel (``gateway.hub.topics``). ``props`` holds the end-to-end properties
+    (``Properties``: content type, payload format, response topic, correlation data,
+    user properties in order) or None; ``expires_at`` is the wall-clock second after
+    which it is no longer delivered, or None. ``cache`` is where a channel memoises its
+    encoding, so a message fanned out to N subscribers is encoded once per encoding.
 
-``ClientInfo(client_id, protocol, peer, username, listener)``
+``Subscription(qos, no_local, retain_as_published, retain_handling, identifier)``
+    What a client asked for with one filter. ``$share/GROUP/FILTER`` filters are
+    shared subscriptions for every protocol: one member of the group gets each message.
+
+``ClientInfo(client_id, protocol, peer, username, listener, certificate)``
     Who is connecting, as authentication and ACL see it.
 
+``Allowed`` / ``Denied(reason, text)``
+    Results of authentication, publish and subscribe checks; ``Reason`` is neutral.
+
 ``Endpoint`` (implemented by each channel)
-    ``send_publish(message, qos, packet_id, dup, retain)``: write one PUBLISH; for QoS 0
-    ``packet_id`` is ``None``. ``send_pubrel(packet_id)``: resend a PUBREL after a
-    reconnect. ``takeover()``: another connection claimed this client id; close without
-    a clean DISCONNECT (the hub publishes the will).
+    ``send_publish(message, qos, packet_id, dup, retain, sub_ids) -> bool``: write one
+    PUBLISH (``packet_id`` None at QoS 0); False when the client cannot take it (too
+    large for its limit), which finishes that delivery as if it had been sent.
+    ``send_pubrel(packet_id)``: resend a PUBREL after a reconnect. ``close(reason)``:
+    the hub ends this connection (session taken over, no longer authorized, server
+    shutting down); the hub has already detached it.
 
 Calls (``gateway.hub.hub.Hub``)
 -------------------------------
-``authenticate(client, password) -> bool | Deferred[bool]``
-    The service installs ``gateway.hub.auth.Security`` (password file, plugins,
-    ``allow_anonymous``); channels wrap it in ``maybeDeferred``.
-``authorize(client, access, topic) -> bool``
-    ``access`` is ``READ``, ``WRITE`` or ``SUBSCRIBE``; checked at publish, at
-    subscribe, and per delivered message. Synchronous: plugin answers come from a
-    cache; a channel that can wait calls ``gateway.hub.auth.authorize_later(hub,
-    client, access, topic)`` first (see ``gateway.hub.plugins``).
-``connect(client, endpoint, clean, will, ...) -> (Session, session_present)``
-    Attach an endpoint to the client id's session, creating or resuming it and taking
-    over a live one. ``disconnect(session, graceful)`` detaches it: a non-graceful
-    disconnect publishes the will; a clean session is discarded.
-``publish(message, sender=None) -> int``
-    Route to every matching session (one delivery per session, at the highest granted
-    QoS, downgraded to the message's QoS), store/clear the retained copy. Returns the
-    number of sessions it reached.
-``subscribe(session, topic_filter, qos) -> int`` / ``unsubscribe(session, topic_filter) -> bool``
-    Returns the granted QoS, or ``SUBSCRIBE_FAILED`` (0x80).
-``retained(topic_filter) -> list[Message]`` and ``retained_message(topic)``
-    Retained lookup, used after a SUBACK and by CoAP GET.
-``session(client_id) -> Session | None``
-    Session lookup.
-
-The ``Session`` (``gateway.hub.sessions``) does the protocol-neutral QoS bookkeeping:
-packet ids, the inflight window, the offline queue and inbound QoS 2 de-duplication.
-Channels call ``session.acknowledge(pid)``, ``session.received_pubrec(pid)``,
-``session.complete(pid)`` and ``session.inbound_qos2_*``.
+``authenticate(client, password) -> Allowed | Denied | Deferred``;
+``authorize(client, access, topic) -> bool`` (``READ``, ``WRITE``, ``SUBSCRIBE``;
+per delivered message too, so synchronous).
+``connect(client, endpoint, clean_start, expiry, will, ...) -> (Session, present)`` then
+``session.resume(endpoint)`` once the channel has acknowledged;
+``disconnect(session, graceful, endpoint, expiry)``.
+``publish_from(session, message) -> int | Denied`` (checks the ACL, returns the number
+of sessions reached); ``publish(message)`` for the gateway's own messages.
+``subscribe(session, filter, Subscription) -> Subscribed | Denied`` then, after the
+channel acknowledged, ``deliver_retained(session, subscribed)``;
+``unsubscribe(session, filter) -> bool``.
+``retained(filter)``, ``retained_message(topic)``, ``session(client_id)``.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -63,13 +62,114 @@ READ = "read"
 WRITE = "write"
 SUBSCRIBE = "subscribe"
 
-SUBSCRIBE_FAILED = 0x80
+NEVER_EXPIRES = None  # a session or message expiry of None: kept until removed
+
+
+class Reason(enum.Enum):
+    """Why the hub refused or ended something; each channel maps these to its codes."""
+
+    BAD_CREDENTIALS = "bad user name or password"
+    NOT_AUTHORIZED = "not authorized"
+    SERVER_UNAVAILABLE = "server unavailable"
+    SERVER_BUSY = "server busy"
+    BANNED = "banned"
+    BAD_AUTHENTICATION_METHOD = "bad authentication method"
+    QUOTA_EXCEEDED = "quota exceeded"
+    RETAIN_NOT_SUPPORTED = "retain not supported"
+    TOPIC_INVALID = "topic invalid"
+    SESSION_TAKEN_OVER = "session taken over"
+    SERVER_SHUTTING_DOWN = "server shutting down"
+    ADMINISTRATIVE_ACTION = "administrative action"
+    UNSPECIFIED = "unspecified error"
+
+
+@dataclass(frozen=True, slots=True)
+class Denied:
+    """A refusal; ``text`` is for logs and MQTT 5's Reason String (may be empty)."""
+
+    reason: Reason
+    text: str = ""
+    user_properties: tuple[tuple[str, str], ...] = ()
+
+    def __bool__(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Allowed:
+    """Authentication succeeded; a plugin may attach user properties for the client."""
+
+    user_properties: tuple[tuple[str, str], ...] = ()
+
+    def __bool__(self) -> bool:
+        return True
+
+
+ALLOWED = Allowed()
+AuthResult = Allowed | Denied
+
+
+def as_result(answer: Any, refused: Reason = Reason.NOT_AUTHORIZED) -> AuthResult:
+    """A backend's True/False (or already an Allowed/Denied) as a result value."""
+    if isinstance(answer, (Allowed, Denied)):
+        return answer
+    return ALLOWED if answer else Denied(refused)
+
+
+class PayloadFormat(enum.IntEnum):
+    """How the payload is to be read: unspecified bytes, or UTF-8 text."""
+
+    BYTES = 0
+    UTF8 = 1
+
+
+class Properties:
+    """End-to-end message properties every protocol maps to and from.
+
+    Immutable by convention once a message is published: one object is shared by every
+    delivery and by the retained copy.
+    """
+
+    __slots__ = ("content_type", "payload_format", "response_topic", "correlation_data",
+                 "user_properties")
+
+    def __init__(
+        self,
+        content_type: str | None = None,
+        payload_format: PayloadFormat | None = None,
+        response_topic: str | None = None,
+        correlation_data: bytes | None = None,
+        user_properties: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        self.content_type = content_type
+        self.payload_format = payload_format
+        self.response_topic = response_topic
+        self.correlation_data = correlation_data
+        self.user_properties = user_properties
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.content_type, self.payload_format, self.response_topic,
+                self.correlation_data, self.user_properties)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Properties):
+            return NotImplemented
+        return self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __bool__(self) -> bool:
+        return any(v for v in self._key())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__ if getattr(self, n))
+        return f"Properties({fields})"
 
 
 class Message:
     """An application message; slotted because millions pass through the hub."""
 
-    __slots__ = ("topic", "payload", "qos", "retain", "properties", "cache")
+    __slots__ = ("topic", "payload", "qos", "retain", "props", "expires_at", "source", "cache")
 
     def __init__(
         self,
@@ -77,14 +177,18 @@ class Message:
         payload: bytes,
         qos: int = 0,
         retain: bool = False,
-        properties: dict[str, Any] | None = None,
+        props: Properties | None = None,
+        expires_at: float | None = None,
     ) -> None:
         self.topic = topic
         self.payload = payload
         self.qos = qos
         self.retain = retain
-        self.properties = properties
-        self.cache: dict[Any, bytes] = {}
+        self.props = props
+        self.expires_at = expires_at
+        # Who published it (set by the hub); check_retain_source and no-local use it.
+        self.source: ClientInfo | None = None
+        self.cache: dict[Any, Any] = {}
 
     def __repr__(self) -> str:
         return (
@@ -95,34 +199,113 @@ class Message:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Message):
             return NotImplemented
-        return (self.topic, self.payload, self.qos, self.retain) == (
-            other.topic,
-            other.payload,
-            other.qos,
-            other.retain,
-        )
+        return (self.topic, self.payload, self.qos, self.retain, self.props) == (
+            other.topic, other.payload, other.qos, other.retain, other.props)
 
     __hash__ = object.__hash__
+
+    def expired(self, now: float) -> bool:
+        expires = self.expires_at
+        return expires is not None and now >= expires
+
+    def copy(self, **changes: Any) -> Message:
+        """A new message with some fields replaced (its own encoding cache)."""
+        m = Message(self.topic, self.payload, self.qos, self.retain, self.props, self.expires_at)
+        m.source = self.source
+        for name, value in changes.items():
+            setattr(m, name, value)
+        return m
+
+
+class RetainHandling(enum.Enum):
+    """When a new subscription receives the retained messages it matches."""
+
+    SEND = "send"            # at every subscribe
+    SEND_IF_NEW = "if-new"   # only when the subscription did not exist
+    NEVER = "never"
+
+
+class Subscription:
+    """One filter's options; the trie stores these per subscriber."""
+
+    __slots__ = ("qos", "no_local", "retain_as_published", "retain_handling", "identifier",
+                 "ids")
+
+    def __init__(
+        self,
+        qos: int,
+        no_local: bool = False,
+        retain_as_published: bool = False,
+        retain_handling: RetainHandling = RetainHandling.SEND,
+        identifier: int | None = None,
+    ) -> None:
+        self.qos = qos
+        self.no_local = no_local
+        self.retain_as_published = retain_as_published
+        self.retain_handling = retain_handling
+        self.identifier = identifier
+        # What a delivery carries: the identifiers of every subscription it matched.
+        self.ids: tuple[int, ...] = () if identifier is None else (identifier,)
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.qos, self.no_local, self.retain_as_published, self.retain_handling,
+                self.identifier)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Subscription):
+            return NotImplemented
+        return self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return "Subscription(qos={}, no_local={}, rap={}, rh={}, id={})".format(
+            self.qos, self.no_local, self.retain_as_published, self.retain_handling.value,
+            self.identifier)
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribed:
+    """A granted subscription: what ``deliver_retained`` needs after the acknowledgement."""
+
+    topic_filter: str
+    subscription: Subscription
+    existed: bool
+
+    @property
+    def qos(self) -> int:
+        return self.subscription.qos
 
 
 @dataclass(slots=True)
 class ClientInfo:
-    """The identity authentication and ACL decisions are made on."""
+    """The identity authentication and ACL decisions are made on.
+
+    ``certificate`` is True when the username comes from a verified TLS client
+    certificate (``use_identity_as_username``): it is then the credential itself.
+    """
 
     client_id: str
     protocol: str = "mqtt"
     peer: str = ""
     username: str | None = None
     listener: Any = None
+    certificate: bool = False
 
 
 class Endpoint(Protocol):
     """What a channel offers the hub for deliveries."""
 
     def send_publish(
-        self, message: Message, qos: int, packet_id: int | None, dup: bool, retain: bool
-    ) -> None: ...
+        self,
+        message: Message,
+        qos: int,
+        packet_id: int | None,
+        dup: bool,
+        retain: bool,
+        sub_ids: tuple[int, ...],
+    ) -> bool: ...
 
     def send_pubrel(self, packet_id: int) -> None: ...
 
-    def takeover(self) -> None: ...
+    def close(self, reason: Reason) -> None: ...

@@ -22,7 +22,7 @@ is answered more and more slowly (``LoginThrottle``).
 
 Authorization (``authorize(client, access, topic) -> bool``, synchronous because the
 hub calls it per delivered message): clients never publish to ``$SYS`` or ``$share``;
-then plugins (through their answer cache, see ``gateway.hub.plugins``), then the ACL
+then plugins (through their answer cache, see ``gateway.security.plugins``), then the ACL
 file; with neither, everything is allowed. With ``per_listener_settings true`` each
 listener has its own files and plugins.
 """
@@ -37,12 +37,8 @@ from twisted.internet import task
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.logger import Logger
 
-from gateway.config import Config, Listener, anonymous_allowed
-from gateway.errors import ConfigError
-from gateway.hub.acl import AclFile
-from gateway.hub.passwords import PasswordFile
-from gateway.hub.plugins import LoadedPlugin, PluginSpec
-from gateway.tls import uses_certificate_identity
+from gateway.hub.api import ALLOWED, AuthResult, Denied, Reason, as_result
+from gateway.hub.denials import shown
 
 FREE_FAILURES = 3          # failures from one address before answers slow down
 BASE_DELAY = 0.5           # seconds, doubled for each further failure
@@ -126,12 +122,14 @@ class LoginThrottle:
 
 @dataclass
 class Policy:
-    """The security settings of one scope: the whole broker, or one listener."""
+    """The security settings of one scope (the whole broker, or one listener), as the
+    service layer built them: a password check, an ACL, plugins (duck-typed objects
+    from ``gateway.security``)."""
 
     allow_anonymous: bool
-    passwords: PasswordFile | None = None
-    acl: AclFile | None = None
-    plugins: list[LoadedPlugin] = field(default_factory=list)
+    passwords: Any = None
+    acl: Any = None
+    plugins: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.auth_plugins = [p for p in self.plugins if p.has_auth]
@@ -142,33 +140,16 @@ class Policy:
         return self.acl is not None or bool(self.acl_plugins)
 
 
-def _scope_settings(config: Config, listener: Listener | None) -> Any:
-    return listener if (config.per_listener_settings and listener is not None) else config
+@dataclass
+class Policies:
+    """Every scope's policy: one for the broker, or one per listener key."""
 
+    per_listener: bool = False
+    default: Policy | None = None
+    by_listener: dict[Any, Policy] = field(default_factory=dict)
 
-def _load_named(scope: Any, key: str, load: Any) -> Any:
-    """Load the file a key names; a file that cannot be read at all is reported at the
-    config line that names it, a bad line inside it at its own line."""
-    try:
-        return load(getattr(scope, key))
-    except ConfigError as e:
-        where = getattr(scope, "lines", {}).get(key)
-        if e.line or where is None:
-            raise
-        raise ConfigError(e.reason, where[0], where[1], key) from None
-
-
-def build_policy(config: Config, listener: Listener | None, clock: Any) -> Policy:
-    """Load the files and plugins of one scope; ConfigError (``file:line``) on bad input."""
-    scope = _scope_settings(config, listener)
-    password_file = getattr(scope, "password_file", None)
-    acl_file = getattr(scope, "acl_file", None)
-    specs: list[PluginSpec] = list(getattr(scope, "plugins", None) or [])
-    passwords = _load_named(scope, "password_file", PasswordFile.load) if password_file else None
-    acl = _load_named(scope, "acl_file", AclFile.load) if acl_file else None
-    plugins = [LoadedPlugin.load(spec, clock) for spec in specs]
-    probe = listener if listener is not None else Listener(0)
-    return Policy(anonymous_allowed(config, probe), passwords, acl, plugins)
+    def all(self) -> list[Policy]:
+        return list(self.by_listener.values()) if self.per_listener else [p for p in [self.default] if p]
 
 
 class Security:
@@ -176,44 +157,28 @@ class Security:
 
     log = Logger()
 
-    def __init__(self, config: Config, clock: Any = None) -> None:
+    def __init__(self, policies: Policies, clock: Any = None) -> None:
         if clock is None:
             from twisted.internet import reactor as clock
         self.clock = clock
         self.throttle = LoginThrottle(clock)
-        self.config = config
-        self.per_listener = False
-        self.default: Policy | None = None
-        self.by_listener: dict[Any, Policy] = {}
-        self._load(config)
+        self.current = policies
 
-    def _load(self, config: Config) -> None:
-        built: list[Policy] = []
-        try:
-            if config.per_listener_settings:
-                by_listener = {}
-                for listener in config.listeners:
-                    built.append(build_policy(config, listener, self.clock))
-                    by_listener[listener_key(listener)] = built[-1]
-                default = None
-            else:
-                by_listener = {}
-                default = build_policy(config, None, self.clock)
-        except Exception:
-            close_policies(built)      # plugins of the listeners loaded before the error
-            raise
-        self.config = config
-        self.per_listener = config.per_listener_settings
-        self.by_listener = by_listener
-        self.default = default
+    @property
+    def per_listener(self) -> bool:
+        return self.current.per_listener
+
+    @property
+    def default(self) -> Policy | None:
+        return self.current.default
 
     def policies(self) -> list[Policy]:
-        return list(self.by_listener.values()) if self.per_listener else [self.default]  # type: ignore[list-item]
+        return self.current.all()
 
     def policy(self, listener: Any) -> Policy | None:
-        if not self.per_listener:
-            return self.default
-        return self.by_listener.get(listener_key(listener))
+        if not self.current.per_listener:
+            return self.current.default
+        return self.current.by_listener.get(listener_key(listener))
 
     @property
     def restricts(self) -> bool:
@@ -248,7 +213,7 @@ class Security:
 
     # -- authentication ----------------------------------------------------------------
 
-    def authenticate(self, client: Any, password: bytes | None) -> bool | Deferred[bool]:
+    def authenticate(self, client: Any, password: bytes | None) -> AuthResult | Deferred[AuthResult]:
         host = peer_host(client.peer)
         delay = self.throttle.delay(host)
         if delay:
@@ -260,30 +225,33 @@ class Security:
             return result.addCallback(self._outcome, client, host)
         return self._outcome(result, client, host)
 
-    def _outcome(self, result: tuple[bool, str], client: Any, host: str) -> bool:
-        ok, reason = result
-        if not ok:
+    def _outcome(self, result: tuple[AuthResult, str], client: Any, host: str) -> AuthResult:
+        answer, why = result
+        if not answer:
             self.throttle.failed(host)
             self.log.warn(
-                "authentication failed for {client_id} (username {username!r}) from {peer}: {reason}",
-                client_id=client.client_id, username=client.username, peer=client.peer, reason=reason,
+                "authentication failed for {client_id} (username {username}) from {peer}: {reason}",
+                client_id=shown(client.client_id), username=shown(client.username),
+                peer=client.peer, reason=why,
             )
-        return ok
+        return answer
 
-    def _decide(self, client: Any, password: bytes | None) -> tuple[bool, str] | Deferred[tuple[bool, str]]:
+    def _decide(self, client: Any, password: bytes | None) -> tuple[AuthResult, str] | Deferred[tuple[AuthResult, str]]:
         policy = self.policy(client.listener)
         if policy is None:
-            return False, "no security settings for this listener"
-        if uses_certificate_identity(client.listener):
+            return Denied(Reason.NOT_AUTHORIZED), "no security settings for this listener"
+        if client.certificate:
             if client.username is None:
-                return False, "no usable client certificate"
-            return True, ""
+                return Denied(Reason.BAD_CREDENTIALS), "no usable client certificate"
+            return ALLOWED, ""
+        if password is not None and not password:
+            password = None        # Mosquitto reads an empty password as none at all
         if policy.auth_plugins:
             return self._ask_plugins(policy, list(policy.auth_plugins), client, password)
         return self._after_plugins(policy, client, password, used=False)
 
-    def _ask_plugins(self, policy: Policy, remaining: list[LoadedPlugin], client: Any,
-                     password: bytes | None) -> Deferred[tuple[bool, str]]:
+    def _ask_plugins(self, policy: Policy, remaining: list[Any], client: Any,
+                     password: bytes | None) -> Deferred[tuple[AuthResult, str]]:
         plugin = remaining.pop(0)
 
         def answered(answer: Any) -> Any:
@@ -291,44 +259,47 @@ class Security:
                 if remaining:
                     return self._ask_plugins(policy, remaining, client, password)
                 return self._after_plugins(policy, client, password, used=True)
-            return (True, "") if answer else (False, f"refused by plugin {plugin.spec.path}")
+            result = as_result(answer)
+            return result, "" if result else (result.text or f"refused by plugin {plugin.spec.path}")
 
-        def failed(failure: Any) -> tuple[bool, str]:
+        def failed(failure: Any) -> tuple[AuthResult, str]:
             self.log.failure("authentication plugin {plugin} failed", failure, plugin=plugin.spec.path)
-            return False, f"plugin {plugin.spec.path} failed"
+            return Denied(Reason.SERVER_UNAVAILABLE), f"plugin {plugin.spec.path} failed"
 
         return plugin.authenticate(client, password).addCallbacks(answered, failed)
 
     @staticmethod
-    def _after_plugins(policy: Policy, client: Any, password: bytes | None, used: bool) -> tuple[bool, str]:
+    def _after_plugins(policy: Policy, client: Any, password: bytes | None, used: bool) -> tuple[AuthResult, str]:
+        # Refusals are NOT_AUTHORIZED, as Mosquitto answers them (CONNACK 5 / 0x87).
+        refused = Denied(Reason.NOT_AUTHORIZED)
         username = client.username
         if policy.passwords is not None and username is not None:
             verdict = policy.passwords.check(username, password)
             if verdict:
-                return True, ""
-            return False, "unknown user" if verdict is None else "wrong password"
+                return ALLOWED, ""
+            return refused, "unknown user" if verdict is None else "wrong password"
         if policy.passwords is not None or used:
             if username is None:
-                return (True, "") if policy.allow_anonymous else (False, "anonymous clients not allowed")
-            return False, "no backend accepted the username"
+                return (ALLOWED, "") if policy.allow_anonymous else (refused, "anonymous clients not allowed")
+            return refused, "no backend accepted the username"
         if policy.allow_anonymous:
-            return True, ""
+            return ALLOWED, ""
         if username is None:
-            return False, "anonymous clients not allowed"
-        return False, "allow_anonymous is false and there is no password_file or plugin"
+            return refused, "anonymous clients not allowed"
+        return refused, "allow_anonymous is false and there is no password_file or plugin"
 
     # -- authorization -----------------------------------------------------------------
 
     def authorize(self, client: Any, access: str, topic: str) -> bool:
         if topic[:1] == "$" and _dollar_denied(access, topic):
             return False
-        policy = self.default if not self.per_listener else self.by_listener.get(listener_key(client.listener))
+        policy = self.policy(client.listener)
         if policy is None:
             return False
         for plugin in policy.acl_plugins:
             known, answer = plugin.acl_cached(client, access, topic)
             if not known:
-                return False      # being asked; see gateway.hub.plugins
+                return False      # being asked; see gateway.security.plugins
             if answer is not None:
                 return bool(answer)
         acl = policy.acl
@@ -354,13 +325,11 @@ class Security:
 
     # -- reload ------------------------------------------------------------------------
 
-    def reload(self, config: Config) -> list[Policy]:
-        """Load the new files and plugins; on ConfigError the old ones stay in force.
-
-        Returns the replaced policies, whose plugins the caller closes.
-        """
+    def replace(self, policies: Policies) -> list[Policy]:
+        """Put reloaded policies in force; returns the replaced ones, whose plugins the
+        caller closes."""
         old = self.policies()
-        self._load(config)
+        self.current = policies
         return old
 
     def still_allowed(self, client: Any, old: Policy | None) -> bool:
@@ -371,7 +340,7 @@ class Security:
         policy = self.policy(client.listener)
         if policy is None:
             return False
-        if uses_certificate_identity(client.listener):
+        if client.certificate:
             return client.username is not None
         username = client.username
         if username is None:
@@ -398,17 +367,17 @@ class Security:
             if not self.still_allowed(client, old_policies.get(key)):
                 self.log.info(
                     "disconnecting {client_id} from {peer}: no longer authorized after reload",
-                    client_id=client.client_id, peer=client.peer,
+                    client_id=shown(client.client_id), peer=client.peer,
                 )
                 hub.disconnect(session, False, endpoint)
-                endpoint.takeover()
+                endpoint.close(Reason.NOT_AUTHORIZED)
                 kicked += 1
         return kicked
 
     def snapshot(self) -> dict[Any, Policy | None]:
         """The current policies keyed as ``recheck`` expects."""
         if self.per_listener:
-            return dict(self.by_listener)
+            return dict(self.current.by_listener)
         return {None: self.default}
 
     def close(self) -> Deferred[Any]:
@@ -438,7 +407,9 @@ def authorize_later(hub: Any, client: Any, access: str, topic: str) -> Deferred[
         return None
     needed = [(client, access, topic)]
     if access == "write":
-        needed += [(session.client, "read", topic) for session in hub.trie.match(topic)]
+        subs, groups = hub.trie.match(topic)
+        readers = [*subs, *(s for group in groups for s in group.members)]
+        needed += [(session.client, "read", topic) for session in readers]
     elif access == "subscribe":
         needed += [(client, "read", m.topic) for m in hub.retained(topic)]
     waits = [security.authorize_later(c, a, t) for c, a, t in needed if security.needs_wait(c, a, t)]

@@ -2,36 +2,46 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from gateway.hub.api import SUBSCRIBE_FAILED, ClientInfo, Endpoint, Message
+from gateway.hub.api import (
+    ALLOWED, READ, SUBSCRIBE, WRITE, AuthResult, ClientInfo, Denied, Endpoint, Message, Reason,
+    RetainHandling, Subscribed, Subscription,
+)
+from gateway.hub.deadlines import Deadlines
+from gateway.hub.denials import DenialLog
 from gateway.hub.retained import RetainedStore
-from gateway.hub.sessions import Limits, Session
+from gateway.hub.sessions import Limits, Outgoing, Session
 from gateway.hub.sysinfo import Stats, SysTopics
-from gateway.hub.trie import SubscriptionTrie
+from gateway.hub.topics import TopicError, split_shared
+from gateway.hub.trie import ShareGroup, SubscriptionTrie
 
 
 @dataclass(slots=True)
 class HubSettings:
-    """The hub-side part of the configuration."""
+    """The hub-side part of the configuration, built by the service layer."""
 
     limits: Limits = field(default_factory=Limits)
     retain_available: bool = True
     upgrade_outgoing_qos: bool = False
+    #: Seconds a session that asked to be kept forever (MQTT 3.1.1's clean session
+    #: false) is kept once disconnected; None: forever.
     persistent_client_expiration: int | None = None
+    #: Drop a retained message when its publisher may no longer write its topic.
+    check_retain_source: bool = False
 
 
-Authenticator = Callable[[ClientInfo, "bytes | None"], "bool | Deferred[bool]"]
+Authenticator = Callable[[ClientInfo, "bytes | None"], "AuthResult | Deferred[AuthResult]"]
 Authorizer = Callable[[ClientInfo, str, str], bool]
 
 
-def allow_all_authenticate(client: ClientInfo, password: bytes | None) -> bool:
-    return True
+def allow_all_authenticate(client: ClientInfo, password: bytes | None) -> AuthResult:
+    return ALLOWED
 
 
 class Hub:
@@ -39,17 +49,26 @@ class Hub:
 
     log = Logger()
 
-    def __init__(self, settings: HubSettings | None = None) -> None:
+    def __init__(self, settings: HubSettings | None = None, clock: IReactorTime | None = None) -> None:
+        if clock is None:
+            from twisted.internet import reactor as clock  # type: ignore[no-redef]
+        self.clock = clock
         self.settings = settings or HubSettings()
         self.stats = Stats()
         self.trie = SubscriptionTrie()
         self.retained_store = RetainedStore()
         self.sessions: dict[str, Session] = {}
         self.sys = SysTopics(self)
+        self.deadlines = Deadlines(clock)  # type: ignore[arg-type]
+        self.denials = DenialLog(self.stats)
         self._authenticate: Authenticator = allow_all_authenticate
         self._authorize: Authorizer | None = None
         # None when no rule can deny a read, which keeps deliveries free of calls.
         self._read_check: Authorizer | None = None
+
+    def now(self) -> float:
+        """Wall-clock seconds (the reactor's clock), for expiry of sessions and messages."""
+        return self.clock.seconds()
 
     # security hooks --------------------------------------------------------------
 
@@ -68,7 +87,7 @@ class Hub:
         self._authorize = authorize
         self._read_check = authorize if reads_restricted else None
 
-    def authenticate(self, client: ClientInfo, password: bytes | None) -> bool | Deferred[bool]:
+    def authenticate(self, client: ClientInfo, password: bytes | None) -> AuthResult | Deferred[AuthResult]:
         return self._authenticate(client, password)
 
     def authorize(self, client: ClientInfo, access: str, topic: str) -> bool:
@@ -78,7 +97,7 @@ class Hub:
     def can_read(self, client: ClientInfo, topic: str) -> bool:
         """The per-delivery read check (retained messages sent after a subscribe too)."""
         check = self._read_check
-        return True if check is None else check(client, "read", topic)
+        return True if check is None else check(client, READ, topic)
 
     # sessions --------------------------------------------------------------------
 
@@ -89,33 +108,48 @@ class Hub:
         self,
         client: ClientInfo,
         endpoint: Endpoint,
-        clean: bool,
+        clean_start: bool,
+        expiry: int | None = 0,
         will: Message | None = None,
+        will_delay: int = 0,
     ) -> tuple[Session, bool]:
         """Attach ``endpoint`` to the client id's session; returns (session, present).
 
-        A live connection with the same id is taken over: it is closed without a clean
-        DISCONNECT, so its will is published. The caller sends its acknowledgement and
-        then calls ``session.resume(endpoint)`` to redeliver what is pending.
+        ``expiry`` is how long the session outlives the connection (0: not at all,
+        None: until ``persistent_client_expiration``). A live connection with the same
+        id is taken over (closed with ``SESSION_TAKEN_OVER``); as in Mosquitto, its will
+        is published only if its session ends or the new connection starts clean. The
+        caller acknowledges and then calls ``session.resume(endpoint)``.
         """
-        existing = self.sessions.get(client.client_id)
+        client_id = client.client_id
+        existing = self.sessions.get(client_id)
         if existing is not None and existing.endpoint is not None:
             old = existing.endpoint
+            keep_will = existing.expiry != 0 and not clean_start
+            if keep_will:
+                existing.will = None
             self.disconnect(existing, graceful=False)
-            old.takeover()
-            existing = self.sessions.get(client.client_id)
-        if existing is not None and clean:
-            self._discard(existing)
-            existing = None
+            old.close(Reason.SESSION_TAKEN_OVER)
+            existing = self.sessions.get(client_id)
+        if existing is not None:
+            # A new connection before the will delay passed: no will (MQTT-3.1.2-8).
+            self.deadlines.cancel(("will", existing))
+            self.deadlines.cancel(("expiry", existing))
+            existing.will = None
+            if clean_start:
+                self._discard(existing)
+                existing = None
         present = existing is not None
         if existing is None:
-            session = Session(client, clean, self.settings.limits, self.stats)
-            self.sessions[client.client_id] = session
+            session = Session(client, expiry, self)
+            self.sessions[client_id] = session
         else:
             session = existing
             session.client = client
-            session.clean = clean
+            session.expiry = expiry
         session.will = will
+        session.will_delay = will_delay
+        session.receive_maximum = 0
         session.endpoint = endpoint
         session.disconnected_at = None
         stats = self.stats
@@ -124,104 +158,236 @@ class Hub:
             stats.clients_maximum = stats.clients_connected
         return session, present
 
-    def disconnect(
-        self, session: Session, graceful: bool, endpoint: Endpoint | None = None
-    ) -> None:
+    def disconnect(self, session: Session, graceful: bool, endpoint: Endpoint | None = None) -> None:
         """Detach the session's endpoint; publish the will unless ``graceful``.
 
         With ``endpoint`` given, nothing happens unless it is still the attached one, so
-        a connection closed by a takeover cannot detach its successor.
+        a connection closed by a takeover cannot detach its successor. A will with a
+        delay waits for it (or for the end of the session, if sooner).
         """
         if session.endpoint is None or (endpoint is not None and session.endpoint is not endpoint):
             return
         session.endpoint = None
         self.stats.clients_connected -= 1
+        self._redistribute_shared(session)
+        expiry = self._expiry_of(session)
         will, session.will = session.will, None
         if will is not None and not graceful:
-            if self.authorize(session.client, "write", will.topic):
-                self.publish(will)
-        if session.clean:
+            delay = session.will_delay
+            if delay and expiry != 0:
+                if expiry is not None:
+                    delay = min(delay, expiry)
+                self.deadlines.schedule(("will", session), self.now() + delay,
+                                        lambda: self._publish_will(session, will))
+            else:
+                self._publish_will(session, will)
+        if expiry == 0:
             self._discard(session)
-        else:
-            session.disconnected_at = time.monotonic()
+            return
+        session.disconnected_at = self.now()
+        if expiry is not None:
+            self.deadlines.schedule(("expiry", session), session.disconnected_at + expiry,
+                                    lambda: self._expire(session))
+
+    def _expiry_of(self, session: Session) -> int | None:
+        if session.expiry is None:
+            return self.settings.persistent_client_expiration
+        return session.expiry
+
+    def _publish_will(self, session: Session, will: Message) -> None:
+        self.deadlines.cancel(("will", session))
+        if self.authorize(session.client, WRITE, will.topic):
+            will.source = session.client
+            self.publish(will)
+
+    def _expire(self, session: Session) -> None:
+        if session.endpoint is not None or self.sessions.get(session.client_id) is not session:
+            return
+        self.log.info("session {client_id} expired", client_id=session.client_id)
+        self._discard(session)
 
     def _discard(self, session: Session) -> None:
+        """End a session: its delayed will goes out now, its state is dropped."""
+        self.deadlines.fire_now(("will", session))
+        self.deadlines.cancel(("expiry", session))
         for topic_filter in list(session.subscriptions):
-            self.trie.remove(topic_filter, session)
+            self._remove_subscription(session, topic_filter)
         session.clear_state()
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
 
-    def expire_sessions(self, now: float | None = None) -> int:
-        """Drop persistent sessions disconnected for longer than the configured expiration."""
-        limit = self.settings.persistent_client_expiration
-        if not limit:
-            return 0
-        now = time.monotonic() if now is None else now
-        expired = [
-            s
-            for s in self.sessions.values()
-            if s.endpoint is None and s.disconnected_at is not None and now - s.disconnected_at > limit
-        ]
-        for s in expired:
-            self.log.info("expiring persistent session {client_id}", client_id=s.client_id)
-            self._discard(s)
-        return len(expired)
+    def end_session(self, session: Session) -> None:
+        """Remove an offline session now (administrative action)."""
+        if session.endpoint is None:
+            self._discard(session)
+
+    def refresh_expiries(self) -> None:
+        """Reschedule offline sessions after ``persistent_client_expiration`` changed."""
+        for session in list(self.sessions.values()):
+            if session.endpoint is not None or session.disconnected_at is None:
+                continue
+            expiry = self._expiry_of(session)
+            if expiry is None:
+                self.deadlines.cancel(("expiry", session))
+            else:
+                self.deadlines.schedule(("expiry", session), session.disconnected_at + expiry,
+                                        lambda s=session: self._expire(s))
 
     def queued_messages(self) -> int:
         return sum(len(s.queue) + len(s.inflight) for s in self.sessions.values())
 
-    # publish / subscribe -----------------------------------------------------------
+    # publish ---------------------------------------------------------------------
+
+    def publish_from(self, session: Session, message: Message) -> int | Denied:
+        """A client's PUBLISH: ACL and retain checks, then ``publish``.
+
+        Returns the number of sessions reached, or why it was refused (the refusal is
+        counted and logged once per client and topic).
+        """
+        client = session.client
+        if message.retain and not self.settings.retain_available:
+            return Denied(Reason.RETAIN_NOT_SUPPORTED)
+        if not self.authorize(client, WRITE, message.topic):
+            self.denials.denied(client, WRITE, message.topic)
+            return Denied(Reason.NOT_AUTHORIZED)
+        message.source = client
+        return self.publish(message, session)
 
     def publish(self, message: Message, sender: Session | None = None) -> int:
         """Store the retained copy and deliver to every matching session once."""
         if message.retain and self.settings.retain_available:
             self.retained_store.store(message)
-        subs = self.trie.match(message.topic)
-        if not subs:
-            return 0
-        max_qos = message.qos
-        upgrade = self.settings.upgrade_outgoing_qos
-        authorize = self._read_check
-        topic = message.topic
+        subs, groups = self.trie.match(message.topic)
         reached = 0
-        # A copy: a delivery may detach a session, which edits the trie node's dict.
-        for session, opts in list(subs.items()):
-            if authorize is not None and not authorize(session.client, "read", topic):
-                continue
-            if opts & 0x04 and session is sender:
-                continue
-            reached += 1
-            qos = opts & 3
-            if qos > max_qos and not upgrade:
-                qos = max_qos
-            retain = message.retain if opts & 0x08 else False
-            if qos == 0:
-                endpoint = session.endpoint
-                if endpoint is not None:
-                    endpoint.send_publish(message, 0, None, False, retain)
-            else:
-                session.deliver(message, qos, retain)
+        if subs:
+            max_qos = message.qos
+            upgrade = self.settings.upgrade_outgoing_qos
+            authorize = self._read_check
+            topic = message.topic
+            retained = message.retain
+            # A copy: a delivery may detach a session, which edits the trie node's dict.
+            for session, sub in list(subs.items()):
+                if authorize is not None and not authorize(session.client, READ, topic):
+                    continue
+                if sub.no_local and session is sender:
+                    continue
+                reached += 1
+                qos = sub.qos
+                if qos > max_qos and not upgrade:
+                    qos = max_qos
+                retain = retained and sub.retain_as_published
+                if qos == 0:
+                    endpoint = session.endpoint
+                    if endpoint is not None:
+                        endpoint.send_publish(message, 0, None, False, retain, sub.ids)
+                else:
+                    session.deliver(message, qos, retain, sub.ids)
+        for group in groups:
+            if self._deliver_shared(group, message, None):
+                reached += 1
         return reached
 
-    def subscribe(self, session: Session, topic_filter: str, qos: int, options: int = 0) -> int:
-        """Add a subscription (replacing one with the same filter); returns the granted QoS."""
-        if qos > 2:
-            return SUBSCRIBE_FAILED
-        opts = (options & ~3) | qos
-        self.trie.add(topic_filter, session, opts)
-        session.subscriptions[topic_filter] = opts
-        return qos
+    def _deliver_shared(self, group: ShareGroup, message: Message, exclude: Session | None) -> bool:
+        """Give the message to one member: the next in turn that is online with room in
+        its window, else any online member, else a member that will come back."""
+        upgrade = self.settings.upgrade_outgoing_qos
+        candidates = [(s, sub) for s, sub in group.rotation()
+                      if s is not exclude and self.can_read(s.client, message.topic)]
+        if not candidates:
+            return False
+        chosen = next((c for c in candidates if c[0].endpoint is not None
+                       and (min(c[1].qos, message.qos) == 0 or c[0].window_open())), None)
+        if chosen is None:
+            chosen = next((c for c in candidates if c[0].endpoint is not None), candidates[0])
+        session, sub = chosen
+        qos = sub.qos if upgrade else min(sub.qos, message.qos)
+        retain = message.retain and sub.retain_as_published
+        session.deliver(message, qos, retain, sub.ids, group if qos else None)
+        return True
+
+    def _redistribute_shared(self, session: Session) -> None:
+        """Messages of shared subscriptions that a leaving member had not received go
+        to another member of their group, if one is online."""
+        if not session.inflight and not session.queue:
+            return
+        for out in session.take_shared():
+            group = out.share
+            assert group is not None
+            others = any(s is not session and s.endpoint is not None for s in group.members)
+            if others and self._deliver_shared(group, out.message, session):
+                continue
+            session.enqueue(out)
+
+    # subscribe -------------------------------------------------------------------
+
+    def subscribe(self, session: Session, topic_filter: str, sub: Subscription) -> Subscribed | Denied:
+        """Add a subscription (replacing one with the same filter), after the ACL."""
+        try:
+            group, inner = split_shared(topic_filter)
+        except TopicError as e:
+            return Denied(Reason.TOPIC_INVALID, str(e))
+        if not 0 <= sub.qos <= 2:
+            return Denied(Reason.UNSPECIFIED, "QoS out of range")
+        if not self.authorize(session.client, SUBSCRIBE, inner):
+            self.denials.denied(session.client, SUBSCRIBE, topic_filter)
+            return Denied(Reason.NOT_AUTHORIZED)
+        existed = topic_filter in session.subscriptions
+        self.trie.add(inner, session, sub, group)
+        session.subscriptions[topic_filter] = sub
+        return Subscribed(topic_filter, sub, existed)
+
+    def deliver_retained(self, session: Session, subscribed: Subscribed) -> int:
+        """Send the retained messages a new subscription matches, as its retain
+        handling asks (none for a shared subscription); returns how many."""
+        sub = subscribed.subscription
+        handling = sub.retain_handling
+        if handling is RetainHandling.NEVER or (
+            handling is RetainHandling.SEND_IF_NEW and subscribed.existed
+        ):
+            return 0
+        group, inner = split_shared(subscribed.topic_filter)
+        if group is not None:
+            return 0
+        now = self.now()
+        upgrade = self.settings.upgrade_outgoing_qos
+        check_source = self.settings.check_retain_source
+        sent = 0
+        for message in self.retained_store.match(inner, now):
+            if not self.can_read(session.client, message.topic):
+                continue
+            source = message.source
+            if check_source and source is not None and not self.authorize(source, WRITE, message.topic):
+                self.retained_store.clear(message.topic)
+                continue
+            qos = sub.qos if upgrade else min(sub.qos, message.qos)
+            session.deliver(message, qos, True, sub.ids)
+            sent += 1
+        return sent
 
     def unsubscribe(self, session: Session, topic_filter: str) -> bool:
+        """Remove a subscription; False when there was none."""
+        if topic_filter not in session.subscriptions:
+            return False
+        self._remove_subscription(session, topic_filter)
+        return True
+
+    def _remove_subscription(self, session: Session, topic_filter: str) -> None:
         session.subscriptions.pop(topic_filter, None)
-        return self.trie.remove(topic_filter, session)
+        try:
+            group, inner = split_shared(topic_filter)
+        except TopicError:
+            return
+        self.trie.remove(inner, session, group)
+
+    # retained ----------------------------------------------------------------------
 
     def retained(self, topic_filter: str) -> list[Message]:
-        return self.retained_store.match(topic_filter)
+        return self.retained_store.match(topic_filter, self.now())
 
     def retained_message(self, topic: str) -> Message | None:
-        return self.retained_store.get(topic)
+        return self.retained_store.get(topic, self.now())
+
+    # $SYS --------------------------------------------------------------------------
 
     def publish_sys(self) -> None:
         self.sys.publish()
@@ -229,3 +395,10 @@ class Hub:
     def extra_counter(self, name: str, fn: Callable[[], Any]) -> None:
         """Let a protocol add a value under ``$SYS/broker/``."""
         self.stats.extra[name] = fn
+
+    def stop(self) -> None:
+        """Cancel the hub's timers (at shutdown)."""
+        self.deadlines.stop()
+
+
+__all__ = ["Hub", "HubSettings", "allow_all_authenticate", "Outgoing"]

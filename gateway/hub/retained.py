@@ -1,7 +1,8 @@
 """Retained messages: one per topic, looked up by filter when a client subscribes.
 
 A topic-level tree (the mirror image of the subscription trie: names stored, filters
-matched) keeps a wildcard lookup proportional to what it returns.
+matched) keeps a wildcard lookup proportional to what it returns. A message whose
+expiry has passed is dropped when a look-up meets it.
 """
 
 from __future__ import annotations
@@ -27,8 +28,12 @@ class RetainedStore:
     def __len__(self) -> int:
         return len(self._by_topic)
 
-    def get(self, topic: str) -> Message | None:
-        return self._by_topic.get(topic)
+    def get(self, topic: str, now: float | None = None) -> Message | None:
+        message = self._by_topic.get(topic)
+        if message is not None and now is not None and message.expired(now):
+            self.clear(topic)
+            return None
+        return message
 
     def topics(self) -> list[str]:
         return list(self._by_topic)
@@ -66,11 +71,23 @@ class RetainedStore:
             del path[i - 1].children[levels[i - 1]]
         return True
 
-    def match(self, topic_filter: str) -> list[Message]:
-        """Retained messages whose topic the filter matches ($ topics not by a leading wildcard)."""
+    def match(self, topic_filter: str, now: float | None = None) -> list[Message]:
+        """Retained messages whose topic the filter matches ($ topics not by a leading
+        wildcard); with ``now``, expired ones are dropped instead of returned."""
         if "+" not in topic_filter and "#" not in topic_filter:
-            m = self._by_topic.get(topic_filter)
+            m = self.get(topic_filter, now)
             return [m] if m is not None else []
+        found = self._match(topic_filter)
+        if now is None:
+            return found
+        live = [m for m in found if m.expires_at is None or not m.expired(now)]
+        if len(live) != len(found):
+            for m in found:
+                if m.expires_at is not None and m.expired(now):
+                    self.clear(m.topic)
+        return live
+
+    def _match(self, topic_filter: str) -> list[Message]:
         levels = topic_filter.split("/")
         n = len(levels)
         out: list[Message] = []

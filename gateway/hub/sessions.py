@@ -1,13 +1,15 @@
 """Protocol-neutral sessions: packet ids, the inflight window, the offline queue.
 
-A session outlives its connection when the client asked for a persistent one. The
-bookkeeping here is the same for MQTT and MQTT-SN, so a QoS 1 message queued for an
-absent client is redelivered the same way whichever protocol it comes back on.
+A session outlives its connection when its expiry allows. The bookkeeping here is the
+same for MQTT and MQTT-SN, so a QoS 1 message queued for an absent client is
+redelivered the same way whichever protocol it comes back on.
 
 Overflow policy (as Mosquitto): once ``max_queued_messages`` (or ``max_queued_bytes``)
 is reached, new QoS 1/2 messages for that session are dropped and counted in
 ``$SYS/broker/publish/messages/dropped``; messages already queued are kept. QoS 0
-messages are never queued for an offline client.
+messages are never queued for an offline client. A queued message whose expiry has
+passed is dropped when its turn comes (counted as expired); one already in flight is
+still redelivered, as MQTT 5 requires.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gateway.hub.api import ClientInfo, Endpoint, Message
+from gateway.hub.api import ClientInfo, Endpoint, Message, Subscription
 
 if TYPE_CHECKING:
-    from gateway.hub.sysinfo import Stats
+    from gateway.hub.hub import Hub
+    from gateway.hub.trie import ShareGroup
 
 AWAIT_ACK = 0  # PUBLISH sent, waiting for PUBACK (QoS 1) or PUBREC (QoS 2)
 AWAIT_COMP = 1  # PUBREL sent, waiting for PUBCOMP
@@ -36,104 +39,125 @@ class Limits:
     max_queued_bytes: int = 0
 
 
-class _Outflight:
-    __slots__ = ("message", "qos", "retain", "state")
+class Outgoing:
+    """One delivery to this session: queued, or in flight under a packet id."""
 
-    def __init__(self, message: Message, qos: int, retain: bool) -> None:
+    __slots__ = ("message", "qos", "retain", "sub_ids", "share", "state")
+
+    def __init__(self, message: Message, qos: int, retain: bool, sub_ids: tuple[int, ...],
+                 share: ShareGroup | None = None) -> None:
         self.message = message
         self.qos = qos
         self.retain = retain
+        self.sub_ids = sub_ids
+        self.share = share
         self.state = AWAIT_ACK
 
 
 class Session:
-    """One client id's state, attached to at most one endpoint at a time."""
+    """One client id's state, attached to at most one endpoint at a time.
+
+    ``expiry`` is the session expiry interval in seconds once disconnected: 0 ends the
+    session with its connection (MQTT 3.1.1's clean session), None keeps it until
+    ``persistent_client_expiration`` (if set) or forever.
+    """
 
     __slots__ = (
-        "client_id",
-        "client",
-        "clean",
-        "endpoint",
-        "subscriptions",
-        "inflight",
-        "queue",
-        "inbound_qos2",
-        "will",
-        "disconnected_at",
-        "expiry",
-        "extra",
-        "_limits",
-        "_stats",
-        "_next_pid",
-        "_inflight_bytes",
-        "_queued_bytes",
+        "client_id", "client", "expiry", "endpoint", "subscriptions", "inflight", "queue",
+        "inbound_qos2", "will", "will_delay", "disconnected_at", "extra", "receive_maximum",
+        "_hub", "_limits", "_stats", "_next_pid", "_inflight_bytes", "_queued_bytes",
     )
 
-    def __init__(self, client: ClientInfo, clean: bool, limits: Limits, stats: Stats) -> None:
+    def __init__(self, client: ClientInfo, expiry: int | None, hub: Hub) -> None:
         self.client_id = client.client_id
         self.client = client
-        self.clean = clean
+        self.expiry = expiry
         self.endpoint: Endpoint | None = None
-        self.subscriptions: dict[str, int] = {}
-        self.inflight: dict[int, _Outflight] = {}
+        self.subscriptions: dict[str, Subscription] = {}
+        self.inflight: dict[int, Outgoing] = {}
         # Empty tuples until first used: an idle session should not pay for a deque
         # (~600 bytes) and a set (~200 bytes).
-        self.queue: deque[tuple[Message, int, bool]] | tuple[()] = ()
+        self.queue: deque[Outgoing] | tuple[()] = ()
         self.inbound_qos2: set[int] | tuple[()] = ()
         self.will: Message | None = None
+        self.will_delay = 0
         self.disconnected_at: float | None = None
-        self.expiry: float | None = None
         self.extra: dict[str, Any] = {}
-        self._limits = limits
-        self._stats = stats
+        # The client's own bound on QoS 1/2 messages in flight to it (MQTT 5's Receive
+        # Maximum; MQTT-SN takes one at a time); 0: only the server's limit applies.
+        self.receive_maximum = 0
+        self._hub = hub
+        self._limits = hub.settings.limits
+        self._stats = hub.stats
         self._next_pid = 0
         self._inflight_bytes = 0
         self._queued_bytes = 0
 
     def __repr__(self) -> str:
-        return f"<Session {self.client_id!r} clean={self.clean} online={self.endpoint is not None}>"
+        return f"<Session {self.client_id!r} expiry={self.expiry} online={self.endpoint is not None}>"
+
+    @property
+    def clean(self) -> bool:
+        """Whether the session ends with its connection."""
+        return self.expiry == 0
 
     # outbound ------------------------------------------------------------------
 
-    def deliver(self, message: Message, qos: int, retain: bool) -> None:
+    def deliver(self, message: Message, qos: int, retain: bool, sub_ids: tuple[int, ...] = (),
+                share: ShareGroup | None = None) -> None:
         """Send now if online and the window allows, else queue (QoS > 0 only)."""
         endpoint = self.endpoint
         if qos == 0:
             if endpoint is not None:
-                endpoint.send_publish(message, 0, None, False, retain)
+                endpoint.send_publish(message, 0, None, False, retain, sub_ids)
             return
         if endpoint is not None and not self.queue and self._window_open(message):
-            self._send_new(endpoint, message, qos, retain)
+            self._send_new(endpoint, Outgoing(message, qos, retain, sub_ids, share))
             return
+        self.enqueue(Outgoing(message, qos, retain, sub_ids, share))
+
+    def enqueue(self, out: Outgoing) -> bool:
+        """Queue behind what waits already; False (and counted) when the queue is full."""
         limits = self._limits
-        size = len(message.payload)
+        size = len(out.message.payload)
         if (limits.max_queued and len(self.queue) >= limits.max_queued) or (
             limits.max_queued_bytes and self._queued_bytes + size > limits.max_queued_bytes
         ):
             self._stats.dropped += 1
-            return
+            return False
         queue = self.queue
         if not queue:
             queue = self.queue = deque()
-        queue.append((message, qos, retain))
+        queue.append(out)
         self._queued_bytes += size
+        return True
 
-    def _window_open(self, message: Message) -> bool:
+    def window_open(self) -> bool:
+        """Whether a new QoS 1/2 message would go out now (shared subscriptions ask)."""
+        return self.endpoint is not None and not self.queue and self._window_open(None)
+
+    def _window_open(self, message: Message | None) -> bool:
         limits = self._limits
         inflight = len(self.inflight)
         if inflight >= MAX_PACKET_IDS or (limits.max_inflight and inflight >= limits.max_inflight):
             return False
-        if limits.max_inflight_bytes and self.inflight and (
+        if self.receive_maximum and inflight >= self.receive_maximum:
+            return False
+        if message is not None and limits.max_inflight_bytes and self.inflight and (
             self._inflight_bytes + len(message.payload) > limits.max_inflight_bytes
         ):
             return False
         return True
 
-    def _send_new(self, endpoint: Endpoint, message: Message, qos: int, retain: bool) -> None:
+    def _send_new(self, endpoint: Endpoint, out: Outgoing) -> None:
         pid = self._allocate_pid()
-        self.inflight[pid] = _Outflight(message, qos, retain)
+        self.inflight[pid] = out
+        message = out.message
         self._inflight_bytes += len(message.payload)
-        endpoint.send_publish(message, qos, pid, False, retain)
+        if not endpoint.send_publish(message, out.qos, pid, False, out.retain, out.sub_ids):
+            # The client cannot take it (too large): as if it had been acknowledged.
+            del self.inflight[pid]
+            self._inflight_bytes -= len(message.payload)
 
     def _allocate_pid(self) -> int:
         pid = self._next_pid
@@ -146,16 +170,21 @@ class Session:
 
     def pump(self) -> None:
         """Move queued messages into the inflight window while it has room."""
-        endpoint = self.endpoint
         queue = self.queue
-        while queue and endpoint is not None:
-            message, qos, retain = queue[0]
+        hub = self._hub
+        while queue and self.endpoint is not None:
+            out = queue[0]
+            message = out.message
             if not self._window_open(message):
                 return
             queue.popleft()  # type: ignore[union-attr]
             self._queued_bytes -= len(message.payload)
-            self._send_new(endpoint, message, qos, retain)
-            endpoint = self.endpoint
+            if message.expires_at is not None and message.expired(hub.now()):
+                self._stats.expired += 1
+                continue
+            if not hub.can_read(self.client, message.topic):
+                continue  # the ACL changed since it was queued
+            self._send_new(self.endpoint, out)
 
     def acknowledge(self, pid: int) -> bool:
         """PUBACK for QoS 1, PUBCOMP for QoS 2: the delivery is finished."""
@@ -175,16 +204,47 @@ class Session:
         out.state = AWAIT_COMP
         return True
 
+    def expects(self, pid: int, qos: int, state: int) -> bool:
+        """Whether ``pid`` is in flight at ``qos`` and waiting in ``state`` (so an
+        acknowledgement of the wrong kind can be told from an unknown id)."""
+        out = self.inflight.get(pid)
+        return out is not None and out.qos == qos and out.state == state
+
     def resume(self, endpoint: Endpoint) -> None:
         """Attach a new endpoint and redeliver what is inflight (with DUP), then the queue."""
         self.endpoint = endpoint
         self.disconnected_at = None
+        hub = self._hub
         for pid, out in list(self.inflight.items()):
             if out.state == AWAIT_COMP:
                 endpoint.send_pubrel(pid)
-            else:
-                endpoint.send_publish(out.message, out.qos, pid, True, out.retain)
+            elif not hub.can_read(self.client, out.message.topic):
+                self.inflight.pop(pid, None)
+                self._inflight_bytes -= len(out.message.payload)
+            elif not endpoint.send_publish(out.message, out.qos, pid, True, out.retain, out.sub_ids):
+                self.inflight.pop(pid, None)
+                self._inflight_bytes -= len(out.message.payload)
         self.pump()
+
+    def take_shared(self) -> list[Outgoing]:
+        """Remove the shared-subscription messages not yet received by the client (for
+        another member of their group to get them)."""
+        taken: list[Outgoing] = []
+        for pid, out in list(self.inflight.items()):
+            if out.share is not None and out.state == AWAIT_ACK:
+                del self.inflight[pid]
+                self._inflight_bytes -= len(out.message.payload)
+                taken.append(out)
+        if self.queue and any(o.share is not None for o in self.queue):
+            kept: deque[Outgoing] = deque()
+            for out in self.queue:
+                if out.share is None:
+                    kept.append(out)
+                else:
+                    self._queued_bytes -= len(out.message.payload)
+                    taken.append(out)
+            self.queue = kept if kept else ()
+        return taken
 
     # inbound QoS 2 -------------------------------------------------------------
 
@@ -198,9 +258,12 @@ class Session:
         pending.add(pid)  # type: ignore[union-attr]
         return True
 
-    def inbound_qos2_released(self, pid: int) -> None:
+    def inbound_qos2_released(self, pid: int) -> bool:
+        """PUBREL: forget the id; False when it was not pending."""
         if pid in self.inbound_qos2:
             self.inbound_qos2.discard(pid)  # type: ignore[union-attr]
+            return True
+        return False
 
     # limits --------------------------------------------------------------------
 
@@ -209,10 +272,11 @@ class Session:
         return len(self.queue)
 
     def clear_state(self) -> None:
-        """Forget everything but identity (clean session start)."""
+        """Forget everything but identity (clean start)."""
         self.subscriptions.clear()
         self.inflight.clear()
         self.queue = ()
         self.inbound_qos2 = ()
+        self.extra.clear()
         self._inflight_bytes = 0
         self._queued_bytes = 0

@@ -25,6 +25,9 @@ class Stats:
         "publish_received",
         "publish_sent",
         "dropped",
+        "expired",
+        "denied_publish",
+        "denied_subscribe",
         "bytes_received",
         "bytes_sent",
         "clients_connected",
@@ -39,6 +42,9 @@ class Stats:
         self.publish_received = 0
         self.publish_sent = 0
         self.dropped = 0
+        self.expired = 0  # queued messages whose expiry passed before their turn
+        self.denied_publish = 0
+        self.denied_subscribe = 0
         self.bytes_received = 0
         self.bytes_sent = 0
         self.clients_connected = 0
@@ -76,6 +82,9 @@ class SysTopics:
             "publish/messages/received": s.publish_received,
             "publish/messages/sent": s.publish_sent,
             "publish/messages/dropped": s.dropped,
+            "publish/messages/expired": s.expired,
+            "publish/messages/denied": s.denied_publish,
+            "subscriptions/denied": s.denied_subscribe,
             "messages/stored": len(hub.retained_store) + hub.queued_messages(),
             "store/messages/count": len(hub.retained_store) + hub.queued_messages(),
             "subscriptions/count": hub.trie.count,

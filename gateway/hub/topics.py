@@ -84,3 +84,23 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
         if f != "+" and f != tlevels[i]:
             return False
     return len(flevels) == len(tlevels)
+
+
+SHARE_PREFIX = "$share/"
+
+
+def split_shared(topic_filter: str) -> tuple[str | None, str]:
+    """``$share/GROUP/FILTER`` -> (GROUP, FILTER); any other filter -> (None, filter).
+
+    Raises TopicError for a malformed shared filter (empty or wildcard share name, no
+    filter after it), so every protocol reads shared subscriptions the same way.
+    """
+    if not topic_filter.startswith(SHARE_PREFIX):
+        return None, topic_filter
+    group, sep, rest = topic_filter[len(SHARE_PREFIX):].partition("/")
+    if not sep or not group or not rest:
+        raise TopicError("shared subscription needs $share/NAME/FILTER")
+    if "+" in group or "#" in group:
+        raise TopicError("wildcard in a share name")
+    validate_topic_filter(rest)
+    return group, rest

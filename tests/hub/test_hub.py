@@ -3,11 +3,13 @@
 import pytest
 
 from gateway.hub import sysinfo
-from gateway.hub.api import READ, SUBSCRIBE_FAILED, WRITE, ClientInfo, Message
+from gateway.hub.api import (
+    ALLOWED, READ, WRITE, Allowed, ClientInfo, Denied, Message, Reason, Subscription,
+)
 from gateway.hub.hub import Hub, HubSettings, allow_all_authenticate
 from gateway.hub.sessions import Session
 from gateway.hub.topics import topic_matches
-from tests.hub.helpers import Delivery, FakeEndpoint, join, pub
+from tests.hub.helpers import make_hub, Delivery, FakeEndpoint, join, pub
 
 # --- QoS --------------------------------------------------------------------------
 
@@ -15,7 +17,7 @@ from tests.hub.helpers import Delivery, FakeEndpoint, join, pub
 @pytest.mark.parametrize("granted", [0, 1, 2])
 @pytest.mark.parametrize("published", [0, 1, 2])
 def test_delivery_is_downgraded_to_the_granted_qos(granted, published):
-    hub = Hub()
+    hub = make_hub()
     c = join(hub, "sub", subscribe=[("a/b", granted)])
     assert pub(hub, "a/b", b"hi", published) == 1
     [d] = c.ep.take()
@@ -25,14 +27,14 @@ def test_delivery_is_downgraded_to_the_granted_qos(granted, published):
 
 
 def test_qos2_publish_to_qos1_subscription_is_delivered_at_qos1():
-    hub = Hub()
+    hub = make_hub()
     c = join(hub, "sub", subscribe=[("t", 1)])
     pub(hub, "t", qos=2)
     assert c.ep.take() == [Delivery("t", b"x", 1, 1, False, False)]
 
 
 def test_qos0_publish_to_qos2_subscription_is_delivered_at_qos0():
-    hub = Hub()
+    hub = make_hub()
     c = join(hub, "sub", subscribe=[("t", 2)])
     pub(hub, "t", qos=0)
     assert c.ep.take() == [Delivery("t", b"x", 0, None, False, False)]
@@ -42,7 +44,7 @@ def test_qos0_publish_to_qos2_subscription_is_delivered_at_qos0():
 @pytest.mark.parametrize("granted", [0, 1, 2])
 @pytest.mark.parametrize("published", [0, 1, 2])
 def test_upgrade_outgoing_qos_delivers_at_the_granted_qos(granted, published):
-    hub = Hub(HubSettings(upgrade_outgoing_qos=True))
+    hub = make_hub(HubSettings(upgrade_outgoing_qos=True))
     c = join(hub, "sub", subscribe=[("a/b", granted)])
     pub(hub, "a/b", b"hi", published)
     [d] = c.ep.take()
@@ -51,7 +53,7 @@ def test_upgrade_outgoing_qos_delivers_at_the_granted_qos(granted, published):
 
 
 def test_overlapping_subscriptions_give_one_delivery_at_the_highest_qos():
-    hub = Hub()
+    hub = make_hub()
     c = join(hub, "sub", subscribe=[("a/+", 0), ("a/#", 2), ("a/b", 1), ("#", 0)])
     other = join(hub, "other", subscribe=[("a/b", 1)])
     assert pub(hub, "a/b", qos=2) == 2
@@ -63,7 +65,7 @@ def test_overlapping_subscriptions_give_one_delivery_at_the_highest_qos():
 
 def test_one_message_object_is_handed_to_every_subscriber():
     """So ``message.cache`` lets a channel encode a fanned-out message once."""
-    hub = Hub()
+    hub = make_hub()
     a = join(hub, "a", subscribe=[("t", 0)])
     b = join(hub, "b", subscribe=[("t", 1)])
     m = Message("t", b"x", 1)
@@ -73,7 +75,7 @@ def test_one_message_object_is_handed_to_every_subscriber():
 
 
 def test_publish_returns_the_number_of_sessions_reached():
-    hub = Hub()
+    hub = make_hub()
     join(hub, "a", subscribe=[("t/#", 0)])
     join(hub, "b", subscribe=[("t/+", 1), ("t/x", 2)])
     join(hub, "c", subscribe=[("other", 0)])
@@ -86,23 +88,23 @@ def test_publish_returns_the_number_of_sessions_reached():
 
 
 def test_retain_flag_is_false_on_live_delivery():
-    hub = Hub()
+    hub = make_hub()
     c = join(hub, "sub", subscribe=[("a/b", 1)])
     pub(hub, "a/b", qos=1, retain=True)
     assert [d.retain for d in c.ep.take()] == [False]
 
 
 def test_retain_as_published_option_keeps_the_flag():
-    hub = Hub()
+    hub = make_hub()
     c = join(hub, "sub")
-    hub.subscribe(c.session, "a/b", 1, options=0x08)
+    hub.subscribe(c.session, "a/b", Subscription(1, retain_as_published=True))
     pub(hub, "a/b", qos=1, retain=True)
     pub(hub, "a/b", qos=1, retain=False)
     assert [d.retain for d in c.ep.take()] == [True, False]
 
 
 def test_retained_message_is_stored_replaced_and_cleared_by_publish():
-    hub = Hub()
+    hub = make_hub()
     c = join(hub, "sub", subscribe=[("a/#", 0)])
     first = Message("a/b", b"one", 1, True)
     hub.publish(first)
@@ -126,7 +128,7 @@ def test_retained_message_is_stored_replaced_and_cleared_by_publish():
 
 
 def test_retained_lookup_keeps_dollar_topics_from_leading_wildcards():
-    hub = Hub()
+    hub = make_hub()
     pub(hub, "$SYS/x", b"s", retain=True)
     pub(hub, "a", b"a", retain=True)
     assert [m.topic for m in hub.retained("#")] == ["a"]
@@ -135,7 +137,7 @@ def test_retained_lookup_keeps_dollar_topics_from_leading_wildcards():
 
 
 def test_retain_not_available_means_nothing_is_stored():
-    hub = Hub(HubSettings(retain_available=False))
+    hub = make_hub(HubSettings(retain_available=False))
     c = join(hub, "sub", subscribe=[("a", 0)])
     assert pub(hub, "a", b"r", retain=True) == 1
     assert hub.retained("#") == []
@@ -147,39 +149,40 @@ def test_retain_not_available_means_nothing_is_stored():
 
 
 def test_subscribe_grants_and_rejects():
-    hub = Hub()
+    hub = make_hub()
     c = join(hub, "sub")
-    assert hub.subscribe(c.session, "a", 2) == 2
-    assert hub.subscribe(c.session, "b", 3) == SUBSCRIBE_FAILED
-    assert c.session.subscriptions == {"a": 2}
+    assert hub.subscribe(c.session, "a", Subscription(2)).qos == 2
+    refused = hub.subscribe(c.session, "b", Subscription(3))
+    assert isinstance(refused, Denied) and not refused
+    assert c.session.subscriptions == {"a": Subscription(2)}
     assert hub.trie.count == 1
 
 
 def test_resubscribing_replaces_the_qos():
-    hub = Hub()
+    hub = make_hub()
     c = join(hub, "sub", subscribe=[("a", 2)])
-    hub.subscribe(c.session, "a", 0)
+    hub.subscribe(c.session, "a", Subscription(0))
     assert hub.trie.count == 1
-    assert c.session.subscriptions == {"a": 0}
+    assert c.session.subscriptions == {"a": Subscription(0)}
     pub(hub, "a", qos=2)
     assert [d.qos for d in c.ep.take()] == [0]
 
 
 def test_unsubscribe():
-    hub = Hub()
+    hub = make_hub()
     c = join(hub, "sub", subscribe=[("a/#", 1), ("b", 1)])
     assert hub.unsubscribe(c.session, "a/#") is True
     assert hub.unsubscribe(c.session, "a/#") is False
     assert hub.unsubscribe(c.session, "never") is False
-    assert c.session.subscriptions == {"b": 1}
+    assert c.session.subscriptions == {"b": Subscription(1)}
     assert pub(hub, "a/x") == 0
     assert pub(hub, "b") == 1
 
 
 def test_no_local_option_skips_the_sender():
-    hub = Hub()
+    hub = make_hub()
     me = join(hub, "me")
-    hub.subscribe(me.session, "t", 1, options=0x04)
+    hub.subscribe(me.session, "t", Subscription(1, no_local=True))
     other = join(hub, "other", subscribe=[("t", 1)])
     pub(hub, "t", b"mine", 1, sender=me.session)
     pub(hub, "t", b"theirs", 1, sender=other.session)
@@ -191,17 +194,18 @@ def test_no_local_option_skips_the_sender():
 
 
 def test_default_security_allows_everything():
-    hub = Hub()
+    hub = make_hub()
     who = ClientInfo("x")
-    assert hub.authenticate(who, None) is True
+    assert hub.authenticate(who, None) is ALLOWED
     assert hub.authorize(who, READ, "secret/a") is True
 
 
 def test_authenticate_hook():
-    hub = Hub()
-    hub.set_security(lambda client, password: password == b"pw", None)
-    assert hub.authenticate(ClientInfo("x"), b"pw") is True
-    assert hub.authenticate(ClientInfo("x"), b"no") is False
+    hub = make_hub()
+    hub.set_security(
+        lambda client, password: ALLOWED if password == b"pw" else Denied(Reason.BAD_CREDENTIALS), None)
+    assert isinstance(hub.authenticate(ClientInfo("x"), b"pw"), Allowed)
+    assert hub.authenticate(ClientInfo("x"), b"no") == Denied(Reason.BAD_CREDENTIALS)
 
 
 def test_authorizer_denying_read_stops_delivery():
@@ -211,7 +215,7 @@ def test_authorizer_denying_read_stops_delivery():
         calls.append((client.client_id, access, topic))
         return not (access == READ and topic_matches("secret/#", topic))
 
-    hub = Hub()
+    hub = make_hub()
     hub.set_security(allow_all_authenticate, authorize)
     c = join(hub, "c", subscribe=[("#", 1)])
     pub(hub, "public/x", b"ok", 1)
@@ -224,8 +228,8 @@ def test_authorizer_denying_read_stops_delivery():
 
 
 def test_authorizer_is_asked_per_subscriber():
-    hub = Hub()
-    hub.set_security(allow_all_authenticate, lambda client, access, topic: client.client_id != "denied")
+    hub = make_hub()
+    hub.set_security(allow_all_authenticate, lambda client, access, topic: access != READ or client.client_id != "denied")
     ok = join(hub, "ok", subscribe=[("t", 0)])
     denied = join(hub, "denied", subscribe=[("t", 0)])
     pub(hub, "t")
@@ -237,7 +241,7 @@ def test_authorizer_is_asked_per_subscriber():
 
 
 def test_client_counters():
-    hub = Hub()
+    hub = make_hub()
     a = join(hub, "a")
     join(hub, "b", clean=False)
     c = join(hub, "c", clean=False)
@@ -276,7 +280,7 @@ MOSQUITTO_NAMES = {
 
 
 def test_sys_values_use_mosquitto_names():
-    hub = Hub()
+    hub = make_hub()
     v = hub.sys.values()
     assert MOSQUITTO_NAMES <= set(v)
     assert v["version"].startswith("mqttgateway version ")
@@ -284,7 +288,7 @@ def test_sys_values_use_mosquitto_names():
 
 
 def test_sys_values_follow_the_hub():
-    hub = Hub()
+    hub = make_hub()
     c = join(hub, "p", clean=False, subscribe=[("a/#", 1), ("b", 0)])
     pub(hub, "a/r", b"r", retain=True)
     hub.disconnect(c.session, graceful=True)
@@ -300,7 +304,7 @@ def test_sys_values_follow_the_hub():
 
 
 def test_extra_counter():
-    hub = Hub()
+    hub = make_hub()
     hub.extra_counter("mqttsn/gateways", lambda: 3)
     assert hub.sys.values()["mqttsn/gateways"] == 3
 
@@ -316,7 +320,7 @@ class FakeTime:
 def test_sys_publish_delivers_changed_values_to_sys_subscribers_only(monkeypatch):
     clock = FakeTime(1000.0)
     monkeypatch.setattr(sysinfo, "time", clock)
-    hub = Hub()
+    hub = make_hub()
     sys_sub = join(hub, "sys", subscribe=[("$SYS/#", 0)])
     everything = join(hub, "all", subscribe=[("#", 0), ("+/broker/#", 0)])
 
@@ -357,8 +361,8 @@ def test_sys_publish_delivers_changed_values_to_sys_subscribers_only(monkeypatch
 
 
 def test_publish_count_leaves_out_subscribers_denied_read():
-    hub = Hub()
-    hub.set_security(allow_all_authenticate, lambda client, access, topic: client.client_id != "denied")
+    hub = make_hub()
+    hub.set_security(allow_all_authenticate, lambda client, access, topic: access != READ or client.client_id != "denied")
     join(hub, "ok", subscribe=[("t", 0)])
     denied = join(hub, "denied", subscribe=[("t", 0)])
     assert pub(hub, "t") == 1
@@ -366,9 +370,9 @@ def test_publish_count_leaves_out_subscribers_denied_read():
 
 
 def test_publish_count_leaves_out_the_no_local_sender():
-    hub = Hub()
+    hub = make_hub()
     me = join(hub, "me")
-    hub.subscribe(me.session, "t", 1, options=0x04)
+    hub.subscribe(me.session, "t", Subscription(1, no_local=True))
     assert pub(hub, "t", qos=1, sender=me.session) == 0
 
 
@@ -378,13 +382,14 @@ class DetachingEndpoint(FakeEndpoint):
     hub: Hub
     session: Session
 
-    def send_publish(self, message, qos, packet_id, dup, retain):
-        super().send_publish(message, qos, packet_id, dup, retain)
+    def send_publish(self, message, qos, packet_id, dup, retain, sub_ids=()):
+        super().send_publish(message, qos, packet_id, dup, retain, sub_ids)
         self.hub.disconnect(self.session, graceful=False, endpoint=self)
+        return True
 
 
 def test_fan_out_survives_a_subscriber_detaching_during_delivery():
-    hub = Hub()
+    hub = make_hub()
     ep = DetachingEndpoint()
     ep.hub = hub
     leaving = join(hub, "leaving", ep=ep, subscribe=[("t", 0)])

@@ -4,9 +4,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.hub.api import Subscription
 from gateway.hub.topics import is_valid_topic_filter, topic_matches
-from gateway.hub.trie import SubscriptionTrie
+from gateway.hub.trie import SubscriptionTrie as Trie
 from tests.hub.match_table import FILTERS, MATCHES, NAMES
+
+
+class SubscriptionTrie(Trie):
+    """The trie with plain QoS numbers for subscriptions, as most tests here want."""
+
+    def add(self, topic_filter, subscriber, qos, group=None):
+        sub = qos if isinstance(qos, Subscription) else Subscription(qos)
+        return super().add(topic_filter, subscriber, sub, group)
+
+    def match(self, topic):
+        subs, _ = super().match(topic)
+        return {k: v.qos for k, v in subs.items()}
+
+    def subscriptions(self):
+        return ((f, s, sub.qos) for f, s, sub in super().subscriptions())
 
 # --- the shared match table -------------------------------------------------------
 
@@ -79,7 +95,7 @@ def test_trie_agrees_with_topic_matches(subscriptions, topics, data):
         (f, s, q) for (s, f), q in remaining.items()
     )
     if not remaining:
-        assert trie._root.children == {}
+        assert not trie._root.children
 
 
 # --- add / remove / prune ---------------------------------------------------------
@@ -130,7 +146,7 @@ def test_remove_prunes_empty_branches_only():
     assert a.children == {}
     assert trie._root.children == {"a": a}  # 'a' still holds a subscriber
     assert trie.remove("a", "t")
-    assert trie._root.children == {}
+    assert not trie._root.children
     assert trie.count == 0
 
 
@@ -180,15 +196,47 @@ def test_overlapping_filters_of_one_subscriber_give_one_entry_at_highest_qos():
     assert trie.match("x") == {"s": 0}
 
 
-def test_highest_qos_is_compared_on_the_qos_bits_only():
-    """Options carry MQTT 5 flags above bit 1; the winner is chosen by ``options & 3``."""
-    trie = SubscriptionTrie()
-    trie.add("a/+", "s", 0x0C | 1)  # retain-as-published + no-local, QoS 1
-    trie.add("a/#", "s", 0x00 | 2)  # no flags, QoS 2
-    trie.add("#", "s", 0x2C | 0)  # many flags, QoS 0
-    assert trie.match("a/b") == {"s": 2}
+def test_overlapping_subscriptions_merge_into_one_delivery():
+    """Highest QoS, every identifier, no-local only if every match says so, retain as
+    published if any does."""
+    trie = Trie()
+    trie.add("a/+", "s", Subscription(1, no_local=True, retain_as_published=True, identifier=7))
+    trie.add("a/#", "s", Subscription(2, identifier=9))
+    trie.add("#", "s", Subscription(0, no_local=True))
+    subs, groups = trie.match("a/b")
+    merged = subs["s"]
+    assert (merged.qos, merged.no_local, merged.retain_as_published) == (2, False, True)
+    assert sorted(merged.ids) == [7, 9]
+    assert groups == ()
     trie.remove("a/#", "s")
-    assert trie.match("a/b") == {"s": 0x0C | 1}
+    subs, _ = trie.match("a/b")
+    assert (subs["s"].qos, subs["s"].no_local, subs["s"].ids) == (1, True, (7,))
+
+
+def test_shared_groups_are_matched_apart_from_plain_subscribers():
+    trie = Trie()
+    trie.add("a/+", "m1", Subscription(1), group="g")
+    trie.add("a/+", "m2", Subscription(0), group="g")
+    trie.add("a/#", "m1", Subscription(2), group="h")
+    trie.add("a/b", "plain", Subscription(0))
+    subs, groups = trie.match("a/b")
+    assert set(subs) == {"plain"}
+    assert sorted((g.name, g.topic_filter, sorted(g.members)) for g in groups) == [
+        ("g", "a/+", ["m1", "m2"]), ("h", "a/#", ["m1"])]
+    assert trie.count == 4
+    assert trie.remove("a/+", "m1", group="g") and trie.remove("a/+", "m2", group="g")
+    assert trie.group("a/+", "g") is None
+    assert trie.remove("a/+", "m1", group="g") is False
+    assert sorted(f for f, _, _ in trie.subscriptions()) == ["$share/h/a/#", "a/b"]
+
+
+def test_a_share_group_rotates_its_members():
+    trie = Trie()
+    for m in ("x", "y", "z"):
+        trie.add("t", m, Subscription(1), group="g")
+    group = trie.group("t", "g")
+    firsts = [group.rotation()[0][0] for _ in range(6)]
+    assert firsts == ["x", "y", "z", "x", "y", "z"]
 
 
 def test_match_result_is_not_affected_by_later_merges():
@@ -265,7 +313,7 @@ def instrument(trie):
     stack = [trie._root]
     while stack:
         node = stack.pop()
-        children = node.children
+        children = node.children or {}
         stack.extend(dict.values(children))
         node.children = CountingDict(children)
 

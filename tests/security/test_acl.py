@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.errors import ConfigError
-from gateway.hub.acl import AclFile, covers, intersects
+from gateway.security.acl import AclFile, covers, intersects
 from gateway.hub.api import ClientInfo
 
 ACL = """\

@@ -16,7 +16,7 @@ from gateway.errors import ConfigError
 from gateway.hub.api import ClientInfo, Message
 from gateway.hub.auth import FREE_FAILURES, Security, peer_host
 from gateway.hub.hub import Hub
-from gateway.hub.passwords import make_hash
+from gateway.security.passwords import make_hash
 
 
 def answer(result):

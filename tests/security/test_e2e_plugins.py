@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from gateway.hub.passwords import make_hash
+from gateway.security.passwords import make_hash
 from tests.conftest import free_port
 from tests.security.helpers import Client
 

@@ -3,7 +3,7 @@ anonymous defaults, and the per-listener limits, against a real gateway."""
 
 from __future__ import annotations
 
-from gateway.hub.passwords import make_hash
+from gateway.security.passwords import make_hash
 from tests.conftest import free_port
 from tests.security.helpers import Client, run_gateway_expecting_failure
 

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from gateway.hub.passwords import make_hash
+from gateway.security.passwords import make_hash
 from tests.conftest import free_port, launch, serving
 from tests.security.helpers import WAIT, Client, run_gateway_expecting_failure
 from tests.security.pki import make_pki

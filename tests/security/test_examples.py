@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from gateway.hub.acl import AclFile
+from gateway.security.acl import AclFile
 from gateway.hub.api import ClientInfo
-from gateway.hub.passwords import PasswordFile
+from gateway.security.passwords import PasswordFile
 from tests.conftest import REPO
 
 

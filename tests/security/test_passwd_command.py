@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from gateway.hub.passwords import PBKDF2, SHA512, PasswordFile
+from gateway.security.passwords import PBKDF2, SHA512, PasswordFile
 from tests.conftest import free_port, gateway_env
 from tests.security.helpers import WAIT
 

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from gateway.errors import ConfigError
-from gateway.hub.passwords import PBKDF2, SHA512, PasswordFile, make_hash, parse_hash
+from gateway.security.passwords import PBKDF2, SHA512, PasswordFile, make_hash, parse_hash
 
 
 def mosquitto_passwd(*args: str) -> None:

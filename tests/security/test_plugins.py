@@ -15,8 +15,8 @@ from gateway.config import parse
 from gateway.errors import ConfigError
 from gateway.hub.api import ClientInfo
 from gateway.hub.auth import Security
-from gateway.hub.passwords import make_hash
-from gateway.hub.plugins import LoadedPlugin, PluginSpec, load_plugin
+from gateway.security.passwords import make_hash
+from gateway.security.plugins import LoadedPlugin, PluginSpec, load_plugin
 
 
 def who(username="alice", client_id="c1"):

@@ -1,0 +1,69 @@
+"""Builds the hub's security policies from the configuration (files, plugins).
+
+The hub reads no configuration: this module loads what the config names, reporting
+a file that cannot be used at the line that names it, and hands ``gateway.hub.auth``
+finished ``Policy`` objects.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.config import Config, Listener, anonymous_allowed
+from gateway.errors import ConfigError
+from gateway.hub.auth import Policies, Policy, Security, close_policies, listener_key
+from gateway.security.acl import AclFile
+from gateway.security.passwords import PasswordFile
+from gateway.security.plugins import LoadedPlugin, PluginSpec
+
+
+def _scope_settings(config: Config, listener: Listener | None) -> Any:
+    return listener if (config.per_listener_settings and listener is not None) else config
+
+
+def _load_named(scope: Any, key: str, load: Any) -> Any:
+    """Load the file a key names; a file that cannot be read at all is reported at the
+    config line that names it, a bad line inside it at its own line."""
+    try:
+        return load(getattr(scope, key))
+    except ConfigError as e:
+        where = getattr(scope, "lines", {}).get(key)
+        if e.line or where is None:
+            raise
+        raise ConfigError(e.reason, where[0], where[1], key) from None
+
+
+def build_policy(config: Config, listener: Listener | None, clock: Any) -> Policy:
+    """Load the files and plugins of one scope; ConfigError (``file:line``) on bad input."""
+    scope = _scope_settings(config, listener)
+    password_file = getattr(scope, "password_file", None)
+    acl_file = getattr(scope, "acl_file", None)
+    specs: list[PluginSpec] = list(getattr(scope, "plugins", None) or [])
+    passwords = _load_named(scope, "password_file", PasswordFile.load) if password_file else None
+    acl = _load_named(scope, "acl_file", AclFile.load) if acl_file else None
+    plugins = [LoadedPlugin.load(spec, clock) for spec in specs]
+    probe = listener if listener is not None else Listener(0)
+    return Policy(anonymous_allowed(config, probe), passwords, acl, plugins)
+
+
+def build_policies(config: Config, clock: Any) -> Policies:
+    """Every scope's policy, all or nothing: plugins loaded before an error are closed."""
+    built: list[Policy] = []
+    try:
+        if config.per_listener_settings:
+            by_listener = {}
+            for listener in config.listeners:
+                built.append(build_policy(config, listener, clock))
+                by_listener[listener_key(listener)] = built[-1]
+            return Policies(True, None, by_listener)
+        return Policies(False, build_policy(config, None, clock))
+    except Exception:
+        close_policies(built)
+        raise
+
+
+def load_security(config: Config, clock: Any = None) -> Security:
+    """The ``Security`` the hub calls, with every policy of ``config`` loaded."""
+    if clock is None:
+        from twisted.internet import reactor as clock
+    return Security(build_policies(config, clock), clock)
