@@ -11,7 +11,7 @@ from twisted.logger import Logger
 
 from gateway.hub.api import (
     ALLOWED, READ, SUBSCRIBE, WRITE, AuthResult, ClientInfo, Denied, Endpoint, Message, Reason,
-    RetainHandling, Subscribed, Subscription,
+    RetainHandling, Subscribed, Subscription, as_result,
 )
 from gateway.hub.deadlines import Deadlines
 from gateway.hub.denials import DenialLog
@@ -88,7 +88,12 @@ class Hub:
         self._read_check = authorize if reads_restricted else None
 
     def authenticate(self, client: ClientInfo, password: bytes | None) -> AuthResult | Deferred[AuthResult]:
-        return self._authenticate(client, password)
+        """``Allowed`` or ``Denied``, or a Deferred firing with one (an authenticator
+        answering True/False is read as allowed/``NOT_AUTHORIZED``)."""
+        result = self._authenticate(client, password)
+        if isinstance(result, Deferred):
+            return result.addCallback(as_result)
+        return as_result(result)
 
     def authorize(self, client: ClientInfo, access: str, topic: str) -> bool:
         check = self._authorize

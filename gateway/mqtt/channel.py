@@ -17,7 +17,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from gateway.hub.api import SUBSCRIBE, SUBSCRIBE_FAILED, WRITE, ClientInfo, Message
+from gateway.hub.api import SUBSCRIBE, WRITE, ClientInfo, Message, Reason, Subscription
 from gateway.hub.auth import authorize_later, has_acl_plugins
 from gateway.hub.hub import Hub
 from gateway.hub.sessions import Session
@@ -41,7 +41,7 @@ from gateway.mqtt.packets import (
 )
 from gateway.mqtt.reasons import ConnAckCode, ReasonCode
 from gateway.sweeper import sweeper_for
-from gateway.tls import certificate_username
+from gateway.tls import certificate_username, uses_certificate_identity
 
 AWAIT_CONNECT = 0
 AUTHENTICATING = 1
@@ -201,7 +201,8 @@ class MQTTChannel:
             will = Message(p.will.topic, p.will.payload, p.will.qos, p.will.retain)
         # On a use_identity_as_username listener the TLS certificate names the client.
         username = certificate_username(self.link, self.listener, p.username)
-        self.client = ClientInfo(client_id, "mqtt", self.peer, username, self.listener)
+        self.client = ClientInfo(client_id, "mqtt", self.peer, username, self.listener,
+                                 uses_certificate_identity(self.listener))
         self.keepalive = p.keepalive
         self.state = AUTHENTICATING
         d = maybeDeferred(self.hub.authenticate, self.client, p.password)
@@ -216,23 +217,25 @@ class MQTTChannel:
         self.log.failure("internal error while accepting {peer}", failure, peer=self.peer)
         self._close()
 
-    def _authenticated(self, ok: bool, p: Connect, will: Message | None) -> None:
+    def _authenticated(self, result: Any, p: Connect, will: Message | None) -> None:
         if self.state != AUTHENTICATING:
             return
         client = self.client
         assert client is not None
-        if not ok:
+        if not result:
             self.log.info(
-                "refused {client_id} from {peer}: not authorized",
+                "refused {client_id} from {peer}: {reason}",
                 client_id=client.client_id,
                 peer=self.peer,
+                reason=result.reason.value,
             )
-            self._refuse(ConnAckCode.NOT_AUTHORIZED, None)
+            self._refuse(_CONNACK_V3.get(result.reason, ConnAckCode.NOT_AUTHORIZED), None)
             return
         if will is not None and not self.hub.authorize(client, WRITE, will.topic):
             self._refuse(ConnAckCode.NOT_AUTHORIZED, "will topic not authorized")
             return
-        session, present = self.hub.connect(client, self, p.clean_session, will)
+        expiry = 0 if p.clean_session else None
+        session, present = self.hub.connect(client, self, p.clean_session, expiry, will)
         self.session = session
         self.state = CONNECTED
         self._write(encode(ConnAck(0, present)))
@@ -311,19 +314,16 @@ class MQTTChannel:
         qos = p.qos
         hub = self.hub
         session = self.session
-        allowed = hub.authorize(session.client, WRITE, p.topic)  # type: ignore[union-attr]
         if qos == 0:
-            if allowed:
-                hub.publish(Message(p.topic, p.payload, 0, p.retain), session)
+            hub.publish_from(session, Message(p.topic, p.payload, 0, p.retain))  # type: ignore[arg-type]
             return
         pid = p.packet_id
         if qos == 1:
-            if allowed:
-                hub.publish(Message(p.topic, p.payload, 1, p.retain), session)
+            hub.publish_from(session, Message(p.topic, p.payload, 1, p.retain))  # type: ignore[arg-type]
             self._write(b"\x40\x02" + pid.to_bytes(2, "big"))  # type: ignore[union-attr]
         else:
-            if session.inbound_qos2_received(pid) and allowed:  # type: ignore[union-attr,arg-type]
-                hub.publish(Message(p.topic, p.payload, 2, p.retain), session)
+            if session.inbound_qos2_received(pid):  # type: ignore[union-attr,arg-type]
+                hub.publish_from(session, Message(p.topic, p.payload, 2, p.retain))  # type: ignore[arg-type]
             self._write(b"\x50\x02" + pid.to_bytes(2, "big"))  # type: ignore[union-attr]
 
     def _on_puback(self, p: PubAck) -> None:
@@ -348,32 +348,18 @@ class MQTTChannel:
         assert session is not None and self.client is not None
         if self._may_wait and self._hold(p, SUBSCRIBE, [f for f, _ in p.topics]):
             return
-        granted: list[int] = []
+        results: list[Any] = []
         for topic_filter, qos in p.topics:
             try:
                 validate_topic_filter(topic_filter)
             except TopicError as e:
                 self.protocol_error(MQTTError(f"invalid filter: {e}", ReasonCode.TOPIC_FILTER_INVALID))
                 return
-            if not hub.authorize(self.client, SUBSCRIBE, topic_filter):
-                granted.append(SUBSCRIBE_FAILED)
-                continue
-            granted.append(hub.subscribe(session, topic_filter, qos))
-            if self.settings.verbose:
-                self.log.debug(
-                    "{client_id} subscribed to {topic_filter} qos {qos}",
-                    client_id=session.client_id,
-                    topic_filter=topic_filter,
-                    qos=qos,
-                )
-        self._write(encode(SubAck(p.packet_id, granted)))
-        for (topic_filter, _), qos in zip(p.topics, granted):
-            if qos == SUBSCRIBE_FAILED:
-                continue
-            for message in hub.retained(topic_filter):
-                if not hub.can_read(self.client, message.topic):
-                    continue
-                session.deliver(message, min(qos, message.qos), True)
+            results.append(hub.subscribe(session, topic_filter, Subscription(qos)))
+        self._write(encode(SubAck(p.packet_id, [r.qos if r else 0x80 for r in results])))
+        for result in results:
+            if result:
+                hub.deliver_retained(session, result)
 
     def _on_unsubscribe(self, p: Unsubscribe) -> None:
         session = self.session
@@ -402,15 +388,16 @@ class MQTTChannel:
     # Endpoint (called by the hub and the session) --------------------------------------
 
     def send_publish(
-        self, message: Message, qos: int, packet_id: int | None, dup: bool, retain: bool
-    ) -> None:
+        self, message: Message, qos: int, packet_id: int | None, dup: bool, retain: bool,
+        sub_ids: tuple[int, ...] = (),
+    ) -> bool:
         stats = self._stats
         if self.congested and qos == 0:
             # The client reads slower than it is sent to. Past a bounded backlog,
             # drop QoS 0 (counted), as Mosquitto does once a client's queue is full.
             if self.backlog > QOS0_BACKLOG_LIMIT:
                 stats.dropped += 1
-                return
+                return True
             self.backlog += len(message.payload)
         cache = message.cache
         key = qos * 2 + retain
@@ -430,15 +417,18 @@ class MQTTChannel:
         stats.messages_sent += 1
         stats.bytes_sent += len(data)
         self.link.write(data)
+        return True
 
     def send_pubrel(self, packet_id: int) -> None:
         self._write(b"\x62\x02" + packet_id.to_bytes(2, "big"))
 
-    def takeover(self) -> None:
-        """Another connection claimed our client id: the hub already detached us."""
+    def close(self, reason: Reason) -> None:
+        """The hub ended this connection (taken over, no longer authorized, shutting
+        down); it already detached the session."""
         self.session = None
         if self.settings.verbose and self.client is not None:
-            self.log.info("client {client_id} taken over by a new connection", client_id=self.client.client_id)
+            self.log.info("client {client_id} disconnected by the server: {reason}",
+                          client_id=self.client.client_id, reason=reason.value)
         self._close()
 
     # helpers -------------------------------------------------------------------------
@@ -490,6 +480,18 @@ class MQTTChannel:
         elif now - self.opened >= self.settings.connect_timeout:
             self.log.info("no CONNECT from {peer} in time; closing", peer=self.peer)
             self._close()
+
+
+#: Authentication refusals on the wire of MQTT 3.1 and 3.1.1.
+_CONNACK_V3 = {
+    Reason.BAD_CREDENTIALS: ConnAckCode.BAD_USERNAME_OR_PASSWORD,
+    Reason.NOT_AUTHORIZED: ConnAckCode.NOT_AUTHORIZED,
+    Reason.BANNED: ConnAckCode.NOT_AUTHORIZED,
+    Reason.BAD_AUTHENTICATION_METHOD: ConnAckCode.NOT_AUTHORIZED,
+    Reason.SERVER_UNAVAILABLE: ConnAckCode.SERVER_UNAVAILABLE,
+    Reason.SERVER_BUSY: ConnAckCode.SERVER_UNAVAILABLE,
+    Reason.QUOTA_EXCEEDED: ConnAckCode.SERVER_UNAVAILABLE,
+}
 
 
 _HANDLERS: dict[type, Callable[[MQTTChannel, Any], None]] = {

@@ -417,7 +417,9 @@ def test_takeover_closes_the_first_connection_and_keeps_the_second(clean):
     # the first connection would find the very Session the second one now uses.
     second = broker.connect("dev", clean=clean, present=not clean)
     assert first.closed
-    assert watcher.take() == wire.publish("will/dev", b"first gone")
+    # As Mosquitto: a persistent session taken over by a persistent connection goes
+    # on, so its will is not published.
+    assert watcher.take() == (wire.publish("will/dev", b"first gone") if clean else b"")
     first.lost()
     session = broker.hub.session("dev")
     assert session is not None

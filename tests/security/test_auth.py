@@ -13,20 +13,22 @@ from twisted.logger import globalLogPublisher
 
 from gateway.config import Listener, default_config, parse
 from gateway.errors import ConfigError
-from gateway.hub.api import ClientInfo, Message
-from gateway.hub.auth import FREE_FAILURES, Security, peer_host
+from gateway.hub.api import Allowed, ClientInfo, Denied, Message, Subscription
+from gateway.hub.auth import FREE_FAILURES, peer_host
+from gateway.security.policy import build_policies, load_security
 from gateway.hub.hub import Hub
 from gateway.security.passwords import make_hash
+from gateway.tls import uses_certificate_identity
 
 
 def answer(result):
-    """The value of a bool or an already-fired Deferred."""
+    """Whether an authentication result (or an already-fired Deferred of one) allows."""
     if isinstance(result, Deferred):
         out = []
         result.addBoth(out.append)
         assert out, "still waiting"
-        return out[0]
-    return result
+        result = out[0]
+    return bool(result) if isinstance(result, (Allowed, Denied)) else result
 
 
 @pytest.fixture
@@ -39,7 +41,7 @@ def files(tmp_path: Path):
 
 
 def security(text: str, clock=None) -> Security:
-    return Security(parse(text, "gw.conf"), clock or task.Clock())
+    return load_security(parse(text, "gw.conf"), clock or task.Clock())
 
 
 _ports = itertools.count(1)
@@ -48,11 +50,11 @@ _ports = itertools.count(1)
 def client(username=None, listener=None, client_id="c1", peer=None):
     # A fresh address each time, so the login throttle stays out of unrelated tests.
     peer = peer or f"10.0.{next(_ports) % 250}.{next(_ports) % 250}:4000"
-    return ClientInfo(client_id, "mqtt", peer, username, listener)
+    return ClientInfo(client_id, "mqtt", peer, username, listener, uses_certificate_identity(listener))
 
 
 def test_no_config_file_allows_anonymous_on_loopback():
-    s = Security(default_config(), task.Clock())
+    s = load_security(default_config(), task.Clock())
     assert answer(s.authenticate(client(), None)) is True
     assert s.fast_authorizer()(client(), "write", "any/topic")
 
@@ -182,13 +184,14 @@ class Endpoint:
         self.closed = False
         self.got = []
 
-    def send_publish(self, message, qos, packet_id, dup, retain):
+    def send_publish(self, message, qos, packet_id, dup, retain, sub_ids=()):
         self.got.append(message.topic)
+        return True
 
     def send_pubrel(self, packet_id):
         pass
 
-    def takeover(self):
+    def close(self, reason):
         self.closed = True
 
 
@@ -201,14 +204,14 @@ def test_reload_rechecks_connected_clients(tmp_path, files):
     alice, bob = Endpoint(), Endpoint()
     session_a, _ = hub.connect(client("alice", client_id="a"), alice, True)
     session_b, _ = hub.connect(client("bob", client_id="b"), bob, True)
-    hub.subscribe(session_a, "#", 0)
+    hub.subscribe(session_a, "#", Subscription(0))
     hub.publish(Message("alice/x", b"1"))
     assert alice.got == ["alice/x"]
     # bob's password changes, alice loses read access to alice/#.
     pw.write_text(f"alice:{pw.read_text().splitlines()[0].split(':', 1)[1]}\nbob:{make_hash(b'new')}\n")
     acl.write_text("user alice\ntopic write alice/#\n")
     old = s.snapshot()
-    s.reload(parse(conf, "gw.conf"))
+    s.replace(build_policies(parse(conf, "gw.conf"), s.clock))
     s.install(hub)
     assert s.recheck(hub, old) == 1
     assert bob.closed and not alice.closed
@@ -222,7 +225,7 @@ def test_failed_reload_keeps_the_old_rules(tmp_path, files):
     s = security(conf)
     acl.write_text("topic sideways a\n")
     with pytest.raises(ConfigError):
-        s.reload(parse(conf, "gw.conf"))
+        s.replace(build_policies(parse(conf, "gw.conf"), s.clock))
     assert s.authorize(client("alice"), "write", "alice/x")
 
 
@@ -238,6 +241,6 @@ def test_reload_keeps_clients_the_password_file_never_vouched_for(tmp_path, file
     hub.connect(client("alice", client_id="a"), alice, True)
     old = s.snapshot()
     pw.write_text(f"alice:{make_hash(b'changed')}\n")
-    s.reload(parse(conf.replace("allow_anonymous true", "allow_anonymous false"), "gw.conf"))
+    s.replace(build_policies(parse(conf.replace("allow_anonymous true", "allow_anonymous false"), "gw.conf"), s.clock))
     assert s.recheck(hub, old) == 2
     assert (sensor.closed, anon.closed, alice.closed) == (False, True, True)

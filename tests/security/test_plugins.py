@@ -13,8 +13,8 @@ from twisted.web import resource, server
 
 from gateway.config import parse
 from gateway.errors import ConfigError
-from gateway.hub.api import ClientInfo
-from gateway.hub.auth import Security
+from gateway.hub.api import ClientInfo, Subscription
+from gateway.security.policy import load_security
 from gateway.security.passwords import make_hash
 from gateway.security.plugins import LoadedPlugin, PluginSpec, load_plugin
 
@@ -32,10 +32,10 @@ def test_plugin_from_a_file_with_options(tmp_path):
                     "    def authenticate(self, client, password):\n"
                     "        return client.username == self.o['who'] or None\n"
                     "def make_plugin(options): return P(options)\n")
-    s = Security(parse(f"listener 1883\nplugin {path}\nplugin_opt_who alice\n"), task.Clock())
+    s = load_security(parse(f"listener 1883\nplugin {path}\nplugin_opt_who alice\n"), task.Clock())
     results = []
-    s.authenticate(who("alice"), None).addCallback(results.append)
-    s.authenticate(who("bob"), None).addCallback(results.append)
+    s.authenticate(who("alice"), None).addCallback(lambda r: results.append(bool(r)))
+    s.authenticate(who("bob"), None).addCallback(lambda r: results.append(bool(r)))
     assert results == [True, False]          # bob: deferred to nothing -> refused
 
 
@@ -83,7 +83,7 @@ def slow_acl_security(tmp_path, *lines):
     path = tmp_path / "slow.py"
     path.write_text("from tests.security.test_plugins import SlowAcl\n"
                     "def make_plugin(o): return SlowAcl()\n")
-    return Security(parse("\n".join(["listener 1883", *lines, f"plugin {path}"]) + "\n"), task.Clock())
+    return load_security(parse("\n".join(["listener 1883", *lines, f"plugin {path}"]) + "\n"), task.Clock())
 
 
 def test_async_acl_answer_is_cached_and_a_miss_denies_meanwhile():
@@ -153,14 +153,14 @@ def auth_service():
 
 @pytest_twisted.ensureDeferred
 async def test_http_backend_authenticates_and_caches(auth_service):
-    s = Security(parse(f"listener 1883\nplugin plugins.http_auth\nplugin_opt_url {auth_service.url}\n"
+    s = load_security(parse(f"listener 1883\nplugin plugins.http_auth\nplugin_opt_url {auth_service.url}\n"
                        "plugin_opt_header_Authorization Bearer t0ken\n"), reactor)
     try:
-        assert await s.authenticate(who("alice"), b"secret") is True
-        assert await s.authenticate(who("alice", "c2"), b"wrong") is False
-        assert await s.authenticate(who("ghost", "c3"), b"x") is False        # 404: ignored
+        assert bool(await s.authenticate(who("alice"), b"secret")) is True
+        assert bool(await s.authenticate(who("alice", "c2"), b"wrong")) is False
+        assert bool(await s.authenticate(who("ghost", "c3"), b"x")) is False        # 404: ignored
         asked = len(auth_service.requests)
-        assert await s.authenticate(who("alice"), b"secret") is True          # from the cache
+        assert bool(await s.authenticate(who("alice"), b"secret")) is True          # from the cache
         assert len(auth_service.requests) == asked
         first, header = auth_service.requests[0]
         assert first == {"action": "auth", "clientid": "c1", "username": "alice", "password": "secret",
@@ -172,7 +172,7 @@ async def test_http_backend_authenticates_and_caches(auth_service):
 
 @pytest_twisted.ensureDeferred
 async def test_http_backend_acl(auth_service):
-    s = Security(parse(f"listener 1883\nplugin plugins.http_auth\nplugin_opt_url {auth_service.url}\n"),
+    s = load_security(parse(f"listener 1883\nplugin plugins.http_auth\nplugin_opt_url {auth_service.url}\n"),
                  reactor)
     try:
         alice = who("alice")
@@ -191,9 +191,9 @@ async def test_http_backend_acl(auth_service):
 
 @pytest_twisted.ensureDeferred
 async def test_http_backend_unreachable_denies():
-    s = Security(parse("listener 1883\nplugin plugins.http_auth\nplugin_opt_url http://127.0.0.1:1/x\n"
+    s = load_security(parse("listener 1883\nplugin plugins.http_auth\nplugin_opt_url http://127.0.0.1:1/x\n"
                        "plugin_opt_timeout 2\n"), reactor)
-    assert await s.authenticate(who("alice"), b"secret") is False
+    assert bool(await s.authenticate(who("alice"), b"secret")) is False
 
 
 # -- SQL backend ---------------------------------------------------------------------------
@@ -217,13 +217,13 @@ def database(tmp_path):
 def test_sqlite_backend_answers_in_line(database, tmp_path):
     pw = tmp_path / "passwd"
     pw.write_text(f"bob:{make_hash(b'hunter2')}\n")
-    s = Security(parse(f"listener 1883\nplugin plugins.sql_auth\nplugin_opt_database {database}\n"
+    s = load_security(parse(f"listener 1883\nplugin plugins.sql_auth\nplugin_opt_database {database}\n"
                        f"password_file {pw}\n"), task.Clock())
 
     def now(result):
         out = []
         result.addBoth(out.append)
-        return out[0]
+        return bool(out[0])
 
     assert now(s.authenticate(who("alice"), b"secret")) is True
     assert now(s.authenticate(who("alice"), b"wrong")) is False
@@ -241,11 +241,11 @@ def test_sqlite_backend_answers_in_line(database, tmp_path):
 
 @pytest_twisted.ensureDeferred
 async def test_sql_backend_through_the_thread_pool(database):
-    s = Security(parse(f"listener 1883\nplugin plugins.sql_auth\nplugin_opt_database {database}\n"
+    s = load_security(parse(f"listener 1883\nplugin plugins.sql_auth\nplugin_opt_database {database}\n"
                        "plugin_opt_threaded true\n"), reactor)
     try:
-        assert await s.authenticate(who("alice"), b"secret") is True
-        assert await s.authenticate(who("alice"), b"nope") is False
+        assert bool(await s.authenticate(who("alice"), b"secret")) is True
+        assert bool(await s.authenticate(who("alice"), b"nope")) is False
         assert await s.authorize_later(who("alice"), "write", "users/alice/x") is True
         assert s.authorize(who("alice"), "write", "users/alice/x")
     finally:
@@ -290,11 +290,16 @@ def test_authorize_later_asks_read_for_the_subscribers_of_a_published_topic(tmp_
     class Endpoint:
         got: list = []
 
-        def send_publish(self, message, qos, packet_id, dup, retain):
+        def send_publish(self, message, qos, packet_id, dup, retain, sub_ids=()):
             self.got.append(message.topic)
 
     reader, _ = hub.connect(who("bob", "reader"), Endpoint(), True)
-    hub.subscribe(reader, "t/#", 0)
+    assert not hub.subscribe(reader, "t/#", Subscription(0))            # being asked: refused
+    [(asked, pending)] = slow.pending
+    assert asked == "t/#"
+    pending.callback(True)
+    slow.pending.clear()
+    assert hub.subscribe(reader, "t/#", Subscription(0))                 # answered from the cache
     d = authorize_later(hub, who("alice", "writer"), "write", "t/1")
     assert [t for t, _ in slow.pending] == ["t/1", "t/1"]              # alice's write, bob's read
     for _, pending in slow.pending:
