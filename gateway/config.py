@@ -58,12 +58,12 @@ NOT_SUPPORTED_YET = frozenset({
     "persistence", "retained_persistence", "persistence_file", "persistence_location",
     "autosave_interval", "autosave_on_changes",
     # listeners
-    "bind_interface", "http_dir", "mount_point", "max_qos", "maximum_qos", "max_topic_alias",
+    "bind_interface", "http_dir",
     "websockets_log_level", "websockets_headers_size",
     # logging
     "log_facility", "log_timestamp", "log_timestamp_format", "connection_messages",
     # broker
-    "memory_limit", "check_retain_source", "queue_qos0_messages", "pid_file",
+    "memory_limit", "queue_qos0_messages", "pid_file",
     "allow_duplicate_messages", "retry_interval",
     # bridges
     "connection", "address", "addresses", "topic", "bridge_alpn", "bridge_attempt_unsubscribe",
@@ -106,6 +106,10 @@ class Listener:
     max_keepalive: int | None = None             # set inside this listener's section
     max_connection_rate: tuple[int, float] | None = None   # (connections, seconds) per address
     mqttsn_multicast: tuple[str, int] | None = None   # (group, port): SEARCHGW in, ADVERTISE out
+    max_qos: int = 2                             # highest QoS accepted and granted
+    max_topic_alias: int = 10                    # MQTT 5 topic aliases a client may define
+    mount_point: str = ""                        # prefix of this listener's clients' topics
+    accept_protocol_versions: frozenset[int] = frozenset({3, 4, 5})
     lines: dict[str, tuple[str, int]] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -131,6 +135,7 @@ class Config:
     allow_zero_length_clientid: bool = True
     auto_id_prefix: str = "auto-"
     upgrade_outgoing_qos: bool = False
+    check_retain_source: bool = False
     persistent_client_expiration: int | None = None   # seconds; None = never
     set_tcp_nodelay: bool = False
     per_listener_settings: bool = False
@@ -315,6 +320,24 @@ def _mqttsn_client(args: str) -> tuple[str, str]:
     return words[0], words[-1]
 
 
+def _mount_point(args: str) -> str:
+    value = _text(args)
+    if "+" in value or "#" in value or "\x00" in value:
+        raise ConfigError(f"invalid mount point {value!r}: no wildcards")
+    return value
+
+
+def _protocol_versions(args: str) -> frozenset[int]:
+    """Mosquitto 2.1's list: ``3``, ``4`` and ``5`` separated by commas or spaces."""
+    words = [w for w in args.replace(",", " ").split() if w]
+    if not words:
+        raise ConfigError("expected a list of 3, 4 and 5")
+    unknown = [w for w in words if w not in ("3", "4", "5")]
+    if unknown:
+        raise ConfigError(f"unknown protocol version {unknown[0]!r} (expected 3, 4 or 5)")
+    return frozenset(int(w) for w in words)
+
+
 def _mqttsn_multicast(args: str) -> tuple[str, int]:
     words = args.split()
     if len(words) != 2:
@@ -483,6 +506,15 @@ class _Parser:
     def store(self, line: _Line, value: object, scope: Scope) -> None:
         setattr(self.target(line, scope), line.key, value)
 
+    @staticmethod
+    def store_as(name: str) -> Callable[[_Parser, _Line, object, Scope], None]:
+        """For a key that is another key's alias (Mosquitto's ``maximum_qos``)."""
+        def store(parser: _Parser, line: _Line, value: object, scope: Scope) -> None:
+            target = parser.target(line, scope)
+            target.lines.setdefault(name, (line.path, line.number))
+            setattr(target, name, value)
+        return store
+
     def store_once(self, line: _Line, value: object, scope: Scope) -> None:
         # Mosquitto refuses a second value for its string settings.
         target = self.target(line, scope)
@@ -612,6 +644,7 @@ KEYS: dict[str, _Key] = {
     # behaviour
     "retain_available": _Key(_boolean, _G),
     "upgrade_outgoing_qos": _Key(_boolean, _G),
+    "check_retain_source": _Key(_boolean, _G),
     "persistent_client_expiration": _Key(_duration, _G),
     "set_tcp_nodelay": _Key(_boolean, _G),
     "sys_interval": _Key(_integer(0, 65535), _G),
@@ -655,4 +688,10 @@ KEYS: dict[str, _Key] = {
     "use_identity_as_username": _Key(_boolean, _L),
     "use_subject_as_username": _Key(_boolean, _L),
     "max_connection_rate": _Key(_rate, _L),
+    # MQTT per listener (MQTT 5 limits, mount point, accepted levels)
+    "max_qos": _Key(_integer(0, 2), _L),
+    "maximum_qos": _Key(_integer(0, 2), _L, _Parser.store_as("max_qos")),
+    "max_topic_alias": _Key(_integer(0, 65535), _L),
+    "mount_point": _Key(_mount_point, _L),
+    "accept_protocol_versions": _Key(_protocol_versions, _L),
 }

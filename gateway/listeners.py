@@ -67,7 +67,11 @@ class TCPHandle:
         factory = self.factory
         stopped = defer.maybeDeferred(self.port.stopListening)
         for proto in list(factory.protocols):
-            proto.transport.loseConnection()
+            channel = getattr(proto, "channel", None)
+            if channel is not None:
+                channel.shutdown()       # level 5 clients hear why
+            else:
+                proto.transport.loseConnection()
 
         async def wait() -> None:
             await stopped

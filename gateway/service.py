@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import signal
-from dataclasses import fields, replace
+from dataclasses import fields
 from typing import Any
 
 from twisted.application import service
@@ -83,19 +83,30 @@ def hub_settings(config: Config) -> HubSettings:
         retain_available=config.retain_available,
         upgrade_outgoing_qos=config.upgrade_outgoing_qos,
         persistent_client_expiration=config.persistent_client_expiration,
+        check_retain_source=config.check_retain_source,
     )
 
 
-def mqtt_settings(config: Config, verbose: bool) -> MQTTSettings:
-    return MQTTSettings(
+def mqtt_settings(config: Config, verbose: bool, listener: Listener | None = None) -> MQTTSettings:
+    """The MQTT settings of ``listener`` (its own keys over the global ones)."""
+    settings = MQTTSettings(
         max_keepalive=config.max_keepalive,
         allow_zero_length_clientid=config.allow_zero_length_clientid,
         auto_id_prefix=config.auto_id_prefix,
         message_size_limit=config.message_size_limit,
         max_packet_size=config.max_packet_size,
         retain_available=config.retain_available,
+        receive_maximum=config.max_inflight_messages,
         verbose=verbose or "all" in config.log_type or "debug" in config.log_type,
     )
+    if listener is not None:
+        if listener.max_keepalive is not None:
+            settings.max_keepalive = listener.max_keepalive
+        settings.max_qos = listener.max_qos
+        settings.max_topic_alias = listener.max_topic_alias
+        settings.mount_point = listener.mount_point
+        settings.protocol_levels = listener.accept_protocol_versions
+    return settings
 
 
 def _update(target: Any, source: Any) -> None:
@@ -130,14 +141,17 @@ class GatewayService(service.MultiService):
         self._configure_sys_timer()
 
     def _settings_for(self, listener: Listener) -> MQTTSettings:
-        """The shared settings, or a listener's own copy when it sets max_keepalive."""
-        if listener.max_keepalive is None:
-            return self.mqtt_settings
+        """The shared settings, or a listener's own copy when its keys differ (kept
+        and updated in place on reload, since its connections hold it)."""
+        wanted = mqtt_settings(self.config, self.verbose, listener)
         key = listener_key(listener)
         own = self.listener_settings.get(key)
         if own is None:
-            own = self.listener_settings[key] = replace(self.mqtt_settings)
-        _update(own, replace(self.mqtt_settings, max_keepalive=listener.max_keepalive))
+            if wanted == self.mqtt_settings:
+                return self.mqtt_settings
+            own = self.listener_settings[key] = wanted
+        else:
+            _update(own, wanted)
         return own
 
     def _reload_security(self, new: Config) -> None:

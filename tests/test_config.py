@@ -88,6 +88,7 @@ def test_every_key_parsed():
     assert cfg.log_type == ["debug", "error"]
     assert cfg.log_dest == ["stdout", "file /var/log/mqttgateway/broker.log"]
     assert cfg.upgrade_outgoing_qos is True
+    assert cfg.check_retain_source is True
     assert cfg.persistent_client_expiration == 365 * 86400
     assert cfg.set_tcp_nodelay is True
     assert (cfg.coap_max_requests_per_second, cfg.coap_deduplication_entries) == (50, 1000)
@@ -96,15 +97,16 @@ def test_every_key_parsed():
         "qos1", "qos2", "con")
     assert cfg.explicit_listeners is True
     assert cfg.listeners == [
-        Listener(1885, "0.0.0.0", source=(path, 29)),
-        Listener(8883, "::1", "mqtt", 10, "ipv6", source=(path, 32),
+        Listener(1885, "0.0.0.0", source=(path, 30)),
+        Listener(8883, "::1", "mqtt", 10, "ipv6", source=(path, 33),
                  cafile="/etc/mqttgateway/ca.pem", capath="/etc/ssl/certs",
                  certfile="/etc/mqttgateway/server.pem", keyfile="/etc/mqttgateway/server.key",
                  crlfile="/etc/mqttgateway/ca.crl", ciphers="ECDHE+AESGCM",
                  tls_version="tlsv1.3", require_certificate=True,
                  use_identity_as_username=True, max_keepalive=30,
-                 max_connection_rate=(5, 10.0)),
-        Listener(1886, None, "mqttsn", source=(path, 49), mqttsn_multicast=("225.1.1.1", 1883)),
+                 max_connection_rate=(5, 10.0), max_qos=1, max_topic_alias=4,
+                 mount_point="site-a/", accept_protocol_versions=frozenset({4, 5})),
+        Listener(1886, None, "mqttsn", source=(path, 55), mqttsn_multicast=("225.1.1.1", 1883)),
     ]
     assert (cfg.password_file, cfg.acl_file) == ("/etc/mqttgateway/passwd", "/etc/mqttgateway/acl")
     assert [(p.path, p.options) for p in cfg.plugins] == [

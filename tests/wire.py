@@ -128,6 +128,12 @@ def connack(rc: int = 0, sp: bool = False, proto_ver: int = 4, properties: bytes
     return packet(0x20, body)
 
 
+def connack_v5(rc: int = 0, sp: bool = False, extra: bytes = b"") -> bytes:
+    """A level 5 CONNACK as the gateway sends it with default settings (as Mosquitto
+    does): Topic Alias Maximum 10, ``extra``, Receive Maximum 20."""
+    return connack(rc, sp, 5, prop_u16(0x22, 10) + extra + prop_u16(0x21, 20))
+
+
 def publish(
     topic: Text,
     payload: bytes = b"",

@@ -97,12 +97,25 @@ class Denied:
 
 @dataclass(frozen=True, slots=True)
 class Allowed:
-    """Authentication succeeded; a plugin may attach user properties for the client."""
+    """Authentication succeeded. A backend may attach user properties for the client;
+    an enhanced authentication method may return final data for it and the username
+    it established."""
 
     user_properties: tuple[tuple[str, str], ...] = ()
+    auth_data: bytes | None = None
+    username: str | None = None
 
     def __bool__(self) -> bool:
         return True
+
+
+@dataclass(frozen=True, slots=True)
+class AuthContinue:
+    """An enhanced authentication method needs another round: ``data`` goes to the
+    client, ``state`` comes back to the method with the client's answer."""
+
+    data: bytes | None
+    state: Any = None
 
 
 ALLOWED = Allowed()
@@ -291,6 +304,20 @@ class ClientInfo:
     username: str | None = None
     listener: Any = None
     certificate: bool = False
+
+
+class AuthMethod(Protocol):
+    """An enhanced (challenge/response) authentication method, such as SCRAM-SHA-256.
+
+    ``start`` sees the client's first data, ``step`` each later answer; each returns
+    ``AuthContinue``, ``Allowed`` or ``Denied`` (or a Deferred firing with one).
+    """
+
+    name: str
+
+    def start(self, client: ClientInfo, data: bytes | None) -> Any: ...
+
+    def step(self, client: ClientInfo, state: Any, data: bytes | None) -> Any: ...
 
 
 class Endpoint(Protocol):

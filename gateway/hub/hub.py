@@ -10,7 +10,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from gateway.hub.api import (
-    ALLOWED, READ, SUBSCRIBE, WRITE, AuthResult, ClientInfo, Denied, Endpoint, Message, Reason,
+    ALLOWED, READ, SUBSCRIBE, WRITE, AuthMethod, AuthResult, ClientInfo, Denied, Endpoint, Message, Reason,
     RetainHandling, Subscribed, Subscription, as_result,
 )
 from gateway.hub.deadlines import Deadlines
@@ -61,6 +61,8 @@ class Hub:
         self.sys = SysTopics(self)
         self.deadlines = Deadlines(clock)  # type: ignore[arg-type]
         self.denials = DenialLog(self.stats)
+        #: Enhanced authentication methods by name (MQTT 5's Authentication Method).
+        self.auth_methods: dict[str, AuthMethod] = {}
         self._authenticate: Authenticator = allow_all_authenticate
         self._authorize: Authorizer | None = None
         # None when no rule can deny a read, which keeps deliveries free of calls.

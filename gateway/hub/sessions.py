@@ -78,7 +78,7 @@ class Session:
         # Empty tuples until first used: an idle session should not pay for a deque
         # (~600 bytes) and a set (~200 bytes).
         self.queue: deque[Outgoing] | tuple[()] = ()
-        self.inbound_qos2: set[int] | tuple[()] = ()
+        self.inbound_qos2: dict[int, int] | tuple[()] = ()
         self.will: Message | None = None
         self.will_delay = 0
         self.disconnected_at: float | None = None
@@ -248,20 +248,25 @@ class Session:
 
     # inbound QoS 2 -------------------------------------------------------------
 
-    def inbound_qos2_received(self, pid: int) -> bool:
-        """Record an inbound QoS 2 PUBLISH; False when it is a duplicate before PUBREL."""
+    def inbound_qos2_received(self, pid: int, fingerprint: int = 0) -> bool:
+        """Record an inbound QoS 2 PUBLISH; False when it is a duplicate before PUBREL.
+
+        ``fingerprint`` (stable across restarts, e.g. a CRC of topic and payload) tells
+        an id reused for a different message before its PUBREL, which counts as a new
+        message, as Mosquitto treats it.
+        """
         pending = self.inbound_qos2
-        if pid in pending:
+        if pending and pending.get(pid) == fingerprint:  # type: ignore[union-attr]
             return False
         if not pending:
-            pending = self.inbound_qos2 = set()
-        pending.add(pid)  # type: ignore[union-attr]
+            pending = self.inbound_qos2 = {}
+        pending[pid] = fingerprint  # type: ignore[index]
         return True
 
     def inbound_qos2_released(self, pid: int) -> bool:
         """PUBREL: forget the id; False when it was not pending."""
         if pid in self.inbound_qos2:
-            self.inbound_qos2.discard(pid)  # type: ignore[union-attr]
+            del self.inbound_qos2[pid]  # type: ignore[attr-defined]
             return True
         return False
 

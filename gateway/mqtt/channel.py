@@ -1,5 +1,11 @@
 """One MQTT connection's protocol state: packets in, hub calls out, deliveries back.
 
+Protocol levels 3 (3.1), 4 (3.1.1) and 5 are negotiated per connection; the hub sees
+the same neutral calls whichever level a client speaks, and ``gateway.mqtt.codes``
+maps its answers to each level's codes. The CONNECT handshake (authentication,
+enhanced authentication, CONNACK) lives in ``gateway.mqtt.connect``; the encoding of
+deliveries in ``gateway.mqtt.outbound``.
+
 The channel writes encoded bytes to a transport-like ``link`` (``write``,
 ``loseConnection``) and reads time from an ``IReactorTime``; tests drive it with
 ``StringTransport`` and ``task.Clock``. Anything that breaks the protocol closes this
@@ -8,40 +14,29 @@ one connection, never anything else.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
+from zlib import crc32
 
-from twisted.internet.defer import gatherResults, maybeDeferred
+from twisted.internet.defer import gatherResults
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
-from gateway.hub.api import SUBSCRIBE, WRITE, ClientInfo, Message, Reason, Subscription
+from gateway.hub.api import SUBSCRIBE, WRITE, ClientInfo, Denied, Message, Reason
 from gateway.hub.auth import authorize_later, has_acl_plugins
+from gateway.hub.denials import shown
 from gateway.hub.hub import Hub
-from gateway.hub.sessions import Session
-from gateway.hub.topics import TopicError, validate_topic_filter, validate_topic_name
-from gateway.mqtt.codec import MQTTError, encode, publish_parts, set_dup
+from gateway.hub.sessions import AWAIT_ACK, AWAIT_COMP, Session
+from gateway.hub.topics import TopicError, split_shared, validate_topic_filter
+from gateway.mqtt import codes
+from gateway.mqtt.codec import MQTTError, encode
+from gateway.mqtt.outbound import encode_delivery
 from gateway.mqtt.packets import (
-    ConnAck,
-    Connect,
-    Disconnect,
-    PingReq,
-    PingResp,
-    PubAck,
-    PubComp,
-    Publish,
-    PubRec,
-    PubRel,
-    Subscribe,
-    SubAck,
-    Unsubscribe,
-    UnsubAck,
+    Auth, ConnAck, Connect, Disconnect, PingReq, PubAck, PubComp, Publish, PubRec, PubRel,
+    SubAck, Subscribe, UnsubAck, Unsubscribe,
 )
-from gateway.mqtt.reasons import ConnAckCode, ReasonCode
+from gateway.mqtt.reasons import PacketType, PropertyId, ReasonCode
 from gateway.sweeper import sweeper_for
-from gateway.tls import certificate_username, uses_certificate_identity
 
 AWAIT_CONNECT = 0
 AUTHENTICATING = 1
@@ -55,10 +50,18 @@ PINGRESP = b"\xd0\x00"
 # what a stalled client costs.
 QOS0_BACKLOG_LIMIT = 4 * 1024 * 1024
 
+# Errors found in these packets are answered with a DISCONNECT carrying the reason
+# at level 5; in the others the connection just closes, as Mosquitto does.
+_DISCONNECT_AFTER = frozenset({PacketType.PUBLISH, PacketType.SUBSCRIBE, PacketType.UNSUBSCRIBE})
+
+_P = PropertyId
+_RC = ReasonCode
+
 
 @dataclass(slots=True)
 class MQTTSettings:
-    """The protocol-side part of the configuration."""
+    """The protocol-side part of the configuration (per listener where Mosquitto has
+    per-listener keys)."""
 
     max_keepalive: int = 65535
     allow_zero_length_clientid: bool = True
@@ -68,10 +71,20 @@ class MQTTSettings:
     retain_available: bool = True
     connect_timeout: float = 10.0
     verbose: bool = False
+    #: Highest QoS clients may publish and are granted (Mosquitto's ``max_qos``).
+    max_qos: int = 2
+    #: Topic aliases a level 5 client may define (Mosquitto's default is 10).
+    max_topic_alias: int = 10
+    #: QoS 1/2 messages a client may have unacknowledged towards us (Receive Maximum).
+    receive_maximum: int = 20
+    #: Protocol levels accepted (Mosquitto 2.1's ``accept_protocol_versions``).
+    protocol_levels: frozenset[int] = field(default_factory=lambda: frozenset({3, 4, 5}))
+    #: Prefix of every topic of this listener's clients (Mosquitto's ``mount_point``).
+    mount_point: str = ""
 
 
 class MQTTChannel:
-    """Protocol state for one client connection (levels 3 and 4)."""
+    """Protocol state for one client connection."""
 
     log = Logger()
 
@@ -79,6 +92,7 @@ class MQTTChannel:
     __slots__ = (
         "hub", "settings", "link", "clock", "peer", "listener", "state", "level",
         "session", "client", "keepalive", "last_rx", "opened", "congested", "backlog",
+        "handshake", "auth_method", "aliases_in", "aliases_out", "max_out", "problem_info",
         "_graceful", "_pending", "_may_wait", "_released", "_sweeper", "_stats",
         "__weakref__",
     )
@@ -104,16 +118,25 @@ class MQTTChannel:
         self.client: ClientInfo | None = None
         self.keepalive = 0
         self.last_rx = clock.seconds()
+        self.opened = self.last_rx
+        self.congested = False
+        self.backlog = 0
+        # The CONNECT (or re-authentication) in progress; see gateway.mqtt.connect.
+        self.handshake: Any = None
+        self.auth_method: Any = None    # the enhanced authentication method of CONNECT
+        # Level 5 only: topic aliases both ways, the client's Maximum Packet Size
+        # (0: none), whether it wants reason strings on acknowledgements.
+        self.aliases_in: Any = None
+        self.aliases_out: Any = None
+        self.max_out = 0
+        self.problem_info = True
         self._graceful = False
         self._pending: list[Any] = []
         self._may_wait = False          # an ACL plugin may need asking (gateway.hub.auth)
         self._released: Any = None      # the held packet being handled again
-        self.opened = self.last_rx
         self._sweeper = sweeper_for(clock)
         self._sweeper.add(self)
         self._stats = hub.stats
-        self.congested = False
-        self.backlog = 0
 
     # input -----------------------------------------------------------------------
 
@@ -123,35 +146,53 @@ class MQTTChannel:
         if state == CONNECTED:
             handler = _HANDLERS.get(type(packet))
             if handler is None:
-                self.protocol_error(MQTTError(f"unexpected {type(packet).__name__}", ReasonCode.PROTOCOL_ERROR))
+                self.protocol_error(MQTTError(f"unexpected {type(packet).__name__}", _RC.PROTOCOL_ERROR))
                 return
             handler(self, packet)
         elif state == AWAIT_CONNECT:
             if type(packet) is not Connect:
-                self.protocol_error(MQTTError("first packet is not CONNECT", ReasonCode.PROTOCOL_ERROR))
+                self.protocol_error(MQTTError("first packet is not CONNECT", _RC.PROTOCOL_ERROR))
                 return
-            self._on_connect(packet)
+            from gateway.mqtt.connect import Handshake
+
+            self.handshake = Handshake(self, packet)
+            self.handshake.begin()
+        elif state == AUTHENTICATING and type(packet) is Auth and self.handshake is not None:
+            self.handshake.auth_packet(packet)
         elif state == AUTHENTICATING or state == WAITING:
             self._pending.append(packet)
 
-    def protocol_error(self, error: MQTTError) -> None:
-        """Close this connection for a protocol violation (the will is published)."""
+    def protocol_error(self, error: MQTTError, packet_type: int | None = None) -> None:
+        """Close this connection for a protocol violation (the will is published).
+
+        At level 5 the DISCONNECT says why, for errors in PUBLISH, SUBSCRIBE and
+        UNSUBSCRIBE and for oversized packets, as Mosquitto answers them.
+        """
         if self.state == CLOSED:
             return
-        if error.reason == ReasonCode.UNSUPPORTED_PROTOCOL_VERSION and self.state == AWAIT_CONNECT:
-            self._write(encode(ConnAck(ConnAckCode.UNACCEPTABLE_PROTOCOL_VERSION)))
+        if error.reason == _RC.UNSUPPORTED_PROTOCOL_VERSION and self.state == AWAIT_CONNECT:
+            self._write(encode(ConnAck(1)))
+        elif self.level == 5 and self.state in (CONNECTED, WAITING) and (
+            packet_type in _DISCONNECT_AFTER or error.reason == _RC.PACKET_TOO_LARGE
+            or getattr(error, "packet_type", None) in _DISCONNECT_AFTER
+        ):
+            self._write(encode(Disconnect(error.reason), 5))
+        self._warn_closing(str(error))
+        self._close()
+
+    def _warn_closing(self, reason: str) -> None:
         self.log.warn(
             "closing connection from {peer} ({client_id}): {reason}",
             peer=self.peer,
-            client_id=self.client.client_id if self.client else None,
-            reason=str(error),
+            client_id=shown(self.client.client_id) if self.client else None,
+            reason=reason,
         )
-        self._close()
 
     def connection_lost(self) -> None:
         """The transport is gone: detach from the hub (will unless clean DISCONNECT)."""
         self.state = CLOSED
         self._sweeper.discard(self)
+        self.handshake = None
         session = self.session
         if session is not None:
             self.session = None
@@ -159,95 +200,18 @@ class MQTTChannel:
             if self.settings.verbose:
                 self.log.info(
                     "client {client_id} disconnected ({how})",
-                    client_id=session.client_id,
+                    client_id=shown(session.client_id),
                     how="clean" if self._graceful else "without DISCONNECT",
                 )
 
-    # CONNECT -----------------------------------------------------------------------
+    # after CONNACK (called by gateway.mqtt.connect) ---------------------------------
 
-    def _on_connect(self, p: Connect) -> None:
-        if p.protocol_level not in (3, 4):
-            # Answer in the client's own format so it can read the refusal.
-            self.log.info("refused connection from {peer}: protocol level {protocol_level}", peer=self.peer, protocol_level=p.protocol_level)
-            self._write(encode(ConnAck(ReasonCode.UNSUPPORTED_PROTOCOL_VERSION), p.protocol_level))
-            self._close()
-            return
-        self.level = p.protocol_level
-        settings = self.settings
-        client_id = p.client_id
-        if not client_id:
-            if self.level == 3 or not p.clean_session or not settings.allow_zero_length_clientid:
-                self._refuse(ConnAckCode.IDENTIFIER_REJECTED, "zero-length client id")
-                return
-            client_id = settings.auto_id_prefix + os.urandom(8).hex()
-        elif self.level == 3 and len(client_id) > 23:
-            self._refuse(ConnAckCode.IDENTIFIER_REJECTED, "client id longer than 23 characters")
-            return
-        if settings.max_keepalive < 65535 and (
-            p.keepalive > settings.max_keepalive or p.keepalive == 0
-        ):
-            self._refuse(ConnAckCode.IDENTIFIER_REJECTED, "keepalive above max_keepalive")
-            return
-        will = None
-        if p.will is not None:
-            try:
-                validate_topic_name(p.will.topic)
-            except TopicError as e:
-                self.protocol_error(MQTTError(f"will topic: {e}", ReasonCode.TOPIC_NAME_INVALID))
-                return
-            if p.will.retain and not settings.retain_available:
-                self.protocol_error(MQTTError("retain not available", ReasonCode.RETAIN_NOT_SUPPORTED))
-                return
-            will = Message(p.will.topic, p.will.payload, p.will.qos, p.will.retain)
-        # On a use_identity_as_username listener the TLS certificate names the client.
-        username = certificate_username(self.link, self.listener, p.username)
-        self.client = ClientInfo(client_id, "mqtt", self.peer, username, self.listener,
-                                 uses_certificate_identity(self.listener))
-        self.keepalive = p.keepalive
-        self.state = AUTHENTICATING
-        d = maybeDeferred(self.hub.authenticate, self.client, p.password)
-        d.addCallbacks(self._authenticated, self._auth_failed, callbackArgs=(p, will))
-        d.addErrback(self._internal_error)
-
-    def _auth_failed(self, failure: Failure) -> None:
-        self.log.failure("authentication backend failed", failure)
-        self._refuse(ConnAckCode.SERVER_UNAVAILABLE, "authentication backend failed")
-
-    def _internal_error(self, failure: Failure) -> None:
-        self.log.failure("internal error while accepting {peer}", failure, peer=self.peer)
-        self._close()
-
-    def _authenticated(self, result: Any, p: Connect, will: Message | None) -> None:
-        if self.state != AUTHENTICATING:
-            return
-        client = self.client
-        assert client is not None
-        if not result:
-            self.log.info(
-                "refused {client_id} from {peer}: {reason}",
-                client_id=client.client_id,
-                peer=self.peer,
-                reason=result.reason.value,
-            )
-            self._refuse(_CONNACK_V3.get(result.reason, ConnAckCode.NOT_AUTHORIZED), None)
-            return
-        if will is not None and not self.hub.authorize(client, WRITE, will.topic):
-            self._refuse(ConnAckCode.NOT_AUTHORIZED, "will topic not authorized")
-            return
-        expiry = 0 if p.clean_session else None
-        session, present = self.hub.connect(client, self, p.clean_session, expiry, will)
+    def connected(self, session: Session) -> None:
+        """The handshake is done and CONNACK written: redeliver, then handle what the
+        client sent meanwhile."""
         self.session = session
+        self.handshake = None
         self.state = CONNECTED
-        self._write(encode(ConnAck(0, present)))
-        if self.settings.verbose:
-            self.log.info(
-                "client {client_id} connected from {peer} (level {protocol_level}, clean {clean}, keepalive {keepalive})",
-                client_id=client.client_id,
-                peer=self.peer,
-                protocol_level=self.level,
-                clean=p.clean_session,
-                keepalive=p.keepalive,
-            )
         if not self.keepalive:
             self._sweeper.discard(self)
         session.resume(self)
@@ -288,57 +252,161 @@ class MQTTChannel:
         gatherResults(waits, consumeErrors=True).addBoth(resume)
         return True
 
-    def _refuse(self, code: int, why: str | None) -> None:
-        if why:
-            self.log.info("refused connection from {peer}: {why}", peer=self.peer, why=why)
-        self._write(encode(ConnAck(code)))
-        self._close()
-
     def _on_second_connect(self, p: Connect) -> None:
-        self.protocol_error(MQTTError("second CONNECT", ReasonCode.PROTOCOL_ERROR))
+        self.protocol_error(MQTTError("second CONNECT", _RC.PROTOCOL_ERROR))
+
+    def _on_auth(self, p: Auth) -> None:
+        """Re-authentication (level 5): the same method as at CONNECT."""
+        if self.level != 5:
+            self.protocol_error(MQTTError("AUTH below level 5", _RC.PROTOCOL_ERROR))
+            return
+        from gateway.mqtt.connect import Reauthentication
+
+        if self.handshake is None:
+            self.handshake = Reauthentication(self)
+        self.handshake.auth_packet(p)
 
     # PUBLISH and acknowledgements --------------------------------------------------
 
     def _on_publish(self, p: Publish) -> None:
-        if self._may_wait and self._hold(p, WRITE, (p.topic,)):
+        settings = self.settings
+        if self.level == 5 and not self._publish_v5_checks(p):
+            return
+        if self._may_wait and self._hold(p, WRITE, (settings.mount_point + p.topic,)):
             return
         stats = self._stats
         stats.publish_received += 1
-        limit = self.settings.message_size_limit
-        if limit and len(p.payload) > limit:
-            self.protocol_error(MQTTError("payload above message_size_limit", ReasonCode.PACKET_TOO_LARGE))
-            return
-        if p.retain and not self.settings.retain_available:
-            self.protocol_error(MQTTError("retain not available", ReasonCode.RETAIN_NOT_SUPPORTED))
-            return
         qos = p.qos
-        hub = self.hub
-        session = self.session
-        if qos == 0:
-            hub.publish_from(session, Message(p.topic, p.payload, 0, p.retain))  # type: ignore[arg-type]
+        if qos > settings.max_qos:
+            self.protocol_error(MQTTError(f"QoS {qos} above max_qos", _RC.QOS_NOT_SUPPORTED),
+                                PacketType.PUBLISH)
             return
-        pid = p.packet_id
-        if qos == 1:
-            hub.publish_from(session, Message(p.topic, p.payload, 1, p.retain))  # type: ignore[arg-type]
-            self._write(b"\x40\x02" + pid.to_bytes(2, "big"))  # type: ignore[union-attr]
+        if p.retain and not settings.retain_available:
+            self.protocol_error(MQTTError("retain not available", _RC.RETAIN_NOT_SUPPORTED),
+                                PacketType.PUBLISH)
+            return
+        limit = settings.message_size_limit
+        if limit and len(p.payload) > limit:
+            # Dropped, still acknowledged; the connection stays (as Mosquitto).
+            stats.dropped += 1
+            self._ack_publish(p, _RC.PACKET_TOO_LARGE)
+            return
+        topic = settings.mount_point + p.topic if settings.mount_point else p.topic
+        session = self.session
+        assert session is not None
+        if qos == 2 and not session.inbound_qos2_received(
+                p.packet_id, crc32(p.payload, crc32(topic.encode()))):  # type: ignore[arg-type]
+            self._ack_publish(p, 0)  # a resent duplicate: acknowledged, not published again
+            return
+        props = p.properties
+        if props:
+            message = Message(topic, p.payload, qos, p.retain, codes.hub_properties(props),
+                              codes.expires_at(props, self.hub.now()))
         else:
-            if session.inbound_qos2_received(pid):  # type: ignore[union-attr,arg-type]
-                hub.publish_from(session, Message(p.topic, p.payload, 2, p.retain))  # type: ignore[arg-type]
-            self._write(b"\x50\x02" + pid.to_bytes(2, "big"))  # type: ignore[union-attr]
+            message = Message(topic, p.payload, qos, p.retain)
+        result = self.hub.publish_from(session, message)
+        if qos:
+            if type(result) is int:
+                code = _RC.NO_MATCHING_SUBSCRIBERS if not result else 0
+            else:
+                code = codes.v5_code(result.reason)  # type: ignore[union-attr]
+            self._ack_publish(p, code)
+
+    def _publish_v5_checks(self, p: Publish) -> bool:
+        """Topic aliases, Receive Maximum and the payload format: False when the
+        PUBLISH was answered (or the connection closed) here."""
+        props = p.properties
+        alias = props.get(_P.TOPIC_ALIAS) if props else None
+        if alias is not None:
+            aliases = self.aliases_in
+            if aliases is None or not aliases.valid(alias):
+                self.protocol_error(MQTTError(f"topic alias {alias} out of range", _RC.TOPIC_ALIAS_INVALID),
+                                    PacketType.PUBLISH)
+                return False
+            if p.topic:
+                aliases.define(alias, p.topic)
+            else:
+                topic = aliases.topic(alias)
+                if topic is None:
+                    self.protocol_error(MQTTError(f"unknown topic alias {alias}", _RC.PROTOCOL_ERROR),
+                                        PacketType.PUBLISH)
+                    return False
+                p.topic = topic
+        if p.qos == 2 and p.packet_id not in self.session.inbound_qos2:  # type: ignore[union-attr]
+            maximum = self.settings.receive_maximum
+            if maximum and len(self.session.inbound_qos2) >= maximum:  # type: ignore[union-attr]
+                self.protocol_error(MQTTError("Receive Maximum exceeded", _RC.RECEIVE_MAXIMUM_EXCEEDED),
+                                    PacketType.PUBLISH)
+                return False
+        if props and props.get(_P.PAYLOAD_FORMAT_INDICATOR) == 1 and not codes.valid_utf8(p.payload):
+            self._stats.dropped += 1
+            self._ack_publish(p, _RC.PAYLOAD_FORMAT_INVALID)
+            return False
+        return True
+
+    def _ack_publish(self, p: Publish, code: int) -> None:
+        if p.qos == 1:
+            self._write_ack(PubAck(p.packet_id, code))  # type: ignore[arg-type]
+        elif p.qos == 2:
+            if code >= 0x80:
+                self.session.inbound_qos2_released(p.packet_id)  # type: ignore[union-attr,arg-type]
+            self._write_ack(PubRec(p.packet_id, code))  # type: ignore[arg-type]
+
+    def _write_ack(self, packet: Any) -> None:
+        """An acknowledgement: at levels 3 and 4 its four bytes, at 5 through the encoder."""
+        if self.level == 5:
+            self._write(encode(packet, 5))
+        else:
+            self._write(_ACK_V4[type(packet)] + packet.packet_id.to_bytes(2, "big"))
 
     def _on_puback(self, p: PubAck) -> None:
-        self.session.acknowledge(p.packet_id)  # type: ignore[union-attr]
+        session = self.session
+        assert session is not None
+        if not session.expects(p.packet_id, 1, AWAIT_ACK):
+            if self._wrong_ack(session, p.packet_id, "PUBACK"):
+                return
+        session.acknowledge(p.packet_id)
 
     def _on_pubrec(self, p: PubRec) -> None:
-        self.session.received_pubrec(p.packet_id)  # type: ignore[union-attr]
-        self._write(b"\x62\x02" + p.packet_id.to_bytes(2, "big"))
+        session = self.session
+        assert session is not None
+        pid = p.packet_id
+        if not session.expects(pid, 2, AWAIT_ACK) and not session.expects(pid, 2, AWAIT_COMP):
+            if self._wrong_ack(session, pid, "PUBREC"):
+                return
+            self._write_ack(PubRel(pid, _RC.PACKET_IDENTIFIER_NOT_FOUND if self.level == 5 else 0))
+            return
+        if p.reason_code >= 0x80:
+            session.acknowledge(pid)  # the client refused it: the flow ends here
+            return
+        session.received_pubrec(pid)
+        self._write_ack(PubRel(pid))
 
     def _on_pubrel(self, p: PubRel) -> None:
-        self.session.inbound_qos2_released(p.packet_id)  # type: ignore[union-attr]
-        self._write(b"\x70\x02" + p.packet_id.to_bytes(2, "big"))
+        session = self.session
+        assert session is not None
+        pid = p.packet_id
+        known = session.inbound_qos2_released(pid)
+        code = _RC.PACKET_IDENTIFIER_NOT_FOUND if not known and self.level == 5 else 0
+        self._write_ack(PubComp(pid, code))
 
     def _on_pubcomp(self, p: PubComp) -> None:
-        self.session.acknowledge(p.packet_id)  # type: ignore[union-attr]
+        session = self.session
+        assert session is not None
+        if not session.expects(p.packet_id, 2, AWAIT_COMP):
+            if self._wrong_ack(session, p.packet_id, "PUBCOMP"):
+                return
+        session.acknowledge(p.packet_id)
+
+    def _wrong_ack(self, session: Session, pid: int, kind: str) -> bool:
+        """An acknowledgement of the wrong type for a message in flight breaks the
+        protocol (MQTT-4.8.0-1) and closes the connection; one for an unknown id is
+        ignored (it may answer a message the session already forgot)."""
+        out = session.inflight.get(pid)
+        if out is None:
+            return False
+        self.protocol_error(MQTTError(f"{kind} for a QoS {out.qos} message in flight", _RC.PROTOCOL_ERROR))
+        return True
 
     # SUBSCRIBE / UNSUBSCRIBE ---------------------------------------------------------
 
@@ -346,43 +414,74 @@ class MQTTChannel:
         hub = self.hub
         session = self.session
         assert session is not None and self.client is not None
-        if self._may_wait and self._hold(p, SUBSCRIBE, [f for f, _ in p.topics]):
+        mount = self.settings.mount_point
+        filters = [mount + f for f, _ in p.topics] if mount else [f for f, _ in p.topics]
+        if self._may_wait and self._hold(p, SUBSCRIBE, filters):
             return
+        sub_ids = p.properties.get(_P.SUBSCRIPTION_IDENTIFIER) if p.properties else None
+        sub_id = sub_ids[0] if sub_ids else None
+        level, max_qos = self.level, self.settings.max_qos
         results: list[Any] = []
-        for topic_filter, qos in p.topics:
+        for topic_filter, (_, options) in zip(filters, p.topics):
             try:
                 validate_topic_filter(topic_filter)
+                split_shared(topic_filter)
             except TopicError as e:
-                self.protocol_error(MQTTError(f"invalid filter: {e}", ReasonCode.TOPIC_FILTER_INVALID))
+                if level == 5:
+                    results.append(Denied(Reason.TOPIC_INVALID, str(e)))
+                    continue
+                self.protocol_error(MQTTError(f"invalid filter: {e}", _RC.TOPIC_FILTER_INVALID))
                 return
-            results.append(hub.subscribe(session, topic_filter, Subscription(qos)))
-        self._write(encode(SubAck(p.packet_id, [r.qos if r else 0x80 for r in results])))
+            sub = codes.subscription(options, level, sub_id, max_qos)
+            results.append(hub.subscribe(session, topic_filter, sub))
+        if level == 5:
+            granted = [r.qos if r else codes.v5_code(r.reason) for r in results]
+        elif level == 4:
+            granted = [r.qos if r else 0x80 for r in results]
+        else:  # MQTT 3.1 has no failure code: the requested QoS is returned
+            granted = [r.qos if r else options & 3 for r, (_, options) in zip(results, p.topics)]
+        self._write(encode(SubAck(p.packet_id, granted), level))
         for result in results:
             if result:
                 hub.deliver_retained(session, result)
 
     def _on_unsubscribe(self, p: Unsubscribe) -> None:
         session = self.session
+        assert session is not None
+        mount = self.settings.mount_point
+        codes_out = []
         for topic_filter in p.topics:
             try:
-                validate_topic_filter(topic_filter)
+                validate_topic_filter(mount + topic_filter)
             except TopicError as e:
-                self.protocol_error(MQTTError(f"invalid filter: {e}", ReasonCode.TOPIC_FILTER_INVALID))
+                if self.level == 5:
+                    codes_out.append(_RC.TOPIC_FILTER_INVALID)
+                    continue
+                self.protocol_error(MQTTError(f"invalid filter: {e}", _RC.TOPIC_FILTER_INVALID))
                 return
-            self.hub.unsubscribe(session, topic_filter)  # type: ignore[arg-type]
-        self._write(encode(UnsubAck(p.packet_id)))
+            existed = self.hub.unsubscribe(session, mount + topic_filter)
+            codes_out.append(0 if existed else _RC.NO_SUBSCRIPTION_EXISTED)
+        self._write(encode(UnsubAck(p.packet_id, codes_out if self.level == 5 else []), self.level))
 
     def _on_pingreq(self, p: PingReq) -> None:
         self._write(PINGRESP)
 
     def _on_disconnect(self, p: Disconnect) -> None:
-        self._graceful = True
         session = self.session
+        if self.level == 5 and session is not None:
+            expiry = p.properties.get(_P.SESSION_EXPIRY_INTERVAL) if p.properties else None
+            if expiry is not None:
+                if session.expiry == 0 and expiry != 0:
+                    self.protocol_error(MQTTError("session expiry set after connecting with 0", _RC.PROTOCOL_ERROR))
+                    return
+                session.expiry = None if expiry == 0xFFFFFFFF else expiry
+        # 0x04: "disconnect with will message" publishes the will as a loss would.
+        self._graceful = p.reason_code != _RC.DISCONNECT_WITH_WILL_MESSAGE
         if session is not None:
             self.session = None
-            self.hub.disconnect(session, True, self)
+            self.hub.disconnect(session, self._graceful, self)
             if self.settings.verbose:
-                self.log.info("client {client_id} disconnected (clean)", client_id=session.client_id)
+                self.log.info("client {client_id} disconnected (clean)", client_id=shown(session.client_id))
         self._close()
 
     # Endpoint (called by the hub and the session) --------------------------------------
@@ -399,20 +498,10 @@ class MQTTChannel:
                 stats.dropped += 1
                 return True
             self.backlog += len(message.payload)
-        cache = message.cache
-        key = qos * 2 + retain
-        head = cache.get(key)
-        if qos == 0:
-            if head is None:
-                h, payload = publish_parts(message.topic, message.payload, 0, retain)
-                head = cache[key] = h + payload
-            data = head
-        else:
-            if head is None:
-                head = cache[key] = publish_parts(message.topic, message.payload, qos, retain)[0]
-            if dup:
-                head = set_dup(head)
-            data = head + packet_id.to_bytes(2, "big") + message.payload  # type: ignore[union-attr]
+        data = encode_delivery(self, message, qos, packet_id, dup, retain, sub_ids)
+        if data is None:
+            stats.dropped += 1  # larger than the client's Maximum Packet Size
+            return False
         stats.publish_sent += 1
         stats.messages_sent += 1
         stats.bytes_sent += len(data)
@@ -420,15 +509,25 @@ class MQTTChannel:
         return True
 
     def send_pubrel(self, packet_id: int) -> None:
-        self._write(b"\x62\x02" + packet_id.to_bytes(2, "big"))
+        self._write_ack(PubRel(packet_id))
 
     def close(self, reason: Reason) -> None:
         """The hub ended this connection (taken over, no longer authorized, shutting
-        down); it already detached the session."""
+        down); it already detached the session. Level 5 clients are told why."""
         self.session = None
+        if self.state == CLOSED:
+            return
+        if self.level == 5 and self.state in (CONNECTED, WAITING):
+            self._write(encode(Disconnect(codes.v5_code(reason)), 5))
         if self.settings.verbose and self.client is not None:
             self.log.info("client {client_id} disconnected by the server: {reason}",
-                          client_id=self.client.client_id, reason=reason.value)
+                          client_id=shown(self.client.client_id), reason=reason.value)
+        self._close()
+
+    def shutdown(self) -> None:
+        """The server is stopping: level 5 clients get DISCONNECT 0x8B first."""
+        if self.level == 5 and self.state in (CONNECTED, WAITING):
+            self._write(encode(Disconnect(_RC.SERVER_SHUTTING_DOWN), 5))
         self._close()
 
     # helpers -------------------------------------------------------------------------
@@ -471,9 +570,11 @@ class MQTTChannel:
             if idle >= limit:
                 self.log.info(
                     "client {client_id} keepalive expired after {idle:.1f}s",
-                    client_id=self.client.client_id if self.client else None,
+                    client_id=shown(self.client.client_id) if self.client else None,
                     idle=idle,
                 )
+                if self.level == 5:
+                    self._write(encode(Disconnect(_RC.KEEP_ALIVE_TIMEOUT), 5))
                 self._close()
         elif state == CLOSED:
             self._sweeper.discard(self)
@@ -482,17 +583,7 @@ class MQTTChannel:
             self._close()
 
 
-#: Authentication refusals on the wire of MQTT 3.1 and 3.1.1.
-_CONNACK_V3 = {
-    Reason.BAD_CREDENTIALS: ConnAckCode.BAD_USERNAME_OR_PASSWORD,
-    Reason.NOT_AUTHORIZED: ConnAckCode.NOT_AUTHORIZED,
-    Reason.BANNED: ConnAckCode.NOT_AUTHORIZED,
-    Reason.BAD_AUTHENTICATION_METHOD: ConnAckCode.NOT_AUTHORIZED,
-    Reason.SERVER_UNAVAILABLE: ConnAckCode.SERVER_UNAVAILABLE,
-    Reason.SERVER_BUSY: ConnAckCode.SERVER_UNAVAILABLE,
-    Reason.QUOTA_EXCEEDED: ConnAckCode.SERVER_UNAVAILABLE,
-}
-
+_ACK_V4 = {PubAck: b"\x40\x02", PubRec: b"\x50\x02", PubRel: b"\x62\x02", PubComp: b"\x70\x02"}
 
 _HANDLERS: dict[type, Callable[[MQTTChannel, Any], None]] = {
     Publish: MQTTChannel._on_publish,
@@ -505,4 +596,5 @@ _HANDLERS: dict[type, Callable[[MQTTChannel, Any], None]] = {
     PingReq: MQTTChannel._on_pingreq,
     Disconnect: MQTTChannel._on_disconnect,
     Connect: MQTTChannel._on_second_connect,
+    Auth: MQTTChannel._on_auth,
 }

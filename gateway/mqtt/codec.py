@@ -52,6 +52,8 @@ class MQTTError(GatewayError):
         super().__init__(msg)
         self.reason = reason
         self.packets: list[Packet] = []
+        #: The type of the packet being decoded, when the error is in one.
+        self.packet_type: int | None = None
 
 
 # --- fixed header ----------------------------------------------------------------
@@ -423,7 +425,7 @@ class Decoder:
     cannot be resynchronised, so every later ``feed()`` raises it again.
     """
 
-    __slots__ = ("protocol_level", "max_packet_size", "_buf", "_need", "_error")
+    __slots__ = ("protocol_level", "max_packet_size", "_buf", "_need", "_error", "_pos")
 
     def __init__(self, max_packet_size: int = MAX_REMAINING_LENGTH) -> None:
         self.protocol_level: int | None = None
@@ -433,6 +435,7 @@ class Decoder:
         self._buf = bytearray()
         self._need = 0  # bytes the buffered partial packet needs in all
         self._error: MQTTError | None = None
+        self._pos = 0  # start of the packet being decoded, for errors
 
     def feed(self, data: bytes) -> list[Packet]:
         """Add received bytes; return every packet they complete, in order."""
@@ -452,6 +455,8 @@ class Decoder:
             pos = self._decode(data, out)
         except MQTTError as e:
             e.packets = out
+            if e.packet_type is None and self._pos < len(data):
+                e.packet_type = data[self._pos] >> 4
             self._error = e
             raise
         if pos < len(data):
@@ -468,6 +473,7 @@ class Decoder:
         max_size = self.max_packet_size
         append = out.append
         while pos < n:
+            self._pos = pos
             b0 = data[pos]
             bad = first[b0]
             if bad is not None:

@@ -57,17 +57,36 @@ _WRITERS: dict[PropType, Callable[[object], bytes]] = {
 }
 
 
-def _props(props: dict) -> bytes:
-    """Encode a level 5 property block, length prefix included."""
-    if not props:
-        return b"\x00"
+def props_body(props: dict) -> bytes:
+    """Encode level 5 properties without the length prefix, in the dict's order (so
+    a caller can join cached and per-delivery parts)."""
     out = bytearray()
     for ident, value in props.items():
         write = _WRITERS[PROPERTIES[PropertyId(ident)][0]]
         for v in value if ident in REPEATABLE else (value,):
             out.append(ident)  # every identifier is below 0x80: a 1-byte varint
             out += write(v)
-    return _varint(len(out)) + out
+    return bytes(out)
+
+
+def _props(props: dict) -> bytes:
+    """Encode a level 5 property block, length prefix included."""
+    if not props:
+        return b"\x00"
+    body = props_body(props)
+    return _varint(len(body)) + body
+
+
+def publish_v5(topic: bytes, payload: bytes, qos: int, retain: bool, dup: bool,
+               packet_id: int | None, body: bytes) -> bytes:
+    """A level 5 PUBLISH from parts: ``body`` is the encoded property list (no length
+    prefix), ``topic`` the encoded name (empty when a topic alias stands for it)."""
+    plen = len(body)
+    props = (_VARINT1[plen] if plen < 0x80 else _varint(plen)) + body
+    rl = 2 + len(topic) + (2 if qos else 0) + len(props) + len(payload)
+    head = bytes((0x30 | qos << 1 | retain | (dup and 0x08),)) + (_VARINT1[rl] if rl < 0x80 else _varint(rl))
+    pid = packet_id.to_bytes(2, "big") if qos else b""  # type: ignore[union-attr]
+    return b"".join((head, len(topic).to_bytes(2, "big"), topic, pid, props, payload))
 
 
 def publish_parts(

@@ -1,0 +1,120 @@
+"""Tables between the hub's neutral values and MQTT's codes and properties.
+
+The hub answers with ``Reason`` values and carries ``Properties``; this module is the
+one place that says what they are on MQTT's wire, per protocol level.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.hub.api import Message, PayloadFormat, Properties, Reason, RetainHandling, Subscription
+from gateway.mqtt.reasons import ConnAckCode, PropertyId, ReasonCode
+
+P = PropertyId
+
+#: CONNACK return codes of MQTT 3.1 and 3.1.1 for a refused CONNECT.
+CONNACK_V3 = {
+    Reason.BAD_CREDENTIALS: ConnAckCode.BAD_USERNAME_OR_PASSWORD,
+    Reason.NOT_AUTHORIZED: ConnAckCode.NOT_AUTHORIZED,
+    Reason.BANNED: ConnAckCode.NOT_AUTHORIZED,
+    Reason.BAD_AUTHENTICATION_METHOD: ConnAckCode.NOT_AUTHORIZED,
+    Reason.SERVER_UNAVAILABLE: ConnAckCode.SERVER_UNAVAILABLE,
+    Reason.SERVER_BUSY: ConnAckCode.SERVER_UNAVAILABLE,
+    Reason.QUOTA_EXCEEDED: ConnAckCode.SERVER_UNAVAILABLE,
+}
+
+#: MQTT 5 reason codes (CONNACK, PUBACK, PUBREC, SUBACK, UNSUBACK, DISCONNECT).
+V5 = {
+    Reason.BAD_CREDENTIALS: ReasonCode.BAD_USER_NAME_OR_PASSWORD,
+    Reason.NOT_AUTHORIZED: ReasonCode.NOT_AUTHORIZED,
+    Reason.SERVER_UNAVAILABLE: ReasonCode.SERVER_UNAVAILABLE,
+    Reason.SERVER_BUSY: ReasonCode.SERVER_BUSY,
+    Reason.BANNED: ReasonCode.BANNED,
+    Reason.BAD_AUTHENTICATION_METHOD: ReasonCode.BAD_AUTHENTICATION_METHOD,
+    Reason.QUOTA_EXCEEDED: ReasonCode.QUOTA_EXCEEDED,
+    Reason.RETAIN_NOT_SUPPORTED: ReasonCode.RETAIN_NOT_SUPPORTED,
+    Reason.TOPIC_INVALID: ReasonCode.TOPIC_FILTER_INVALID,
+    Reason.SESSION_TAKEN_OVER: ReasonCode.SESSION_TAKEN_OVER,
+    Reason.SERVER_SHUTTING_DOWN: ReasonCode.SERVER_SHUTTING_DOWN,
+    Reason.ADMINISTRATIVE_ACTION: ReasonCode.ADMINISTRATIVE_ACTION,
+    Reason.UNSPECIFIED: ReasonCode.UNSPECIFIED_ERROR,
+}
+
+
+def connack_v3(reason: Reason) -> int:
+    return CONNACK_V3.get(reason, ConnAckCode.NOT_AUTHORIZED)
+
+
+def v5_code(reason: Reason) -> int:
+    return V5.get(reason, ReasonCode.UNSPECIFIED_ERROR)
+
+
+RETAIN_HANDLING = {0: RetainHandling.SEND, 1: RetainHandling.SEND_IF_NEW, 2: RetainHandling.NEVER}
+
+
+def subscription(options: int, level: int, sub_id: int | None, max_qos: int) -> Subscription:
+    """A SUBSCRIBE's options byte (the QoS alone below level 5) as a hub Subscription."""
+    qos = min(options & 3, max_qos)
+    if level < 5:
+        return Subscription(qos)
+    return Subscription(qos, bool(options & 0x04), bool(options & 0x08),
+                        RETAIN_HANDLING[options >> 4 & 3], sub_id)
+
+
+# --- properties --------------------------------------------------------------------
+
+
+def hub_properties(props: dict) -> Properties | None:
+    """The end-to-end properties of a PUBLISH or will (None when it has none)."""
+    if not props:
+        return None
+    fmt = props.get(P.PAYLOAD_FORMAT_INDICATOR)
+    users = props.get(P.USER_PROPERTY)
+    result = Properties(
+        props.get(P.CONTENT_TYPE),
+        PayloadFormat(fmt) if fmt is not None else None,
+        props.get(P.RESPONSE_TOPIC),
+        props.get(P.CORRELATION_DATA),
+        tuple(users) if users else (),
+    )
+    return result if result else None
+
+
+def expires_at(props: dict, now: float) -> float | None:
+    interval = props.get(P.MESSAGE_EXPIRY_INTERVAL) if props else None
+    return None if interval is None else now + interval
+
+
+def static_properties(props: Properties | None) -> dict[int, Any]:
+    """MQTT 5 properties for a message's end-to-end properties, in wire order."""
+    out: dict[int, Any] = {}
+    if props is None:
+        return out
+    if props.payload_format is not None:
+        out[P.PAYLOAD_FORMAT_INDICATOR] = int(props.payload_format)
+    if props.content_type is not None:
+        out[P.CONTENT_TYPE] = props.content_type
+    if props.response_topic is not None:
+        out[P.RESPONSE_TOPIC] = props.response_topic
+    if props.correlation_data is not None:
+        out[P.CORRELATION_DATA] = props.correlation_data
+    if props.user_properties:
+        out[P.USER_PROPERTY] = list(props.user_properties)
+    return out
+
+
+def remaining_expiry(message: Message, now: float) -> int | None:
+    """The Message Expiry Interval to forward: what is left of it, at least 1 s."""
+    expires = message.expires_at
+    if expires is None:
+        return None
+    return max(1, int(expires - now + 0.999))
+
+
+def valid_utf8(payload: bytes) -> bool:
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

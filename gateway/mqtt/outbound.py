@@ -1,0 +1,119 @@
+"""Encoding one delivery for one MQTT connection, as cheaply as the level allows.
+
+A message fanned out to many subscribers is encoded once per shape and the bytes
+kept in ``message.cache``: levels 3 and 4 share one encoding per (QoS, retain); level 5
+has its own (its property block differs), and what varies per delivery (packet id,
+DUP, subscription identifiers, the remaining expiry, a topic alias) is stamped onto
+the cached parts. Cache keys: ints below 8 for levels 3/4, 8..15 for plain level 5,
+strings for the level 5 parts.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gateway.hub.api import Message
+from gateway.mqtt import codes
+from gateway.mqtt.encoder import _varint, props_body, publish_parts, publish_v5, set_dup
+from gateway.mqtt.reasons import PropertyId
+
+if TYPE_CHECKING:
+    from gateway.mqtt.channel import MQTTChannel
+
+_EXPIRY = PropertyId.MESSAGE_EXPIRY_INTERVAL
+_SUB_ID = PropertyId.SUBSCRIPTION_IDENTIFIER
+_ALIAS = PropertyId.TOPIC_ALIAS
+
+
+def encode_delivery(
+    ch: MQTTChannel, message: Message, qos: int, packet_id: int | None, dup: bool,
+    retain: bool, sub_ids: tuple[int, ...],
+) -> bytes | None:
+    """The PUBLISH bytes for this client, or None when they exceed its Maximum
+    Packet Size (the delivery is then dropped for it, as MQTT 5 requires)."""
+    mount = ch.settings.mount_point
+    if mount and message.topic.startswith(mount):
+        message = _unmounted(message, mount)
+    cache = message.cache
+    if ch.level != 5:
+        key = qos * 2 + retain
+        head = cache.get(key)
+        if qos == 0:
+            if head is None:
+                h, payload = publish_parts(message.topic, message.payload, 0, retain)
+                head = cache[key] = h + payload
+            return head
+        if head is None:
+            head = cache[key] = publish_parts(message.topic, message.payload, qos, retain)[0]
+        if dup:
+            head = set_dup(head)
+        return head + packet_id.to_bytes(2, "big") + message.payload  # type: ignore[union-attr]
+    if not sub_ids and message.expires_at is None and ch.aliases_out is None:
+        data = _plain_v5(message, qos, packet_id, dup, retain)
+    else:
+        data = _stamped_v5(ch, message, qos, packet_id, dup, retain, sub_ids)
+        if data is None:
+            return None
+    limit = ch.max_out
+    if limit and len(data) > limit:
+        return None
+    return data
+
+
+def _unmounted(message: Message, mount: str) -> Message:
+    """The message as a client under ``mount_point`` sees it (the prefix removed),
+    made once per message and mount point."""
+    key = ("mount", mount)
+    copy = message.cache.get(key)
+    if copy is None:
+        copy = message.cache[key] = message.copy(topic=message.topic[len(mount):])
+    return copy
+
+
+def _plain_v5(message: Message, qos: int, packet_id: int | None, dup: bool, retain: bool) -> bytes:
+    cache = message.cache
+    key = 8 + qos * 2 + retain
+    parts = cache.get(key)
+    if parts is None:
+        parts = cache[key] = publish_parts(message.topic, message.payload, qos, retain, 5,
+                                           codes.static_properties(message.props))
+    head, tail = parts
+    if qos == 0:
+        return head + tail
+    if dup:
+        head = set_dup(head)
+    return head + packet_id.to_bytes(2, "big") + tail  # type: ignore[union-attr]
+
+
+def _stamped_v5(
+    ch: MQTTChannel, message: Message, qos: int, packet_id: int | None, dup: bool,
+    retain: bool, sub_ids: tuple[int, ...],
+) -> bytes | None:
+    cache = message.cache
+    static = cache.get("props")
+    if static is None:
+        static = cache["props"] = props_body(codes.static_properties(message.props))
+        cache["topic"] = message.topic.encode()
+    topic: bytes = cache["topic"]
+    extra = bytearray()
+    remaining = codes.remaining_expiry(message, ch.hub.now())
+    if remaining is not None:
+        extra.append(_EXPIRY)
+        extra += remaining.to_bytes(4, "big")
+    for sub_id in sub_ids:
+        extra.append(_SUB_ID)
+        extra += _varint(sub_id)
+    aliases = ch.aliases_out
+    if aliases is None:
+        return publish_v5(topic, message.payload, qos, retain, dup, packet_id, static + extra)
+    alias = aliases.lookup(message.topic)
+    if alias is not None:
+        body = static + extra + bytes((_ALIAS,)) + alias.to_bytes(2, "big")
+        return publish_v5(b"", message.payload, qos, retain, dup, packet_id, body)
+    # A new alias travels with its topic; assigned only if the packet will be sent
+    # (the size is the same whatever the alias number).
+    body = static + extra + bytes((_ALIAS, 0, 0))
+    if ch.max_out and len(publish_v5(topic, message.payload, qos, retain, dup, packet_id, body)) > ch.max_out:
+        return None
+    body = body[:-2] + aliases.assign(message.topic).to_bytes(2, "big")
+    return publish_v5(topic, message.payload, qos, retain, dup, packet_id, body)
