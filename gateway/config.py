@@ -92,6 +92,8 @@ class Listener:
     password_file: str | None = None
     acl_file: str | None = None
     plugins: list[PluginSpec] = field(default_factory=list)
+    allow_zero_length_clientid: bool | None = None
+    auto_id_prefix: str | None = None
     # TLS (gateway.tls): certfile + keyfile make this a TLS listener.
     cafile: str | None = None
     capath: str | None = None

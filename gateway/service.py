@@ -100,6 +100,11 @@ def mqtt_settings(config: Config, verbose: bool, listener: Listener | None = Non
         verbose=verbose or "all" in config.log_type or "debug" in config.log_type,
     )
     if listener is not None:
+        if config.per_listener_settings:
+            if listener.allow_zero_length_clientid is not None:
+                settings.allow_zero_length_clientid = listener.allow_zero_length_clientid
+            if listener.auto_id_prefix is not None:
+                settings.auto_id_prefix = listener.auto_id_prefix
         if listener.max_keepalive is not None:
             settings.max_keepalive = listener.max_keepalive
         settings.max_qos = listener.max_qos

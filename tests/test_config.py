@@ -282,6 +282,18 @@ def test_anonymous_allowed_per_listener_local_only():
     assert anonymous_allowed(cfg, cfg.listeners[0]) is True
 
 
+def test_client_id_keys_per_listener():
+    """As Mosquitto: with per_listener_settings, each listener has its own."""
+    from gateway.service import mqtt_settings
+
+    cfg = parse("per_listener_settings true\n"
+                "listener 1883\nallow_zero_length_clientid false\n"
+                "listener 1884\nauto_id_prefix gw-\n")
+    first, second = (mqtt_settings(cfg, False, lst) for lst in cfg.listeners)
+    assert (first.allow_zero_length_clientid, first.auto_id_prefix) == (False, "auto-")
+    assert (second.allow_zero_length_clientid, second.auto_id_prefix) == (True, "gw-")
+
+
 def test_per_listener_allow_anonymous_on_default_listener():
     cfg = parse("per_listener_settings true\nport 1883\nallow_anonymous true\n")
     assert cfg.listeners[0].allow_anonymous is True
@@ -416,8 +428,6 @@ def test_every_mosquitto_key_not_supported_yet(key):
     ("listener 1883\nmax_connections lots", "2: max_connections: expected an integer, got 'lots'"),
     ("socket_domain ipv4", "1: socket_domain: needs a listener"),
     ("per_listener_settings true\nallow_anonymous true", "2: allow_anonymous: needs a listener"),
-    ("per_listener_settings true\nlistener 1883\nallow_zero_length_clientid false",
-     "3: allow_zero_length_clientid: not supported yet per listener"),
     ("auto_id_prefix a-\nauto_id_prefix b-",
      "2: auto_id_prefix: duplicate value (first set at x.conf:1)"),
     ("port 1883\nport 1884\nlistener 1884", "3: listener: duplicate listener on port 1884"),

@@ -246,19 +246,31 @@ class Hub:
     # publish ---------------------------------------------------------------------
 
     def publish_from(self, session: Session, message: Message) -> int | Denied:
-        """A client's PUBLISH: ACL and retain checks, then ``publish``.
+        """A client's PUBLISH: ``check_publish``, then ``publish``.
 
-        Returns the number of sessions reached, or why it was refused (the refusal is
-        counted and logged once per client and topic).
+        Returns the number of sessions reached, or why it was refused.
         """
-        client = session.client
+        denied = self.check_publish(session.client, message)
+        if denied is not None:
+            return denied
+        return self.publish(message, session)
+
+    def check_publish(self, client: ClientInfo, message: Message) -> Denied | None:
+        """May this client publish this message (ACL, retain availability)? A refusal
+        is counted and logged once per client and topic. For channels that publish
+        later (a QoS 2 message waits for its PUBREL) or without a session."""
         if message.retain and not self.settings.retain_available:
             return Denied(Reason.RETAIN_NOT_SUPPORTED)
         if not self.authorize(client, WRITE, message.topic):
             self.denials.denied(client, WRITE, message.topic)
             return Denied(Reason.NOT_AUTHORIZED)
         message.source = client
-        return self.publish(message, session)
+        return None
+
+    def has_subscribers(self, topic: str) -> bool:
+        """Whether any subscription matches ``topic`` (MQTT 5's 0x10 is its absence)."""
+        subs, groups = self.trie.match(topic)
+        return bool(subs or groups)
 
     def publish(self, message: Message, sender: Session | None = None) -> int:
         """Store the retained copy and deliver to every matching session once."""

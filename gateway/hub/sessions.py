@@ -78,7 +78,8 @@ class Session:
         # Empty tuples until first used: an idle session should not pay for a deque
         # (~600 bytes) and a set (~200 bytes).
         self.queue: deque[Outgoing] | tuple[()] = ()
-        self.inbound_qos2: dict[int, int] | tuple[()] = ()
+        # Inbound QoS 2 packet ids awaiting PUBREL -> (fingerprint, held message).
+        self.inbound_qos2: dict[int, tuple[int, Message | None]] | tuple[()] = ()
         self.will: Message | None = None
         self.will_delay = 0
         self.disconnected_at: float | None = None
@@ -248,27 +249,33 @@ class Session:
 
     # inbound QoS 2 -------------------------------------------------------------
 
-    def inbound_qos2_received(self, pid: int, fingerprint: int = 0) -> bool:
+    def inbound_qos2_received(self, pid: int, fingerprint: int = 0, held: Message | None = None) -> bool:
         """Record an inbound QoS 2 PUBLISH; False when it is a duplicate before PUBREL.
 
         ``fingerprint`` (stable across restarts, e.g. a CRC of topic and payload) tells
         an id reused for a different message before its PUBREL, which counts as a new
-        message, as Mosquitto treats it.
+        message, as Mosquitto treats it. ``held`` is kept until the PUBREL for a channel
+        that publishes then (as Mosquitto does for MQTT).
         """
         pending = self.inbound_qos2
-        if pending and pending.get(pid) == fingerprint:  # type: ignore[union-attr]
+        if pending and (entry := pending.get(pid)) is not None and entry[0] == fingerprint:  # type: ignore[union-attr]
             return False
         if not pending:
             pending = self.inbound_qos2 = {}
-        pending[pid] = fingerprint  # type: ignore[index]
+        pending[pid] = (fingerprint, held)  # type: ignore[index]
         return True
 
-    def inbound_qos2_released(self, pid: int) -> bool:
-        """PUBREL: forget the id; False when it was not pending."""
-        if pid in self.inbound_qos2:
-            del self.inbound_qos2[pid]  # type: ignore[attr-defined]
-            return True
-        return False
+    def inbound_qos2_pending(self, pid: int, fingerprint: int = 0) -> bool:
+        """Whether this very message (id and fingerprint) already awaits its PUBREL."""
+        entry = self.inbound_qos2.get(pid) if self.inbound_qos2 else None  # type: ignore[union-attr]
+        return entry is not None and entry[0] == fingerprint
+
+    def inbound_qos2_released(self, pid: int) -> tuple[bool, Message | None]:
+        """PUBREL: forget the id; (whether it was pending, the message held for it)."""
+        entry = self.inbound_qos2.pop(pid, None) if self.inbound_qos2 else None  # type: ignore[union-attr]
+        if entry is None:
+            return False, None
+        return True, entry[1]
 
     # limits --------------------------------------------------------------------
 

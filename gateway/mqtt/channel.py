@@ -22,7 +22,7 @@ from twisted.internet.defer import gatherResults
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from gateway.hub.api import SUBSCRIBE, WRITE, ClientInfo, Denied, Message, Reason
+from gateway.hub.api import SUBSCRIBE, WRITE, ClientInfo, Message, Reason
 from gateway.hub.auth import authorize_later, has_acl_plugins
 from gateway.hub.denials import shown
 from gateway.hub.hub import Hub
@@ -294,22 +294,34 @@ class MQTTChannel:
         topic = settings.mount_point + p.topic if settings.mount_point else p.topic
         session = self.session
         assert session is not None
-        if qos == 2 and not session.inbound_qos2_received(
-                p.packet_id, crc32(p.payload, crc32(topic.encode()))):  # type: ignore[arg-type]
-            self._ack_publish(p, 0)  # a resent duplicate: acknowledged, not published again
-            return
+        hub = self.hub
         props = p.properties
         if props:
             message = Message(topic, p.payload, qos, p.retain, codes.hub_properties(props),
-                              codes.expires_at(props, self.hub.now()))
+                              codes.expires_at(props, hub.now()))
         else:
             message = Message(topic, p.payload, qos, p.retain)
-        result = self.hub.publish_from(session, message)
+        if qos == 2:
+            # As Mosquitto: checked now, published when the PUBREL comes; a resent
+            # duplicate is acknowledged again and not published twice.
+            fingerprint = crc32(p.payload, crc32(topic.encode()))
+            pid = p.packet_id
+            if session.inbound_qos2_pending(pid, fingerprint):  # type: ignore[arg-type]
+                self._ack_publish(p, 0)
+                return
+            denied = hub.check_publish(session.client, message)
+            if denied is None:
+                session.inbound_qos2_received(pid, fingerprint, message)  # type: ignore[arg-type]
+            self._ack_publish(p, 0 if denied is None else codes.v5_code(denied.reason))
+            return
+        result = hub.publish_from(session, message)
         if qos:
-            if type(result) is int:
-                code = _RC.NO_MATCHING_SUBSCRIBERS if not result else 0
-            else:
+            if type(result) is not int:
                 code = codes.v5_code(result.reason)  # type: ignore[union-attr]
+            elif not result and self.level == 5 and not hub.has_subscribers(topic):
+                code = _RC.NO_MATCHING_SUBSCRIBERS
+            else:
+                code = 0
             self._ack_publish(p, code)
 
     def _publish_v5_checks(self, p: Publish) -> bool:
@@ -348,8 +360,6 @@ class MQTTChannel:
         if p.qos == 1:
             self._write_ack(PubAck(p.packet_id, code))  # type: ignore[arg-type]
         elif p.qos == 2:
-            if code >= 0x80:
-                self.session.inbound_qos2_released(p.packet_id)  # type: ignore[union-attr,arg-type]
             self._write_ack(PubRec(p.packet_id, code))  # type: ignore[arg-type]
 
     def _write_ack(self, packet: Any) -> None:
@@ -386,9 +396,11 @@ class MQTTChannel:
         session = self.session
         assert session is not None
         pid = p.packet_id
-        known = session.inbound_qos2_released(pid)
+        known, held = session.inbound_qos2_released(pid)
         code = _RC.PACKET_IDENTIFIER_NOT_FOUND if not known and self.level == 5 else 0
         self._write_ack(PubComp(pid, code))
+        if held is not None:
+            self.hub.publish(held, session)
 
     def _on_pubcomp(self, p: PubComp) -> None:
         session = self.session
@@ -427,10 +439,8 @@ class MQTTChannel:
                 validate_topic_filter(topic_filter)
                 split_shared(topic_filter)
             except TopicError as e:
-                if level == 5:
-                    results.append(Denied(Reason.TOPIC_INVALID, str(e)))
-                    continue
-                self.protocol_error(MQTTError(f"invalid filter: {e}", _RC.TOPIC_FILTER_INVALID))
+                # As Mosquitto: a malformed packet (level 5: DISCONNECT 0x81).
+                self.protocol_error(MQTTError(f"invalid filter: {e}"), PacketType.SUBSCRIBE)
                 return
             sub = codes.subscription(options, level, sub_id, max_qos)
             results.append(hub.subscribe(session, topic_filter, sub))
@@ -454,10 +464,7 @@ class MQTTChannel:
             try:
                 validate_topic_filter(mount + topic_filter)
             except TopicError as e:
-                if self.level == 5:
-                    codes_out.append(_RC.TOPIC_FILTER_INVALID)
-                    continue
-                self.protocol_error(MQTTError(f"invalid filter: {e}", _RC.TOPIC_FILTER_INVALID))
+                self.protocol_error(MQTTError(f"invalid filter: {e}"), PacketType.UNSUBSCRIBE)
                 return
             existed = self.hub.unsubscribe(session, mount + topic_filter)
             codes_out.append(0 if existed else _RC.NO_SUBSCRIPTION_EXISTED)

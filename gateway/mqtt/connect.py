@@ -8,7 +8,7 @@ the protocol leaves a choice, so clients see what they would see there.
 
 from __future__ import annotations
 
-import os
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import maybeDeferred
@@ -55,8 +55,8 @@ class Handshake:
         settings = ch.settings
         level = p.protocol_level
         if level not in settings.protocol_levels:
-            self.log.info("refused connection from {peer}: protocol level {level} not accepted",
-                          peer=ch.peer, level=level)
+            self.log.info("refused connection from {peer}: protocol level {protocol_level} not accepted",
+                          peer=ch.peer, protocol_level=level)
             ch.level = level
             code = _RC.UNSUPPORTED_PROTOCOL_VERSION if level == 5 else ConnAckCode.UNACCEPTABLE_PROTOCOL_VERSION
             self._refuse_code(code, None)
@@ -69,7 +69,7 @@ class Handshake:
                 self._refuse_code(ConnAckCode.IDENTIFIER_REJECTED if level < 5 else _RC.UNSPECIFIED_ERROR,
                                   "zero-length client id")
                 return
-            client_id = settings.auto_id_prefix + os.urandom(8).hex()
+            client_id = settings.auto_id_prefix + str(uuid.uuid4())  # as Mosquitto: 36 characters
             self.assigned = True
         elif level == 3 and len(client_id) > 23:
             self._refuse_code(ConnAckCode.IDENTIFIER_REJECTED, "client id longer than 23 characters")
@@ -243,8 +243,8 @@ class Handshake:
             ch._write(encode(ConnAck(0, present and level == 4)))
         if ch.settings.verbose:
             self.log.info(
-                "client {client_id} connected from {peer} (level {level}, clean {clean}, keepalive {keepalive})",
-                client_id=shown(client.client_id), peer=ch.peer, level=level,
+                "client {client_id} connected from {peer} (level {protocol_level}, clean {clean}, keepalive {keepalive})",
+                client_id=shown(client.client_id), peer=ch.peer, protocol_level=level,
                 clean=p.clean_session, keepalive=ch.keepalive,
             )
         if self.method is not None:

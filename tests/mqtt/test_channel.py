@@ -252,14 +252,16 @@ def test_inbound_qos1_publish_gets_puback():
 
 
 def test_inbound_qos2_publish_pubrec_then_pubrel_pubcomp():
+    """As Mosquitto: the message is held at PUBREC and published at PUBREL."""
     broker = Broker()
     sub = broker.subscriber("sub", "t/#", qos=2)
     pub = broker.connect("pub")
     pub.send(wire.publish("t/1", b"two", qos=2, mid=300))
     assert pub.take() == wire.pubrec(300)
-    assert sub.take() == wire.publish("t/1", b"two", qos=2, mid=1)
+    assert sub.take() == b""
     pub.send(wire.pubrel(300))
     assert pub.take() == wire.pubcomp(300)
+    assert sub.take() == wire.publish("t/1", b"two", qos=2, mid=1)
     assert broker.hub.session("pub").inbound_qos2 == {}
 
 
@@ -269,14 +271,33 @@ def test_duplicate_inbound_qos2_before_pubrel_is_delivered_once():
     pub = broker.connect("pub")
     pub.send(wire.publish("t", b"once", qos=2, mid=5))
     pub.send(wire.publish("t", b"once", qos=2, mid=5, dup=True))
-    assert pub.take() == wire.pubrec(5) + wire.pubrec(5)
-    assert sub.take() == wire.publish("t", b"once")
+    pub.send(wire.publish("t", b"once", qos=2, mid=5, dup=True))
+    assert pub.take() == wire.pubrec(5) * 3
     pub.send(wire.pubrel(5))
     assert pub.take() == wire.pubcomp(5)
+    assert sub.take() == wire.publish("t", b"once")
+    pub.send(wire.pubrel(5))  # a repeated PUBREL: completed again, nothing published
+    assert pub.take() == wire.pubcomp(5)
+    assert sub.take() == b""
     # After PUBREL the packet id is free: the same id is a new message.
     pub.send(wire.publish("t", b"again", qos=2, mid=5))
     assert pub.take() == wire.pubrec(5)
+    pub.send(wire.pubrel(5))
+    assert pub.take() == wire.pubcomp(5)
     assert sub.take() == wire.publish("t", b"again")
+
+
+def test_reused_qos2_id_for_another_message_is_a_new_message():
+    """As Mosquitto: the same id with other content before the PUBREL replaces the
+    first message."""
+    broker = Broker()
+    sub = broker.subscriber("sub", "t", qos=0)
+    pub = broker.connect("pub")
+    pub.send(wire.publish("t", b"first", qos=2, mid=5))
+    pub.send(wire.publish("t", b"second", qos=2, mid=5))
+    assert pub.take() == wire.pubrec(5) * 2
+    pub.send(wire.pubrel(5))
+    assert sub.take() == wire.publish("t", b"second")
 
 
 def test_outbound_qos1_is_finished_by_puback():
@@ -296,6 +317,7 @@ def test_outbound_qos2_pubrec_pubrel_pubcomp():
     sub = broker.subscriber("sub", "t", qos=2)
     pub = broker.connect("pub")
     pub.send(wire.publish("t", b"m", qos=2, mid=1))
+    pub.send(wire.pubrel(1))  # published at PUBREL
     assert sub.take() == wire.publish("t", b"m", qos=2, mid=1)
     sub.send(wire.pubrec(1))
     assert sub.take() == wire.pubrel(1)
@@ -310,6 +332,7 @@ def test_delivery_is_downgraded_to_the_subscription_qos():
     sub = broker.subscriber("sub", "t", qos=0)
     pub = broker.connect("pub")
     pub.send(wire.publish("t", b"m", qos=2, mid=1))
+    pub.send(wire.pubrel(1))  # published at PUBREL
     assert sub.take() == wire.publish("t", b"m")
 
 
@@ -615,6 +638,7 @@ def test_pubrel_is_resent_on_reconnect_after_pubrec():
     sub.take()
     pub = broker.connect("pub")
     pub.send(wire.publish("t", b"m", qos=2, mid=1))
+    pub.send(wire.pubrel(1))  # published at PUBREL
     assert sub.take() == wire.publish("t", b"m", qos=2, mid=1)
     sub.send(wire.pubrec(1))
     assert sub.take() == wire.pubrel(1)
