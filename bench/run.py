@@ -12,6 +12,9 @@ processes, measures a fixed window after a warm-up, and stops the broker.
 fanin    QoS 0, 8 publisher processes -> 1 subscriber on ``bench/+/data``
 fanout   QoS 0, 1 publisher -> 50 subscribers (3 processes) on one topic
 qos1     QoS 1 round trip on one session, 20 in flight; p50/p99 latency
+paho-rtt a paho-mqtt client (loop_start thread, Nagle on) publishing to its own
+         topic one message at a time at QoS 0, 1, 2; publish -> on_message
+         p50/p99 (see bench/paho_rtt.py)
 idle     open N idle sessions (keepalive 600) from 4 processes, 12
          handshakes in flight each; connections/s and RSS per session
 sn-qos0, sn-qos1, sn-idle
@@ -25,7 +28,7 @@ busiest generator process ("gen max"), all generator processes, and
 process >= 90 % busy (the generator, not the broker, may be the limit), a
 host busy with other work (numbers are then noisy), or a failed sanity
 check.  QoS 0 loss is only reported; QoS 1 loss or duplication fails the
-scenario.  With defaults, both brokers and all scenarios take ~2-3 minutes.
+scenario.  With defaults, both brokers and all scenarios take ~3 minutes.
 """
 
 from __future__ import annotations
@@ -48,12 +51,13 @@ import brokers
 import mqttload
 import coap_load
 import mqttsn_load
+import paho_rtt
 
 HOST = brokers.HOST
 SATURATED = 90.0  # % of one core: a generator process this busy is flagged
 NOISY = 25.0      # % of one core used by unrelated processes: flagged
 CORES = psutil.cpu_count() or 1
-SCENARIOS = ("fanin", "fanout", "qos1", "idle")
+SCENARIOS = ("fanin", "fanout", "qos1", "paho-rtt", "idle")
 CTX = mp.get_context("fork")
 
 
@@ -301,6 +305,30 @@ def qos1(broker: brokers.Broker, args: argparse.Namespace) -> list[Metric]:
     return metrics
 
 
+def paho_roundtrip(broker: brokers.Broker, args: argparse.Namespace) -> list[Metric]:
+    pool = Pool(1)
+    pool.spawn(paho_rtt.worker, HOST, broker.port, args.rtt_count, args.duration,
+               args.payload, pool.barrier, pool.results)
+    pool.ready()
+    try:
+        results = pool.drain(len(paho_rtt.LEVELS) * (args.duration + 2 * paho_rtt.TIMEOUT))
+    finally:
+        pool.kill()
+    if not results:
+        raise ScenarioError("paho client did not report")
+    if results[0].get("error"):
+        raise ScenarioError(results[0]["error"])
+    metrics: list[Metric] = []
+    sanity: list[Metric] = []
+    for qos, lat in sorted(results[0]["latencies"].items()):
+        lat = sorted(lat)
+        for p in (50, 99):
+            value = lat[min(len(lat) - 1, int(p / 100 * len(lat)))] * 1000 if lat else None
+            metrics.append(Metric(f"QoS {qos} p{p} ms", value, "{:.3f}"))
+        sanity.append(Metric(f"sanity: QoS {qos} round trips", len(lat), ratio=False))
+    return metrics + sanity
+
+
 def idle(broker: brokers.Broker, args: argparse.Namespace) -> list[Metric]:
     nproc = 4
     counts = [args.connections // nproc + (i < args.connections % nproc) for i in range(nproc)]
@@ -341,7 +369,7 @@ def idle(broker: brokers.Broker, args: argparse.Namespace) -> list[Metric]:
 
 
 RUNNERS: dict[str, Callable[[brokers.Broker, argparse.Namespace], list[Metric]]] = {
-    "fanin": fanin, "fanout": fanout, "qos1": qos1, "idle": idle}
+    "fanin": fanin, "fanout": fanout, "qos1": qos1, "paho-rtt": paho_roundtrip, "idle": idle}
 
 
 def table(results: dict[str, dict[str, list[Metric] | str]], names: list[str]) -> str:
@@ -391,6 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", type=int, default=20, help="qos1: messages in flight")
     ap.add_argument("--no-quickack", action="store_true",
                     help="qos1: leave the client's delayed ACKs on")
+    ap.add_argument("--rtt-count", type=int, default=1000,
+                    help="paho-rtt: round trips per QoS level (at most --duration s each)")
     args = ap.parse_args(argv)
     scenarios = [s.strip() for s in args.only.split(",") if s.strip()]
     sn = [s for s in scenarios if s in mqttsn_load.SCENARIOS]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
-from twisted.internet import interfaces
+from twisted.internet import interfaces, tcp
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -17,6 +18,14 @@ MAX_PACKET = 268_435_455
 # Send whatever the kernel will take in one writable event (Twisted's default of
 # 128 KiB lets a few publishers outrun one subscriber).
 SEND_LIMIT = 8 << 20
+TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+
+
+def tcp_connection(transport: Any) -> tcp.Connection | None:
+    """Twisted's TCP connection: ``transport`` itself or the one under a TLS wrapper."""
+    while transport is not None and not isinstance(transport, tcp.Connection):
+        transport = getattr(transport, "transport", None)
+    return transport
 
 
 class MQTTProtocol(Protocol):
@@ -24,6 +33,7 @@ class MQTTProtocol(Protocol):
 
     channel: MQTTChannel
     decoder: Decoder
+    tcp_conn: tcp.Connection | None = None  # set when ACKs can be forced (ack_if_unanswered)
 
     def __init__(self, factory: MQTTFactory) -> None:
         self.factory = factory
@@ -45,6 +55,8 @@ class MQTTProtocol(Protocol):
         if hasattr(transport, "SEND_LIMIT"):
             transport.SEND_LIMIT = SEND_LIMIT
         transport.registerProducer(self.channel, True)  # type: ignore[union-attr]
+        if TCP_QUICKACK is not None:
+            self.tcp_conn = tcp_connection(transport)
 
     def dataReceived(self, data: bytes) -> None:
         channel = self.channel
@@ -67,6 +79,28 @@ class MQTTProtocol(Protocol):
                 return
         if error is not None:
             channel.protocol_error(error)
+            return
+        if self.tcp_conn is not None:
+            self.ack_if_unanswered(self.tcp_conn)
+
+    def ack_if_unanswered(self, conn: tcp.Connection) -> None:
+        """ACK the bytes just read now if no reply is queued to carry the ACK.
+
+        PUBACK, PUBCOMP and QoS 0 PUBLISH get no reply, so the kernel delays their
+        ACK (40 ms on Linux). A client that leaves Nagle on (paho-mqtt does) holds
+        its next small packet until then: publishing to a topic it subscribes to,
+        it waited that long per QoS 1 or 2 message, whatever our TCP_NODELAY.
+        (Mosquitto avoids it only while its own Nagle holds back the PUBACK until
+        the client's PUBACK arrives.) TCP_QUICKACK 2 sends the pending ACK and
+        keeps delayed ACKs for later segments. A queued reply, which Twisted
+        sends on the next reactor turn, carries the ACK itself.
+        """
+        if conn.dataBuffer or conn._tempDataLen:  # Twisted's unsent output
+            return
+        try:
+            conn.socket.setsockopt(socket.IPPROTO_TCP, TCP_QUICKACK, 2)  # type: ignore[arg-type]
+        except OSError:
+            self.tcp_conn = None  # not a TCP socket after all (a UNIX socket, say)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.factory.protocols.discard(self)

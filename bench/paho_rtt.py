@@ -1,0 +1,93 @@
+"""paho-rtt: publish -> on_message round trips of one paho-mqtt client.
+
+The client most users have, used the way most use it: paho-mqtt 2.x, MQTT 3.1.1,
+the network loop in its own thread (``loop_start``) and Nagle's algorithm left on,
+as paho leaves it.  For QoS 0, 1 and 2 in turn, a fresh client subscribes to its
+own topic at that QoS and publishes one message at a time, waiting for it to come
+back before sending the next; the time from ``publish()`` to ``on_message`` is
+what a request/response application on one connection sees.  Unlike the raw
+``qos1`` scenario, nothing is tuned on the client side: a broker that leaves the
+ACK of the client's last packet (its PUBACK or PUBCOMP for the delivery) to the
+kernel's delayed-ACK timer makes paho's next PUBLISH wait for it (40 ms on Linux).
+
+Each level runs ``count`` round trips after ``WARMUP`` unmeasured ones, or stops
+after ``seconds``, whichever comes first.  A message that does not come back
+within ``TIMEOUT`` seconds, or comes back altered, fails the scenario.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+import time
+from typing import Any
+
+LEVELS = (0, 1, 2)
+WARMUP = 10
+TIMEOUT = 10.0  # seconds for a SUBACK or a round trip; only to avoid hangs
+
+
+def roundtrips(host: str, port: int, qos: int, count: int, seconds: float,
+               payload_len: int) -> list[float]:
+    """Round-trip times in seconds at ``qos``, one message at a time."""
+    import paho.mqtt.client as mqtt
+
+    topic = f"bench/rtt/{qos}"
+    expected = [b""]
+    arrived = threading.Event()
+    subscribed = threading.Event()
+    wrong: list[bytes] = []
+
+    def on_message(client: Any, userdata: Any, msg: Any) -> None:
+        if msg.payload == expected[0]:
+            arrived.set()
+        else:
+            wrong.append(msg.payload[:8])
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-rtt-{qos}",
+                         protocol=mqtt.MQTTv311)
+    client.on_message = on_message
+    client.on_subscribe = lambda *_: subscribed.set()
+    client.connect(host, port, keepalive=60)
+    client.loop_start()
+    latencies: list[float] = []
+    try:
+        client.subscribe(topic, qos)
+        if not subscribed.wait(TIMEOUT):
+            raise TimeoutError(f"QoS {qos}: no SUBACK in {TIMEOUT:g} s")
+        pad = b"x" * max(0, payload_len - 8)
+        deadline = None
+        for i in range(WARMUP + count):
+            if i == WARMUP:
+                deadline = time.monotonic() + seconds
+            payload = struct.pack("!Q", i) + pad
+            expected[0] = payload
+            arrived.clear()
+            t = time.perf_counter()
+            client.publish(topic, payload, qos)
+            if not arrived.wait(TIMEOUT):
+                raise TimeoutError(f"QoS {qos}: message {i} not back in {TIMEOUT:g} s")
+            if deadline is not None:
+                latencies.append(time.perf_counter() - t)
+                if time.monotonic() > deadline:
+                    break
+            if wrong:
+                raise ValueError(f"QoS {qos}: unexpected message {wrong[0]!r}")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return latencies
+
+
+def worker(host: str, port: int, count: int, seconds: float, payload_len: int,
+           barrier: Any, results: Any) -> None:
+    """Forked generator process: every level in turn, latencies to ``results``."""
+    try:
+        barrier.wait()
+        out = {qos: roundtrips(host, port, qos, count, seconds, payload_len)
+               for qos in LEVELS}
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        barrier.abort()
+        results.put({"who": "paho client", "error": f"{type(exc).__name__}: {exc}"})
+        return
+    results.put({"who": "paho client", "latencies": out})
