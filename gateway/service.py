@@ -92,6 +92,7 @@ def mqtt_settings(config: Config, verbose: bool) -> MQTTSettings:
         auto_id_prefix=config.auto_id_prefix,
         message_size_limit=config.message_size_limit,
         max_packet_size=config.max_packet_size,
+        max_subscriptions=config.max_subscriptions,
         retain_available=config.retain_available,
         verbose=verbose or "all" in config.log_type or "debug" in config.log_type,
     )

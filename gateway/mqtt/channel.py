@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from twisted.internet.defer import gatherResults, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from gateway.hub.api import SUBSCRIBE, SUBSCRIBE_FAILED, WRITE, ClientInfo, Message
@@ -22,6 +22,7 @@ from gateway.hub.auth import authorize_later, has_acl_plugins
 from gateway.hub.hub import Hub
 from gateway.hub.sessions import Session
 from gateway.hub.topics import TopicError, validate_topic_filter, validate_topic_name
+from gateway.logs import clip, summary_for
 from gateway.mqtt.codec import MQTTError, encode, publish_parts, set_dup
 from gateway.mqtt.packets import (
     ConnAck,
@@ -65,6 +66,7 @@ class MQTTSettings:
     auto_id_prefix: str = "auto-"
     message_size_limit: int = 0
     max_packet_size: int = 0
+    max_subscriptions: int = 10000       # per client; 0 = unlimited
     retain_available: bool = True
     connect_timeout: float = 10.0
     verbose: bool = False
@@ -140,13 +142,19 @@ class MQTTChannel:
             return
         if error.reason == ReasonCode.UNSUPPORTED_PROTOCOL_VERSION and self.state == AWAIT_CONNECT:
             self._write(encode(ConnAck(ConnAckCode.UNACCEPTABLE_PROTOCOL_VERSION)))
-        self.log.warn(
-            "closing connection from {peer} ({client_id}): {reason}",
-            peer=self.peer,
-            client_id=self.client.client_id if self.client else None,
-            reason=str(error),
-        )
+        fields = dict(peer=self.peer, client_id=clip(self.client.client_id) if self.client else None,
+                      reason=clip(str(error)))
+        if self.state == AWAIT_CONNECT or self.state == AUTHENTICATING:
+            self._anonymous_failure(error.reason.name.lower().replace("_", " "), LogLevel.warn,
+                                    "closing connection from {peer} ({client_id}): {reason}", fields)
+        else:
+            self.log.warn("closing connection from {peer} ({client_id}): {reason}", **fields)
         self._close()
+
+    def _anonymous_failure(self, kind: str, level: LogLevel, fmt: str, fields: dict) -> None:
+        """Logged through a summary: a flood of garbage costs a bounded number of lines."""
+        summary = summary_for(self.clock, "connections closed before CONNECT", MQTTChannel.log)
+        summary.event(kind, self.peer.rpartition(":")[0], level, fmt, **fields)
 
     def connection_lost(self) -> None:
         """The transport is gone: detach from the hub (will unless clean DISCONNECT)."""
@@ -159,7 +167,7 @@ class MQTTChannel:
             if self.settings.verbose:
                 self.log.info(
                     "client {client_id} disconnected ({how})",
-                    client_id=session.client_id,
+                    client_id=clip(session.client_id),
                     how="clean" if self._graceful else "without DISCONNECT",
                 )
 
@@ -198,6 +206,10 @@ class MQTTChannel:
             if p.will.retain and not settings.retain_available:
                 self.protocol_error(MQTTError("retain not available", ReasonCode.RETAIN_NOT_SUPPORTED))
                 return
+            if settings.message_size_limit and len(p.will.payload) > settings.message_size_limit:
+                # As Mosquitto: CONNACK 5 (MQTT 5: 0x95, packet too large).
+                self._refuse(ConnAckCode.NOT_AUTHORIZED, "will payload above message_size_limit")
+                return
             will = Message(p.will.topic, p.will.payload, p.will.qos, p.will.retain)
         # On a use_identity_as_username listener the TLS certificate names the client.
         username = certificate_username(self.link, self.listener, p.username)
@@ -224,7 +236,7 @@ class MQTTChannel:
         if not ok:
             self.log.info(
                 "refused {client_id} from {peer}: not authorized",
-                client_id=client.client_id,
+                client_id=clip(client.client_id),
                 peer=self.peer,
             )
             self._refuse(ConnAckCode.NOT_AUTHORIZED, None)
@@ -239,7 +251,7 @@ class MQTTChannel:
         if self.settings.verbose:
             self.log.info(
                 "client {client_id} connected from {peer} (level {protocol_level}, clean {clean}, keepalive {keepalive})",
-                client_id=client.client_id,
+                client_id=clip(client.client_id),
                 peer=self.peer,
                 protocol_level=self.level,
                 clean=p.clean_session,
@@ -349,6 +361,8 @@ class MQTTChannel:
         if self._may_wait and self._hold(p, SUBSCRIBE, [f for f, _ in p.topics]):
             return
         granted: list[int] = []
+        limit = self.settings.max_subscriptions
+        over = 0
         for topic_filter, qos in p.topics:
             try:
                 validate_topic_filter(topic_filter)
@@ -358,14 +372,22 @@ class MQTTChannel:
             if not hub.authorize(self.client, SUBSCRIBE, topic_filter):
                 granted.append(SUBSCRIBE_FAILED)
                 continue
+            subs = session.subscriptions
+            if limit and len(subs) >= limit and topic_filter not in subs:
+                over += 1  # MQTT 5: 0x97, quota exceeded
+                granted.append(SUBSCRIBE_FAILED)
+                continue
             granted.append(hub.subscribe(session, topic_filter, qos))
             if self.settings.verbose:
                 self.log.debug(
                     "{client_id} subscribed to {topic_filter} qos {qos}",
-                    client_id=session.client_id,
-                    topic_filter=topic_filter,
+                    client_id=clip(session.client_id),
+                    topic_filter=clip(topic_filter),
                     qos=qos,
                 )
+        if over:
+            self.log.info("refused {over} subscriptions of {client_id}: max_subscriptions ({limit}) reached",
+                          over=over, client_id=clip(session.client_id), limit=limit)
         self._write(encode(SubAck(p.packet_id, granted)))
         for (topic_filter, _), qos in zip(p.topics, granted):
             if qos == SUBSCRIBE_FAILED:
@@ -396,7 +418,7 @@ class MQTTChannel:
             self.session = None
             self.hub.disconnect(session, True, self)
             if self.settings.verbose:
-                self.log.info("client {client_id} disconnected (clean)", client_id=session.client_id)
+                self.log.info("client {client_id} disconnected (clean)", client_id=clip(session.client_id))
         self._close()
 
     # Endpoint (called by the hub and the session) --------------------------------------
@@ -438,7 +460,7 @@ class MQTTChannel:
         """Another connection claimed our client id: the hub already detached us."""
         self.session = None
         if self.settings.verbose and self.client is not None:
-            self.log.info("client {client_id} taken over by a new connection", client_id=self.client.client_id)
+            self.log.info("client {client_id} taken over by a new connection", client_id=clip(self.client.client_id))
         self._close()
 
     # helpers -------------------------------------------------------------------------
@@ -481,14 +503,15 @@ class MQTTChannel:
             if idle >= limit:
                 self.log.info(
                     "client {client_id} keepalive expired after {idle:.1f}s",
-                    client_id=self.client.client_id if self.client else None,
+                    client_id=clip(self.client.client_id) if self.client else None,
                     idle=idle,
                 )
                 self._close()
         elif state == CLOSED:
             self._sweeper.discard(self)
         elif now - self.opened >= self.settings.connect_timeout:
-            self.log.info("no CONNECT from {peer} in time; closing", peer=self.peer)
+            self._anonymous_failure("timeout", LogLevel.info, "no CONNECT from {peer} in time; closing",
+                                    {"peer": self.peer})
             self._close()
 
 

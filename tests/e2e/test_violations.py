@@ -68,6 +68,9 @@ FIRST_PACKET = [
     pytest.param(wire.subscribe(1, [("a", 0)]), id="subscribe"),
     pytest.param(wire.disconnect(), id="disconnect"),
     pytest.param(wire.connack(), id="connack"),
+    # closed at the fixed header, before any of the body is read
+    pytest.param(b"\x30\xff\xff\xff\x7f", id="publish-announcing-256-MB"),
+    pytest.param(b"\x90\x80\xc2\xd7\x2f", id="suback-announcing-100-MB"),
 ]
 
 
@@ -101,6 +104,8 @@ BAD_CONNECT = [
     pytest.param(wire.packet(0x10, connect_body() + b"\x00"), [b""], id="trailing-byte"),
     pytest.param(wire.packet(0x10, connect_body()[:-2]), [b""], id="client-id-truncated"),
     pytest.param(wire.packet(0x12, connect_body()), [b""], id="fixed-header-flags"),
+    pytest.param(b"\x10\x80\xb8\xb8\x72", [b""], id="announcing-240-MB"),
+    pytest.param(b"\x10\xa1\x8d\x06", [b""], id="announcing-100001-bytes"),
 ]
 
 
@@ -153,6 +158,11 @@ AFTER_CONNECT = [
     pytest.param(wire.packet(0x82, struct.pack("!H", 1)), id="subscribe-without-filters"),
     pytest.param(wire.subscribe(0, [("a", 0)]), id="subscribe-packet-id-0"),
     pytest.param(wire.unsubscribe(1, ["a/#/b"]), id="unsubscribe-invalid-filter"),
+    # Mosquitto's limit: 200 '/' (201 levels)
+    pytest.param(wire.subscribe(1, [("/" * 65535, 0)]), id="filter-65535-levels"),
+    pytest.param(wire.subscribe(1, [("+/" * 201, 0)]), id="filter-202-levels"),
+    pytest.param(wire.unsubscribe(1, ["a/" * 201]), id="unsubscribe-filter-202-levels"),
+    pytest.param(wire.publish("a/" * 201, b"x"), id="topic-202-levels"),
     pytest.param(wire.packet(0xA2, struct.pack("!H", 1)), id="unsubscribe-without-filters"),
     # packets only a server sends
     pytest.param(wire.connack(), id="connack-from-client"),
