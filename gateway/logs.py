@@ -140,8 +140,9 @@ class Writer:
         self._queued = sum(map(len, self._lines))
 
 
-def _drain_all() -> None:
-    deadline = time.monotonic() + EXIT_FLUSH
+def drain_all(timeout: float = EXIT_FLUSH) -> None:
+    """Give every destination up to ``timeout`` seconds in all to write its queue."""
+    deadline = time.monotonic() + timeout
     for writer in list(_writers):
         writer.drain(max(0.0, deadline - time.monotonic()))
 
@@ -151,7 +152,7 @@ def _after_fork_in_child() -> None:
         writer._after_fork()
 
 
-atexit.register(_drain_all)
+atexit.register(drain_all)
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 

@@ -8,10 +8,10 @@ import threading
 import pytest
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import Logger, LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import Logger, LogLevel, formatEvent
 
 from gateway.config import parse
-from gateway.logs import CLIP, Summary, Writer, clip, make_observer
+from gateway.logs import CLIP, Summary, Writer, clip, drain_all, make_observer
 
 HANG = 30.0  # seconds; only turns a hang into a failure
 
@@ -97,9 +97,7 @@ def test_file_destination_goes_through_a_writer(tmp_path):
     observer = make_observer(parse(f"log_dest file {path}\n"), verbose=False)
     log = Logger(namespace="test", observer=observer)
     log.info("hello {who}", who=clip("a\nb"))
-    from gateway.logs import _writers
-    for writer in list(_writers):
-        writer.drain(HANG)
+    drain_all(HANG)
     assert path.read_text().endswith("[test#info] hello a\\nb\n")
 
 

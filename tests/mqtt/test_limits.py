@@ -8,17 +8,15 @@ remaining length); afterwards ``max_packet_size`` and ``message_size_limit``.
 
 from __future__ import annotations
 
-import struct
-
 import pytest
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import globalLogPublisher
+from twisted.logger import formatEvent, globalLogPublisher
 
 from gateway.mqtt.channel import MQTTSettings
 from gateway.mqtt.transport import CONNECT_REMAINING, PUBLISH_OVERHEAD, connect_limit, packet_limit
 from tests import wire
-from tests.mqtt.test_channel import Broker, Client
+from tests.mqtt.test_channel import ADDR, Broker, Client
 
 
 def announce(first: int, remaining_length: int) -> bytes:
@@ -220,7 +218,6 @@ def logged():
 
 
 def lines(events) -> list[str]:
-    from twisted.logger import formatEvent
     return [formatEvent(e) for e in events if e.get("log_namespace", "").startswith("gateway.mqtt")]
 
 
@@ -273,7 +270,6 @@ def test_failures_after_connect_are_each_logged(logged):
 
 
 def test_refusals_at_max_connections_are_summarised(logged):
-    from tests.mqtt.test_channel import ADDR
     broker = Broker(max_connections=1)
     broker.open()
     for _ in range(30):
