@@ -540,54 +540,6 @@ def test_packet_size_adds_the_fixed_header(rl: int) -> None:
     assert packet_size(rl) == 1 + len(wire.remaining_length(rl)) + rl
 
 
-# --- awaiting CONNECT ---------------------------------------------------------------
-
-NOT_CONNECT = [0x20, 0x30, 0x32, 0x40, 0x62, 0x82, 0x90, 0xA2, 0xB0, 0xC0, 0xD0, 0xE0, 0xF0, 0x00]
-
-
-@pytest.mark.parametrize("first", NOT_CONNECT, ids=lambda b: f"{b:#04x}")
-def test_first_byte_not_connect_fails_at_once(first: int) -> None:
-    """One byte is enough: no remaining length is read, no body buffered."""
-    d = Decoder()
-    with pytest.raises(MQTTError) as e:
-        d.feed(bytes([first]))
-    assert e.value.reason is R.PROTOCOL_ERROR
-    assert d.buffered == 0
-
-
-def test_huge_packet_announced_first_fails_at_once() -> None:
-    d = Decoder()
-    with pytest.raises(MQTTError) as e:
-        d.feed(b"\x30\xff\xff\xff\x7f" + bytes(65536))
-    assert e.value.reason is R.PROTOCOL_ERROR
-    assert d.buffered == 0
-
-
-# --- bodies of a fixed size are checked before they are buffered -------------------
-
-FIXED_BODIES = [
-    pytest.param(4, 0x40, id="puback"),
-    pytest.param(4, 0x50, id="pubrec"),
-    pytest.param(4, 0x62, id="pubrel"),
-    pytest.param(4, 0x70, id="pubcomp"),
-    pytest.param(4, 0xB0, id="unsuback"),
-    pytest.param(4, 0x20, id="connack"),
-    pytest.param(4, 0xC0, id="pingreq"),
-    pytest.param(4, 0xD0, id="pingresp"),
-    pytest.param(4, 0xE0, id="disconnect"),
-    pytest.param(5, 0xC0, id="pingreq-v5"),
-    pytest.param(5, 0xD0, id="pingresp-v5"),
-]
-
-
-@pytest.mark.parametrize(("level", "first"), FIXED_BODIES)
-def test_fixed_size_packet_announcing_more_fails_at_its_header(level: int, first: int) -> None:
-    d = decoder(level)
-    with pytest.raises(MQTTError) as e:
-        d.feed(bytes([first]) + b"\x80\x80\x40")  # a megabyte announced, nothing sent
-    assert e.value.reason is R.MALFORMED_PACKET
-
-
 def test_unsupported_protocol_waits_for_the_whole_connect() -> None:
     raw = wire.connect("client", proto_level=6)
     d = Decoder()

@@ -1,4 +1,5 @@
-"""What a client can make the broker buffer, hold and log, driven with raw bytes.
+"""What a client can make the broker buffer, hold and log: the decoder alone, then
+the transport and channel on a ``task.Clock``, all driven with raw bytes.
 
 Sizes are checked at the fixed header: a packet announced longer than allowed
 closes the connection with nothing of its body buffered (``decoder.buffered``).
@@ -14,6 +15,8 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import formatEvent, globalLogPublisher
 
 from gateway.mqtt.channel import MQTTSettings
+from gateway.mqtt.codec import Decoder, MQTTError
+from gateway.mqtt.reasons import ReasonCode
 from gateway.mqtt.transport import CONNECT_REMAINING, PUBLISH_OVERHEAD, connect_limit, packet_limit
 from tests import wire
 from tests.mqtt.test_channel import ADDR, Broker, Client
@@ -38,6 +41,55 @@ def connect_of(remaining_length: int, **kw: object) -> bytes:
     assert raw[1:].startswith(wire.remaining_length(remaining_length))
     assert len(raw) == 1 + len(wire.remaining_length(remaining_length)) + remaining_length
     return raw
+
+
+# --- the decoder alone: awaiting CONNECT --------------------------------------------
+
+NOT_CONNECT = [0x20, 0x30, 0x32, 0x40, 0x62, 0x82, 0x90, 0xA2, 0xB0, 0xC0, 0xD0, 0xE0, 0xF0, 0x00]
+
+
+@pytest.mark.parametrize("first", NOT_CONNECT, ids=lambda b: f"{b:#04x}")
+def test_first_byte_not_connect_fails_at_once(first: int) -> None:
+    """One byte is enough: no remaining length is read, no body buffered."""
+    d = Decoder()
+    with pytest.raises(MQTTError) as e:
+        d.feed(bytes([first]))
+    assert e.value.reason is ReasonCode.PROTOCOL_ERROR
+    assert d.buffered == 0
+
+
+def test_huge_packet_announced_first_fails_at_once() -> None:
+    d = Decoder()
+    with pytest.raises(MQTTError) as e:
+        d.feed(b"\x30\xff\xff\xff\x7f" + bytes(65536))
+    assert e.value.reason is ReasonCode.PROTOCOL_ERROR
+    assert d.buffered == 0
+
+
+# --- bodies of a fixed size are checked before they are buffered -------------------
+
+FIXED_BODIES = [
+    pytest.param(4, 0x40, id="puback"),
+    pytest.param(4, 0x50, id="pubrec"),
+    pytest.param(4, 0x62, id="pubrel"),
+    pytest.param(4, 0x70, id="pubcomp"),
+    pytest.param(4, 0xB0, id="unsuback"),
+    pytest.param(4, 0x20, id="connack"),
+    pytest.param(4, 0xC0, id="pingreq"),
+    pytest.param(4, 0xD0, id="pingresp"),
+    pytest.param(4, 0xE0, id="disconnect"),
+    pytest.param(5, 0xC0, id="pingreq-v5"),
+    pytest.param(5, 0xD0, id="pingresp-v5"),
+]
+
+
+@pytest.mark.parametrize(("level", "first"), FIXED_BODIES)
+def test_fixed_size_packet_announcing_more_fails_at_its_header(level: int, first: int) -> None:
+    d = Decoder()
+    d.protocol_level = level
+    with pytest.raises(MQTTError) as e:
+        d.feed(bytes([first]) + b"\x80\x80\x40")  # a megabyte announced, nothing sent
+    assert e.value.reason is ReasonCode.MALFORMED_PACKET
 
 
 # --- before CONNECT ------------------------------------------------------------------
