@@ -125,6 +125,7 @@ class Config:
     max_queued_bytes: int = 0                    # 0 = unlimited
     message_size_limit: int = 0                  # 0 = no limit (max 268435455)
     max_packet_size: int = 0                     # 0 = no limit
+    max_subscriptions: int = 10000               # per client; 0 = unlimited
     max_keepalive: int = 65535
     retain_available: bool = True
     sys_interval: int = 10                       # 0 disables $SYS
@@ -642,6 +643,7 @@ KEYS: dict[str, _Key] = {
     "max_queued_bytes": _Key(_integer(0), _G),
     "message_size_limit": _Key(_integer(0, MAX_PAYLOAD), _G),
     "max_packet_size": _Key(_packet_size, _G),
+    "max_subscriptions": _Key(_integer(0), _G),
     "max_keepalive": _Key(_integer(0, 65535), _G, _Parser.listener_or_global),
     # behaviour
     "retain_available": _Key(_boolean, _G),

@@ -1,8 +1,21 @@
-"""Log observers built from ``log_dest``/``log_type``: stderr by default, as Mosquitto."""
+"""Log observers built from ``log_dest``/``log_type``: stderr by default, as Mosquitto.
+
+Logging must never stall the reactor: each destination is written by a thread of
+its own from a bounded queue (``Writer``), so a stderr pipe that nobody reads costs
+dropped lines, counted, instead of a blocked process. What clients choose (client
+ids, usernames, topics) goes through ``gateway.logtext.clip`` before it reaches a
+line, and events a flood of anonymous connections can cause go through a
+``gateway.logtext.Summary``.
+"""
 
 from __future__ import annotations
 
+import atexit
+import os
 import sys
+import threading
+import time
+import weakref
 from typing import IO
 
 from twisted.logger import (
@@ -14,6 +27,116 @@ from twisted.logger import (
 )
 
 from gateway.config import Config
+
+#: Bytes of formatted lines a destination may have waiting; more are dropped and counted.
+QUEUE_BYTES = 1 << 20
+#: Seconds the process waits at exit for its last lines to be written.
+EXIT_FLUSH = 2.0
+
+
+# --- destinations ---------------------------------------------------------------------
+
+_writers: weakref.WeakSet[Writer] = weakref.WeakSet()
+
+
+class Writer:
+    """A text file-like object whose ``write`` queues and a thread writes to ``fd``.
+
+    The reactor only appends to a list; if the destination stops taking bytes, the
+    thread blocks, the queue fills up to ``limit`` bytes, and further lines are
+    dropped and counted. The count is written once the destination moves again.
+    The thread starts with the first line, so a fork (``-d``) before it is harmless.
+    """
+
+    def __init__(self, fd: int, limit: int = QUEUE_BYTES) -> None:
+        self.fd = fd
+        self.limit = limit
+        self.dropped = 0
+        self._lines: list[bytes] = []
+        self._queued = 0          # bytes listed or being written
+        self._busy = False
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        _writers.add(self)
+
+    def write(self, text: str) -> None:
+        data = text.encode("utf-8", "backslashreplace")
+        with self._cond:
+            if self._queued + len(data) > self.limit:
+                self.dropped += 1
+                return
+            self._lines.append(data)
+            self._queued += len(data)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def flush(self) -> None:
+        """Nothing to do here: lines leave through the thread."""
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until every queued line is written, at most ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._lines or self._busy or self.dropped:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    def _run(self) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                while not self._lines and not self.dropped:
+                    cond.wait()
+                lines, self._lines = self._lines, []
+                dropped, self.dropped = self.dropped, 0
+                self._busy = True
+            size = sum(map(len, lines))
+            if dropped:
+                lines.insert(0, b"- [gateway.logs] %d log lines dropped: the log destination "
+                                b"did not keep up\n" % dropped)
+            self._write_all(b"".join(lines))
+            with cond:
+                self._queued -= size
+                self._busy = False
+                cond.notify_all()
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self.fd, view):]
+            except InterruptedError:
+                continue
+            except OSError:
+                return  # a closed pipe or a full disk: these lines are lost
+
+    def _after_fork(self) -> None:
+        # Only the forking thread survives a fork: start afresh, keeping the lines.
+        self._cond = threading.Condition()
+        self._thread = None
+        self._busy = False
+        self._queued = sum(map(len, self._lines))
+
+
+def drain_all(timeout: float = EXIT_FLUSH) -> None:
+    """Give every destination up to ``timeout`` seconds in all to write its queue."""
+    deadline = time.monotonic() + timeout
+    for writer in list(_writers):
+        writer.drain(max(0.0, deadline - time.monotonic()))
+
+
+def _after_fork_in_child() -> None:
+    for writer in list(_writers):
+        writer._after_fork()
+
+
+atexit.register(drain_all)
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def log_level(config: Config, verbose: bool) -> LogLevel:
@@ -29,20 +152,32 @@ def log_level(config: Config, verbose: bool) -> LogLevel:
     return LogLevel.critical
 
 
-def _stream(dest: str) -> IO[str] | None:
+def _fd_writer(stream: IO[str]) -> IO[str] | Writer:
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return stream  # not a real file (a test's capture): written in place
+    stream.flush()
+    return Writer(fd)
+
+
+def _stream(dest: str) -> IO[str] | Writer | None:
     if dest == "stderr":
-        return sys.stderr
+        return _fd_writer(sys.stderr)
     if dest == "stdout":
-        return sys.stdout
+        return _fd_writer(sys.stdout)
     if dest.startswith("file "):
-        return open(dest[5:].strip(), "a", encoding="utf-8", buffering=1)
+        fd = os.open(dest[5:].strip(), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.set_inheritable(fd, False)
+        return Writer(fd)
     return None
 
 
 def make_observer(config: Config, verbose: bool) -> ILogObserver:
     """One observer writing to every configured destination at the configured level."""
     observers = [
-        textFileLogObserver(stream) for stream in map(_stream, config.log_dest) if stream is not None
+        textFileLogObserver(stream)  # type: ignore[arg-type]
+        for stream in map(_stream, config.log_dest) if stream is not None
     ]
 
     def fan_out(event: dict) -> None:
@@ -57,3 +192,6 @@ def wants_own_observer(config: Config) -> bool:
     """Under twistd, keep ``--logfile``/``--syslog`` when given; otherwise use our destinations."""
     args = sys.argv[1:]
     return not any(a in ("-l", "--syslog") or a.startswith("--logfile") for a in args)
+
+
+# --- summaries --------------------------------------------------------------------------

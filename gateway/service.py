@@ -95,6 +95,7 @@ def mqtt_settings(config: Config, verbose: bool, listener: Listener | None = Non
         auto_id_prefix=config.auto_id_prefix,
         message_size_limit=config.message_size_limit,
         max_packet_size=config.max_packet_size,
+        max_subscriptions=config.max_subscriptions,
         retain_available=config.retain_available,
         receive_maximum=config.max_inflight_messages,
         verbose=verbose or "all" in config.log_type or "debug" in config.log_type,

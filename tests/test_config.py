@@ -42,7 +42,8 @@ def test_default_values():
     assert (cfg.allow_anonymous, cfg.max_inflight_messages, cfg.max_inflight_bytes,
             cfg.max_queued_messages, cfg.max_queued_bytes, cfg.message_size_limit,
             cfg.max_packet_size, cfg.max_keepalive, cfg.retain_available,
-            cfg.sys_interval) == (None, 20, 0, 1000, 0, 0, 0, 65535, True, 10)
+            cfg.sys_interval, cfg.max_subscriptions) == (None, 20, 0, 1000, 0, 0, 0, 65535, True, 10,
+                                                         10000)
     assert cfg.log_type == ["error", "warning", "notice", "information"]
     assert cfg.log_dest == ["stderr"]
     assert (cfg.user, cfg.allow_zero_length_clientid, cfg.auto_id_prefix,
@@ -82,6 +83,7 @@ def test_every_key_parsed():
     assert cfg.max_queued_bytes == 1048576
     assert cfg.message_size_limit == 268435455
     assert cfg.max_packet_size == 1000
+    assert cfg.max_subscriptions == 50
     assert cfg.max_keepalive == 120
     assert cfg.retain_available is False
     assert cfg.sys_interval == 0

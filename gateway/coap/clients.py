@@ -33,6 +33,7 @@ from gateway.hub.topics import topic_matches
 from gateway.coap.content import content_format_of
 from gateway.coap.manager import CoAPStats
 from gateway.coap.settings import CoAPSettings
+from gateway.logtext import clip
 
 #: A NON observation gets a confirmable notification at least this often (seconds),
 #: so an observer that vanished without a trace is noticed (RFC 7641 section 4.5).
@@ -321,7 +322,7 @@ class Clients:
         heartbeat = self.settings.heartbeat
         if idle >= heartbeat:
             self.log.info("CoAP connection {client_id} expired after {idle:.0f}s without a "
-                          "heartbeat", client_id=client.info.client_id, idle=idle)
+                          "heartbeat", client_id=clip(client.info.client_id), idle=idle)
             client.close("heartbeat expired")
             return
         client.timer = self.clock.callLater(heartbeat - idle, self._check, client)

@@ -33,6 +33,7 @@ from gateway.coap.clients import Clients
 from gateway.coap.manager import CoAPStats, GatewayMessageManager
 from gateway.coap.resources import CoAPSite
 from gateway.coap.settings import CoAPSettings, settings_from
+from gateway.logtext import clip
 
 LOGGER_NAME = "coap-server"
 _stats_by_hub: weakref.WeakKeyDictionary[Any, CoAPStats] = weakref.WeakKeyDictionary()
@@ -184,7 +185,7 @@ class _Throttled(logging.Handler):
             text = str(record.msg)
         if record.exc_info and record.exc_info[1] is not None:
             text += f" ({record.exc_info[1]!r})"
-        self.log.emit(level, "{logger}: {text}", logger=record.name, text=text)
+        self.log.emit(level, "{logger}: {text}", logger=record.name, text=clip(text, 1000))
 
 
 def bridge_logging() -> None:

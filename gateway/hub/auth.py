@@ -38,7 +38,7 @@ from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.logger import Logger
 
 from gateway.hub.api import ALLOWED, AuthResult, Denied, Reason, as_result
-from gateway.hub.denials import shown
+from gateway.logtext import clip
 
 FREE_FAILURES = 3          # failures from one address before answers slow down
 BASE_DELAY = 0.5           # seconds, doubled for each further failure
@@ -231,7 +231,7 @@ class Security:
             self.throttle.failed(host)
             self.log.warn(
                 "authentication failed for {client_id} (username {username}) from {peer}: {reason}",
-                client_id=shown(client.client_id), username=shown(client.username),
+                client_id=clip(client.client_id), username=clip(client.username),
                 peer=client.peer, reason=why,
             )
         return answer
@@ -367,7 +367,7 @@ class Security:
             if not self.still_allowed(client, old_policies.get(key)):
                 self.log.info(
                     "disconnecting {client_id} from {peer}: no longer authorized after reload",
-                    client_id=shown(client.client_id), peer=client.peer,
+                    client_id=clip(client.client_id), peer=client.peer,
                 )
                 hub.disconnect(session, False, endpoint)
                 endpoint.close(Reason.NOT_AUTHORIZED)

@@ -60,7 +60,7 @@ class Hub:
         self.sessions: dict[str, Session] = {}
         self.sys = SysTopics(self)
         self.deadlines = Deadlines(clock)  # type: ignore[arg-type]
-        self.denials = DenialLog(self.stats)
+        self.denials = DenialLog(self.stats, clock)
         #: Enhanced authentication methods by name (MQTT 5's Authentication Method).
         self.auth_methods: dict[str, AuthMethod] = {}
         self._authenticate: Authenticator = allow_all_authenticate

@@ -7,6 +7,10 @@ channels validate what arrives from the wire, the trie trusts what it is given.
 from __future__ import annotations
 
 MAX_TOPIC_BYTES = 65535
+#: Most '/' separators in a name or filter (so 201 levels), as Mosquitto's
+#: ``TOPIC_HIERARCHY_LIMIT``: every level costs the subscription trie a node and
+#: the matcher a step, so a client must not choose thousands of them.
+MAX_TOPIC_SEPARATORS = 200
 
 
 class TopicError(ValueError):
@@ -24,6 +28,8 @@ def _check_text(topic: str) -> None:
         raise TopicError("topic is not valid UTF-8") from e
     if size > MAX_TOPIC_BYTES:
         raise TopicError("topic longer than 65535 bytes")
+    if topic.count("/") > MAX_TOPIC_SEPARATORS:
+        raise TopicError(f"topic with more than {MAX_TOPIC_SEPARATORS + 1} levels")
 
 
 def validate_topic_name(topic: str) -> None:

@@ -20,11 +20,11 @@ from zlib import crc32
 
 from twisted.internet.defer import gatherResults
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
-from gateway.hub.api import SUBSCRIBE, WRITE, ClientInfo, Message, Reason
+from gateway.hub.api import SUBSCRIBE, WRITE, ClientInfo, Denied, Message, Reason
 from gateway.hub.auth import authorize_later, has_acl_plugins
-from gateway.hub.denials import shown
+from gateway.logtext import clip, summary_for
 from gateway.hub.hub import Hub
 from gateway.hub.sessions import AWAIT_ACK, AWAIT_COMP, Session
 from gateway.hub.topics import TopicError, split_shared, validate_topic_filter
@@ -68,6 +68,7 @@ class MQTTSettings:
     auto_id_prefix: str = "auto-"
     message_size_limit: int = 0
     max_packet_size: int = 0
+    max_subscriptions: int = 10000       # per client; 0 = unlimited
     retain_available: bool = True
     connect_timeout: float = 10.0
     verbose: bool = False
@@ -177,16 +178,19 @@ class MQTTChannel:
             or getattr(error, "packet_type", None) in _DISCONNECT_AFTER
         ):
             self._write(encode(Disconnect(error.reason), 5))
-        self._warn_closing(str(error))
+        fields = dict(peer=self.peer, client_id=clip(self.client.client_id) if self.client else None,
+                      reason=clip(str(error)))
+        fmt = "closing connection from {peer} ({client_id}): {reason}"
+        if self.state == AWAIT_CONNECT or self.state == AUTHENTICATING:
+            self._anonymous_failure(error.reason.name.lower().replace("_", " "), LogLevel.warn, fmt, fields)
+        else:
+            self.log.warn(fmt, **fields)
         self._close()
 
-    def _warn_closing(self, reason: str) -> None:
-        self.log.warn(
-            "closing connection from {peer} ({client_id}): {reason}",
-            peer=self.peer,
-            client_id=shown(self.client.client_id) if self.client else None,
-            reason=reason,
-        )
+    def _anonymous_failure(self, kind: str, level: LogLevel, fmt: str, fields: dict) -> None:
+        """Logged through a summary: a flood of garbage costs a bounded number of lines."""
+        summary = summary_for(self.clock, "connections closed before CONNECT", MQTTChannel.log)
+        summary.event(kind, self.peer.rpartition(":")[0], level, fmt, **fields)
 
     def connection_lost(self) -> None:
         """The transport is gone: detach from the hub (will unless clean DISCONNECT)."""
@@ -200,7 +204,7 @@ class MQTTChannel:
             if self.settings.verbose:
                 self.log.info(
                     "client {client_id} disconnected ({how})",
-                    client_id=shown(session.client_id),
+                    client_id=clip(session.client_id),
                     how="clean" if self._graceful else "without DISCONNECT",
                 )
 
@@ -433,6 +437,8 @@ class MQTTChannel:
         sub_ids = p.properties.get(_P.SUBSCRIPTION_IDENTIFIER) if p.properties else None
         sub_id = sub_ids[0] if sub_ids else None
         level, max_qos = self.level, self.settings.max_qos
+        limit = self.settings.max_subscriptions
+        over = 0
         results: list[Any] = []
         for topic_filter, (_, options) in zip(filters, p.topics):
             try:
@@ -442,8 +448,16 @@ class MQTTChannel:
                 # As Mosquitto: a malformed packet (level 5: DISCONNECT 0x81).
                 self.protocol_error(MQTTError(f"invalid filter: {e}"), PacketType.SUBSCRIBE)
                 return
+            subs = session.subscriptions
+            if limit and len(subs) >= limit and topic_filter not in subs:
+                over += 1
+                results.append(Denied(Reason.QUOTA_EXCEEDED))
+                continue
             sub = codes.subscription(options, level, sub_id, max_qos)
             results.append(hub.subscribe(session, topic_filter, sub))
+        if over:
+            self.log.info("refused {over} subscriptions of {client_id}: max_subscriptions ({limit}) reached",
+                          over=over, client_id=clip(session.client_id), limit=limit)
         if level == 5:
             granted = [r.qos if r else codes.v5_code(r.reason) for r in results]
         elif level == 4:
@@ -488,7 +502,7 @@ class MQTTChannel:
             self.session = None
             self.hub.disconnect(session, self._graceful, self)
             if self.settings.verbose:
-                self.log.info("client {client_id} disconnected (clean)", client_id=shown(session.client_id))
+                self.log.info("client {client_id} disconnected (clean)", client_id=clip(session.client_id))
         self._close()
 
     # Endpoint (called by the hub and the session) --------------------------------------
@@ -528,7 +542,7 @@ class MQTTChannel:
             self._write(encode(Disconnect(codes.v5_code(reason)), 5))
         if self.settings.verbose and self.client is not None:
             self.log.info("client {client_id} disconnected by the server: {reason}",
-                          client_id=shown(self.client.client_id), reason=reason.value)
+                          client_id=clip(self.client.client_id), reason=reason.value)
         self._close()
 
     def shutdown(self) -> None:
@@ -577,7 +591,7 @@ class MQTTChannel:
             if idle >= limit:
                 self.log.info(
                     "client {client_id} keepalive expired after {idle:.1f}s",
-                    client_id=shown(self.client.client_id) if self.client else None,
+                    client_id=clip(self.client.client_id) if self.client else None,
                     idle=idle,
                 )
                 if self.level == 5:
@@ -586,7 +600,8 @@ class MQTTChannel:
         elif state == CLOSED:
             self._sweeper.discard(self)
         elif now - self.opened >= self.settings.connect_timeout:
-            self.log.info("no CONNECT from {peer} in time; closing", peer=self.peer)
+            self._anonymous_failure("timeout", LogLevel.info, "no CONNECT from {peer} in time; closing",
+                                    {"peer": self.peer})
             self._close()
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from gateway.errors import GatewayError
+from gateway.hub.topics import MAX_TOPIC_SEPARATORS
 from gateway.mqtt.encoder import MAX_REMAINING_LENGTH, encode, publish_parts, set_dup
 from gateway.mqtt.packets import (
     Auth, ConnAck, Connect, Disconnect, Packet, PingReq, PingResp, PubAck, PubComp, Publish,
@@ -27,12 +28,14 @@ from gateway.mqtt.reasons import (
 
 
 __all__ = [
-    "MAX_REMAINING_LENGTH", "PROTOCOLS", "Decoder", "MQTTError", "encode", "publish_parts",
-    "set_dup",
+    "MAX_PACKET_SIZE", "MAX_REMAINING_LENGTH", "PROTOCOLS", "Decoder", "MQTTError", "encode",
+    "packet_size", "publish_parts", "set_dup",
 ]
 
 #: (protocol name, level) pairs a CONNECT may carry.
 PROTOCOLS = {("MQIsdp", 3): 3, ("MQTT", 4): 4, ("MQTT", 5): 5}
+#: The largest packet the protocol can express: fixed header and remaining length.
+MAX_PACKET_SIZE = 1 + 4 + MAX_REMAINING_LENGTH
 
 _MALFORMED = ReasonCode.MALFORMED_PACKET
 _PROTOCOL = ReasonCode.PROTOCOL_ERROR
@@ -79,6 +82,37 @@ def _first_byte_error(b0: int, level: int) -> tuple[str, ReasonCode] | None:
 # One lookup per packet instead of a chain of tests: None means the byte is fine.
 _FIRST_V4 = tuple(_first_byte_error(b, 4) for b in range(256))
 _FIRST_V5 = tuple(_first_byte_error(b, 5) for b in range(256))
+# Awaiting CONNECT, any other type ends the connection at its first byte (as Mosquitto's
+# packet__read), before a remaining length is read or a body buffered.
+_FIRST_CONNECT = tuple(
+    _FIRST_V4[b] if b >> 4 == PacketType.CONNECT else ("first packet is not CONNECT", _PROTOCOL)
+    for b in range(256)
+)
+
+
+def _fixed_body(ptype: int, level: int) -> int | None:
+    """The body size the protocol fixes for this packet type, if any."""
+    if ptype in (PacketType.PINGREQ, PacketType.PINGRESP):
+        return 0
+    if level < 5 and ptype == PacketType.DISCONNECT:
+        return 0
+    if level < 5 and ptype in (
+        PacketType.CONNACK, PacketType.PUBACK, PacketType.PUBREC, PacketType.PUBREL,
+        PacketType.PUBCOMP, PacketType.UNSUBACK,
+    ):
+        return 2
+    return None
+
+
+# Checked when a packet is incomplete, so an announced length is refused before buffering.
+_FIXED_V4 = tuple(_fixed_body(t, 4) for t in range(16))
+_FIXED_V5 = tuple(_fixed_body(t, 5) for t in range(16))
+
+
+def packet_size(remaining_length: int) -> int:
+    """Bytes of a whole packet with this remaining length (fixed header included)."""
+    n = remaining_length
+    return 1 + n + (1 if n < 1 << 7 else 2 if n < 1 << 14 else 3 if n < 1 << 21 else 4)
 
 
 def _remaining_length(data: bytes, i: int, n: int) -> tuple[int, int]:
@@ -199,6 +233,8 @@ def _read_props(b: bytes, i: int, end: int, ctx: int) -> tuple[dict, int]:
 def _check_topic_name(topic: str) -> None:
     if "+" in topic or "#" in topic:
         raise MQTTError("wildcard in a topic name", _TOPIC_INVALID)
+    if topic.count("/") > MAX_TOPIC_SEPARATORS:
+        raise MQTTError("topic name with too many levels", _TOPIC_INVALID)
 
 
 def _trailing(i: int, end: int, what: str) -> None:
@@ -420,17 +456,23 @@ _ACK_CLASSES: list = [None] * 4 + [PubAck, PubRec, PubRel, PubComp]
 class Decoder:
     """Incremental decoder: bytes in, whole packets out, partial packets buffered.
 
-    ``protocol_level`` is None (read as 4) until a CONNECT is decoded, which sets
-    it; a client-side caller sets it itself. After an ``MQTTError`` the stream
-    cannot be resynchronised, so every later ``feed()`` raises it again.
+    ``protocol_level`` is None until a CONNECT is decoded, which sets it; a
+    client-side caller sets it itself. While it is None the decoder awaits a
+    CONNECT: any other first byte is an error at once. ``feed()`` returns right
+    after a CONNECT, keeping what follows it buffered (``feed(b"")`` goes on),
+    so a server can raise ``max_packet_size`` once the client is authenticated
+    before the packets it pipelined are sized against it. After an
+    ``MQTTError`` the stream cannot be resynchronised, so every later
+    ``feed()`` raises it again.
     """
 
     __slots__ = ("protocol_level", "max_packet_size", "_buf", "_need", "_error", "_pos")
 
-    def __init__(self, max_packet_size: int = MAX_REMAINING_LENGTH) -> None:
+    def __init__(self, max_packet_size: int = MAX_PACKET_SIZE) -> None:
         self.protocol_level: int | None = None
-        #: Largest whole packet accepted (fixed header included, as MQTT 5's
-        #: Maximum Packet Size); checked as soon as the fixed header is in.
+        #: Largest whole packet accepted now (fixed header included, as MQTT 5's
+        #: Maximum Packet Size); checked as soon as the fixed header is in, so a
+        #: longer announced packet is refused without buffering its body.
         self.max_packet_size = max_packet_size
         self._buf = bytearray()
         self._need = 0  # bytes the buffered partial packet needs in all
@@ -463,13 +505,22 @@ class Decoder:
             buf += memoryview(data)[pos:]
         return out
 
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet returned as packets."""
+        return len(self._buf)
+
     def _decode(self, data: bytes, out: list[Packet]) -> int:
         """Append the complete packets in ``data`` to ``out``; return bytes used."""
         n = len(data)
         pos = 0
         self._need = 0
         level = self.protocol_level or 4
-        first = _FIRST_V5 if level == 5 else _FIRST_V4
+        if self.protocol_level is None:
+            first = _FIRST_CONNECT
+        else:
+            first = _FIRST_V5 if level == 5 else _FIRST_V4
+        fixed = _FIXED_V5 if level == 5 else _FIXED_V4
         max_size = self.max_packet_size
         append = out.append
         while pos < n:
@@ -490,10 +541,13 @@ class Decoder:
             end = start + rl
             if end - pos > max_size:
                 raise MQTTError(f"packet of {end - pos} bytes", ReasonCode.PACKET_TOO_LARGE)
+            ptype = b0 >> 4
             if end > n:
+                size = fixed[ptype]
+                if size is not None and rl != size:
+                    raise MQTTError(f"{PacketType(ptype).name} with a {rl}-byte body")
                 self._need = end - pos
                 break
-            ptype = b0 >> 4
             if ptype == 3 and level != 5:
                 # PUBLISH, inline: most of the traffic.
                 i = start + 2
@@ -511,6 +565,8 @@ class Decoder:
                     raise MQTTError("topic contains U+0000")
                 if "+" in topic or "#" in topic or not topic:
                     raise MQTTError("empty topic or wildcard in a topic name", _TOPIC_INVALID)
+                if topic.count("/") > MAX_TOPIC_SEPARATORS:
+                    raise MQTTError("topic name with too many levels", _TOPIC_INVALID)
                 if qos:
                     pid = data[te] << 8 | data[te + 1]
                     if not pid:
@@ -527,9 +583,9 @@ class Decoder:
                 append(_ACK_CLASSES[ptype](pid, 0, {}))
             else:
                 packet = _PARSER_LIST[ptype](data, start, end, b0, level)  # type: ignore[misc]
-                if ptype == 1:
-                    level = self.protocol_level = packet.protocol_level
-                    first = _FIRST_V5 if level == 5 else _FIRST_V4
                 append(packet)
+                if ptype == 1:
+                    self.protocol_level = packet.protocol_level
+                    return end  # the caller acts on the CONNECT before what follows
             pos = end
         return pos

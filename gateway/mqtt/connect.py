@@ -16,7 +16,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gateway.hub.api import WRITE, Allowed, AuthContinue, ClientInfo, Denied, Message, Reason
-from gateway.hub.denials import shown
+from gateway.logtext import clip
 from gateway.hub.topics import TopicError, validate_topic_name
 from gateway.mqtt import codes
 from gateway.mqtt.aliases import InboundAliases, OutboundAliases
@@ -198,7 +198,7 @@ class Handshake:
         client = ch.client
         self.log.info(
             "refused {client_id} from {peer}: {reason}",
-            client_id=shown(client.client_id) if client else None, peer=ch.peer,
+            client_id=clip(client.client_id) if client else None, peer=ch.peer,
             reason=denied.text or denied.reason.value,
         )
         if ch.level == 5:
@@ -244,7 +244,7 @@ class Handshake:
         if ch.settings.verbose:
             self.log.info(
                 "client {client_id} connected from {peer} (level {protocol_level}, clean {clean}, keepalive {keepalive})",
-                client_id=shown(client.client_id), peer=ch.peer, protocol_level=level,
+                client_id=clip(client.client_id), peer=ch.peer, protocol_level=level,
                 clean=p.clean_session, keepalive=ch.keepalive,
             )
         if self.method is not None:
@@ -319,7 +319,7 @@ class Reauthentication:
             return
         ch.handshake = None
         if not result:
-            self.log.info("re-authentication of {client_id} failed", client_id=shown(ch.client.client_id))
+            self.log.info("re-authentication of {client_id} failed", client_id=clip(ch.client.client_id))
             ch._write(encode(Disconnect(codes.v5_code(result.reason)), 5))
             ch._close()
             return

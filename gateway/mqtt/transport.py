@@ -7,18 +7,45 @@ from typing import Any
 
 from twisted.internet import interfaces, tcp
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from gateway.hub.hub import Hub
-from gateway.mqtt.channel import CLOSED, MQTTChannel, MQTTSettings
-from gateway.mqtt.codec import Decoder, MQTTError
+from gateway.logtext import summary_for
+from gateway.mqtt.channel import CLOSED, CONNECTED, WAITING, MQTTChannel, MQTTSettings
+from gateway.mqtt.codec import MAX_PACKET_SIZE, Decoder, MQTTError, packet_size
+from gateway.mqtt.packets import Connect
 
-MAX_PACKET = 268_435_455
 # Send whatever the kernel will take in one writable event (Twisted's default of
 # 128 KiB lets a few publishers outrun one subscriber).
 SEND_LIMIT = 8 << 20
 TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+#: Mosquitto refuses a CONNECT whose remaining length is above 100,000 bytes: room
+#: for a will payload of up to 65,535 bytes, and 34,465 for the client id, will
+#: topic, username, password and (MQTT 5) properties.
+CONNECT_REMAINING = 100_000
+WILL_PAYLOAD = 65_535
+#: What a PUBLISH holds besides its payload: fixed header, topic (up to 65,537
+#: bytes), packet id and, at MQTT 5, properties.
+PUBLISH_OVERHEAD = 128 * 1024
+
+
+def connect_limit(settings: MQTTSettings) -> int:
+    """Largest packet accepted before the client is authenticated: its CONNECT and
+    whatever it sends before CONNACK. The will payload's share shrinks with
+    ``message_size_limit`` (a larger will is refused anyway)."""
+    will = min(settings.message_size_limit or WILL_PAYLOAD, WILL_PAYLOAD)
+    limit = packet_size(CONNECT_REMAINING - WILL_PAYLOAD + will)
+    return min(limit, settings.max_packet_size) if settings.max_packet_size else limit
+
+
+def packet_limit(settings: MQTTSettings) -> int:
+    """Largest packet accepted from an authenticated client: ``max_packet_size``, and
+    no more than a PUBLISH of ``message_size_limit`` bytes needs."""
+    limit = settings.max_packet_size or MAX_PACKET_SIZE
+    if settings.message_size_limit:
+        limit = min(limit, settings.message_size_limit + PUBLISH_OVERHEAD)
+    return limit
 
 
 def tcp_connection(transport: Any) -> tcp.Connection | None:
@@ -49,7 +76,10 @@ class MQTTProtocol(Protocol):
                 pass
         peer = self.transport.getPeer()  # type: ignore[union-attr]
         address = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
-        self.decoder = Decoder(settings.max_packet_size or MAX_PACKET)
+        # Until CONNACK the client is anonymous: it may not make us buffer more than a
+        # CONNECT needs (the limit rises in dataReceived once it is authenticated).
+        self.decoder = Decoder(connect_limit(settings))
+        self.authenticated = False
         self.channel = MQTTChannel(f.hub, settings, self.transport, f.clock, address, f.listener)
         transport = self.transport
         if hasattr(transport, "SEND_LIMIT"):
@@ -62,24 +92,35 @@ class MQTTProtocol(Protocol):
         channel = self.channel
         if channel.state == CLOSED:
             return
-        self.factory.stats.bytes_received += len(data)
+        stats = self.factory.stats
+        stats.bytes_received += len(data)
         channel.last_rx = self.factory.clock.seconds()
-        error = None
-        try:
-            packets = self.decoder.feed(data)
-        except MQTTError as e:
-            # Packets that were complete before the bad one are handled first, as a
-            # broker reading the stream packet by packet would.
-            error, packets = e, e.packets
-        self.factory.stats.messages_received += len(packets)
+        decoder = self.decoder
         handle = channel.handle
-        for packet in packets:
-            handle(packet)
-            if channel.state == CLOSED:
+        while True:
+            if not self.authenticated and (channel.state == CONNECTED or channel.state == WAITING):
+                self.authenticated = True
+                decoder.max_packet_size = packet_limit(self.factory.settings)
+            error = None
+            try:
+                packets = decoder.feed(data)
+            except MQTTError as e:
+                # Packets that were complete before the bad one are handled first, as a
+                # broker reading the stream packet by packet would.
+                error, packets = e, e.packets
+            stats.messages_received += len(packets)
+            for packet in packets:
+                handle(packet)
+                if channel.state == CLOSED:
+                    return
+            if error is not None:
+                channel.protocol_error(error)
                 return
-        if error is not None:
-            channel.protocol_error(error)
-            return
+            # The decoder stops after a CONNECT: go on with what followed it, sized
+            # by the limit its outcome allows.
+            if not (packets and type(packets[-1]) is Connect and decoder.buffered):
+                break
+            data = b""
         if self.tcp_conn is not None:
             self.ack_if_unanswered(self.tcp_conn)
 
@@ -135,6 +176,9 @@ class MQTTFactory(Factory):
 
     def buildProtocol(self, addr: Any) -> MQTTProtocol | None:  # type: ignore[override]
         if 0 <= self.max_connections <= len(self.protocols):
-            self.log.warn("refusing connection from {addr}: max_connections reached", addr=addr)
+            host = getattr(addr, "host", str(addr))
+            summary_for(self.clock, "connections refused at max_connections", MQTTFactory.log).event(
+                "max_connections", host, LogLevel.warn,
+                "refusing connection from {addr}: max_connections reached", addr=addr)
             return None
         return MQTTProtocol(self)

@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 
 from gateway.hub.api import SUBSCRIBE, SUBSCRIBE_FAILED, WRITE, ClientInfo, Message
 from gateway.hub.topics import TopicError, has_wildcard, validate_topic_filter, validate_topic_name
+from gateway.logtext import clip
 from gateway.mqttsn.codec import (
     PROTOCOL_ID,
     Advertise,
@@ -195,7 +196,7 @@ class MQTTSNChannel(Delivery):
             return
         username = settings.clients.get(p.client_id, settings.default_username)
         if username is None and settings.clients and p.client_id not in settings.clients:
-            self._refuse(ReturnCode.NOT_SUPPORTED, f"client id {p.client_id!r} not in the client list")
+            self._refuse(ReturnCode.NOT_SUPPORTED, f"client id {clip(p.client_id)} not in the client list")
             return
         self._connect = (p, username)
         self.state = CONNECTING
@@ -299,7 +300,7 @@ class MQTTSNChannel(Delivery):
         if self.ctx.settings.verbose:
             self.log.info(
                 "MQTT-SN client {client_id} connected from {peer} (clean {clean}, keepalive {keepalive})",
-                client_id=client.client_id, peer=self.peer, clean=p.clean, keepalive=p.duration,
+                client_id=clip(client.client_id), peer=self.peer, clean=p.clean, keepalive=p.duration,
             )
         session.resume(self)
         self._pump()
@@ -489,7 +490,7 @@ class MQTTSNChannel(Delivery):
             self._supervise_from_now()
             return
         if self.ctx.settings.verbose and self.client is not None:
-            self.log.info("MQTT-SN client {client_id} disconnected", client_id=self.client.client_id)
+            self.log.info("MQTT-SN client {client_id} disconnected", client_id=clip(self.client.client_id))
         self._detach(graceful=True)
         self._close()
 
@@ -532,7 +533,7 @@ class MQTTSNChannel(Delivery):
         self.ctx.counters.clients_lost += 1
         self.log.info(
             "MQTT-SN client {client_id} at {peer} lost: {why}",
-            client_id=self.client.client_id if self.client else None, peer=self.peer, why=why,
+            client_id=clip(self.client.client_id) if self.client else None, peer=self.peer, why=why,
         )
         self._detach(graceful=False)
         self._close()
@@ -540,7 +541,7 @@ class MQTTSNChannel(Delivery):
     def _violation(self, why: str) -> None:
         self.log.warn(
             "closing MQTT-SN client {client_id} at {peer}: {reason}",
-            client_id=self.client.client_id if self.client else None, peer=self.peer, reason=why,
+            client_id=clip(self.client.client_id) if self.client else None, peer=self.peer, reason=why,
         )
         self._send(DISCONNECT)
         self._detach(graceful=False)

@@ -18,14 +18,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from tests import wire
 
 HOST = "127.0.0.1"
 TIMEOUT = 10.0
 
-PAHO_PROTOCOLS = {3: mqtt.MQTTv31, 4: mqtt.MQTTv311}
-MOSQUITTO_VERSIONS = {3: "mqttv31", 4: "mqttv311"}
+PAHO_PROTOCOLS = {3: mqtt.MQTTv31, 4: mqtt.MQTTv311, 5: mqtt.MQTTv5}
+MOSQUITTO_VERSIONS = {3: "mqttv31", 4: "mqttv311", 5: "mqttv5"}
+NEVER = 0xFFFFFFFF
 
 _serial = itertools.count(1)
 
@@ -100,7 +103,8 @@ class RawClient:
         """Send CONNECT (``wire.connect`` arguments); return (session present, return code)."""
         self.send(wire.connect(client_id, **kwargs))
         first, body = self.read_packet()
-        assert first == 0x20 and len(body) == 2, f"expected CONNACK, got {first:#04x} {body!r}"
+        level = kwargs.get("proto_level", 4)
+        assert first == 0x20 and (len(body) == 2 or level == 5), f"expected CONNACK, got {first:#04x} {body!r}"
         return bool(body[0] & 1), body[1]
 
     def expect_closed(self, timeout: float = TIMEOUT) -> bytes:
@@ -127,7 +131,11 @@ class RawClient:
 
 
 class PahoClient:
-    """paho-mqtt 2.x with a background loop; every call waits for its acknowledgement."""
+    """paho-mqtt 2.x with a background loop; every call waits for its acknowledgement.
+
+    At level 5, ``clean_session`` means what it means at 3.1.1: a clean start whose
+    session ends with the connection, or a kept session that never expires.
+    """
 
     def __init__(
         self,
@@ -140,11 +148,13 @@ class PahoClient:
     ) -> None:
         self.port = port
         self.keepalive = keepalive
+        self.protocol = protocol
+        self.clean = clean_session
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=PAHO_PROTOCOLS[protocol],
-            clean_session=clean_session,
+            clean_session=clean_session if protocol != 5 else None,
         )
         if will is not None:
             topic, payload, qos, retain = will
@@ -183,7 +193,13 @@ class PahoClient:
 
     def connect(self, timeout: float = TIMEOUT) -> bool:
         """Connect and wait for CONNACK 0; returns the session present flag."""
-        self.client.connect(HOST, self.port, keepalive=self.keepalive)
+        if self.protocol == 5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 0 if self.clean else NEVER
+            self.client.connect(HOST, self.port, keepalive=self.keepalive, clean_start=self.clean,
+                                properties=props)
+        else:
+            self.client.connect(HOST, self.port, keepalive=self.keepalive)
         self.client.loop_start()
         self._looping = True
         try:

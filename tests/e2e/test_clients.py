@@ -16,7 +16,7 @@ from tests import wire
 from tests.conftest import HOST
 from tests.e2e.clients import PAHO_PROTOCOLS, RawClient, mosquitto_pub, unique
 
-LEVELS = pytest.mark.parametrize("protocol", [3, 4], ids=["mqtt31", "mqtt311"])
+LEVELS = pytest.mark.parametrize("protocol", [3, 4, 5], ids=["mqtt31", "mqtt311", "mqtt5"])
 QOS = pytest.mark.parametrize("qos", [0, 1, 2], ids=["qos0", "qos1", "qos2"])
 
 
@@ -215,7 +215,7 @@ def test_persistent_session_keeps_messages_while_away(paho, port, protocol):
         pub.publish(topic, payload, qos=1)
 
     again = paho(port, client_id, protocol=protocol, clean_session=False)
-    assert again.connect() is True  # session present
+    assert again.connect() is (protocol != 3)  # session present (3.1 has no such flag)
     got = [again.next_message() for _ in payloads]
     assert [(m.topic, m.payload, m.qos) for m in got] == [(topic, p, 1) for p in payloads]
     # The subscription itself survived too.
@@ -529,30 +529,33 @@ def test_inbound_qos2_resent_after_reconnect_is_delivered_once(raw, paho, port):
 def test_unacknowledged_publish_is_redelivered_with_dup(raw, paho, port, protocol):
     client_id = unique("redeliver")
     topic = unique("e2e/redeliver")
+    v = protocol
+    kept = wire.prop_u32(0x11, 0xFFFFFFFF) if v == 5 else b""   # session expiry: never
     sub = raw(port)
-    assert sub.connect(client_id, clean=False, proto_level=protocol) == (False, 0)
-    sub.send(wire.subscribe(1, [(topic, 1)]))
-    sub.expect(wire.suback(1, [1]))
+    assert sub.connect(client_id, clean=False, proto_level=v, properties=kept) == (False, 0)
+    sub.send(wire.subscribe(1, [(topic, 1)], proto_ver=v))
+    sub.expect(wire.suback(1, [1], proto_ver=v))
     connected(paho, port, "pub").publish(topic, b"ack me", qos=1)
     first, body = sub.read_packet()
     assert first == 0x32  # QoS 1, DUP clear
     mid = int.from_bytes(body[2 + len(topic) : 4 + len(topic)], "big")
-    assert body == wire.publish(topic, b"ack me", qos=1, mid=mid)[2:]
+    assert body == wire.publish(topic, b"ack me", qos=1, mid=mid, proto_ver=v)[2:]
     sub.close()  # no PUBACK
 
+    present = v != 3   # MQTT 3.1 has no session present flag
     again = raw(port)
-    assert again.connect(client_id, clean=False, proto_level=protocol) == (True, 0)
-    again.expect(wire.publish(topic, b"ack me", qos=1, mid=mid, dup=True))
-    again.send(wire.puback(mid))
-    again.send(wire.disconnect())
+    assert again.connect(client_id, clean=False, proto_level=v, properties=kept) == (present, 0)
+    again.expect(wire.publish(topic, b"ack me", qos=1, mid=mid, dup=True, proto_ver=v))
+    again.send(wire.puback(mid, proto_ver=v))
+    again.send(wire.disconnect(proto_ver=v))
     again.expect_closed()
 
     # Acknowledged now: a third connection gets nothing more.
     last = raw(port)
-    assert last.connect(client_id, clean=False, proto_level=protocol) == (True, 0)
+    assert last.connect(client_id, clean=False, proto_level=v, properties=kept) == (present, 0)
     last.send(wire.pingreq())
     last.expect(wire.pingresp())
-    last.send(wire.disconnect())
+    last.send(wire.disconnect(proto_ver=v))
 
 
 def test_unfinished_outbound_qos2_resumes_with_pubrel(raw, paho, port):

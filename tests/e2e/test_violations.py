@@ -68,6 +68,9 @@ FIRST_PACKET = [
     pytest.param(wire.subscribe(1, [("a", 0)]), id="subscribe"),
     pytest.param(wire.disconnect(), id="disconnect"),
     pytest.param(wire.connack(), id="connack"),
+    # closed at the fixed header, before any of the body is read
+    pytest.param(b"\x30\xff\xff\xff\x7f", id="publish-announcing-256-MB"),
+    pytest.param(b"\x90\x80\xc2\xd7\x2f", id="suback-announcing-100-MB"),
 ]
 
 
@@ -101,6 +104,8 @@ BAD_CONNECT = [
     pytest.param(wire.packet(0x10, connect_body() + b"\x00"), [b""], id="trailing-byte"),
     pytest.param(wire.packet(0x10, connect_body()[:-2]), [b""], id="client-id-truncated"),
     pytest.param(wire.packet(0x12, connect_body()), [b""], id="fixed-header-flags"),
+    pytest.param(b"\x10\x80\xb8\xb8\x72", [b""], id="announcing-240-MB"),
+    pytest.param(b"\x10\xa1\x8d\x06", [b""], id="announcing-100001-bytes"),
 ]
 
 
@@ -141,8 +146,6 @@ AFTER_CONNECT = [
     pytest.param(wire.packet(0x36, wire.string("a") + b"\x00\x01x"), id="publish-qos-3"),
     pytest.param(wire.packet(0x38, wire.string("a") + b"x"), id="publish-qos0-with-dup"),
     pytest.param(wire.publish("a", b"x", qos=1, mid=0), id="publish-packet-id-0"),
-    pytest.param(wire.publish("a", b"x" * 101), id="payload-over-message-size-limit"),
-    pytest.param(wire.publish("a", b"x" * 101, qos=1, mid=1), id="qos1-payload-over-message-size-limit"),
     # SUBSCRIBE / UNSUBSCRIBE
     pytest.param(wire.subscribe(1, [("a/#/b", 0)]), id="filter-hash-not-last"),
     pytest.param(wire.subscribe(1, [("a/b#", 0)]), id="filter-hash-inside-level"),
@@ -153,6 +156,11 @@ AFTER_CONNECT = [
     pytest.param(wire.packet(0x82, struct.pack("!H", 1)), id="subscribe-without-filters"),
     pytest.param(wire.subscribe(0, [("a", 0)]), id="subscribe-packet-id-0"),
     pytest.param(wire.unsubscribe(1, ["a/#/b"]), id="unsubscribe-invalid-filter"),
+    # Mosquitto's limit: 200 '/' (201 levels)
+    pytest.param(wire.subscribe(1, [("/" * 65535, 0)]), id="filter-65535-levels"),
+    pytest.param(wire.subscribe(1, [("+/" * 201, 0)]), id="filter-202-levels"),
+    pytest.param(wire.unsubscribe(1, ["a/" * 201]), id="unsubscribe-filter-202-levels"),
+    pytest.param(wire.publish("a/" * 201, b"x"), id="topic-202-levels"),
     pytest.param(wire.packet(0xA2, struct.pack("!H", 1)), id="unsubscribe-without-filters"),
     # packets only a server sends
     pytest.param(wire.connack(), id="connack-from-client"),
@@ -182,6 +190,20 @@ def test_violation_in_the_same_segment_as_connect(raw, port, watcher, still_serv
     client.send(wire.connect(unique("hasty"), will_topic=will, will_payload=b"violated") + b"\xc1\x00")
     assert client.expect_closed() == wire.connack(0)
     assert watcher.next_message().topic == will
+
+
+@LEVELS
+def test_payload_over_message_size_limit_is_dropped_and_acknowledged(raw, paho, port, watcher, protocol):
+    """As Mosquitto: not delivered, QoS 1 still acknowledged, the connection kept."""
+    topic = f"{watcher.root}/{unique('big')}"
+    client = raw(port)
+    assert client.connect(unique("big"), proto_level=protocol) == (False, 0)
+    client.send(wire.publish(topic, b"x" * 101))
+    client.send(wire.publish(topic, b"x" * 101, qos=1, mid=7))
+    client.expect(wire.puback(7))
+    client.send(wire.publish(topic, b"fits", qos=1, mid=8))
+    client.expect(wire.puback(8))
+    assert [m.payload for m in watcher.wait_for(topic)] == [b"fits"]
 
 
 def test_payload_at_message_size_limit_is_delivered(raw, paho, port, still_serving):

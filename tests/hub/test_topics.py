@@ -4,6 +4,7 @@ import pytest
 
 from gateway.hub.topics import (
     MAX_TOPIC_BYTES,
+    MAX_TOPIC_SEPARATORS,
     TopicError,
     has_wildcard,
     is_valid_topic_filter,
@@ -19,6 +20,9 @@ TOO_LONG_ASCII = "a" * (MAX_TOPIC_BYTES + 1)
 # 32767 two-byte characters + 1 byte = 65535 bytes; the limit is on UTF-8 bytes.
 LONGEST_UTF8 = "\u00e9" * 32767 + "a"
 TOO_LONG_UTF8 = "\u00e9" * 32768  # 32768 characters, 65536 bytes
+# Mosquitto's TOPIC_HIERARCHY_LIMIT: 200 separators, 201 levels.
+DEEPEST = "a/" * 200 + "a"
+TOO_DEEP = [DEEPEST + "/a", "/" * 201, "/" * MAX_TOPIC_BYTES]
 
 VALID_FILTERS = [
     "a",
@@ -47,6 +51,9 @@ VALID_FILTERS = [
     LONGEST_ASCII,
     LONGEST_UTF8,
     "+/" * 100 + "#",
+    "+/" * 200 + "#",
+    "/" * 200,
+    DEEPEST,
 ]
 
 INVALID_FILTERS = [
@@ -72,6 +79,8 @@ INVALID_FILTERS = [
     TOO_LONG_ASCII,
     TOO_LONG_UTF8,
     TOO_LONG_ASCII[:-2] + "/#",
+    "+/" * 201 + "#",
+    *TOO_DEEP,
 ]
 
 VALID_NAMES = [
@@ -91,6 +100,7 @@ VALID_NAMES = [
     "\U0001f600",
     LONGEST_ASCII,
     LONGEST_UTF8,
+    DEEPEST,
 ]
 
 INVALID_NAMES = [
@@ -110,6 +120,7 @@ INVALID_NAMES = [
     "\ud800",
     TOO_LONG_ASCII,
     TOO_LONG_UTF8,
+    *TOO_DEEP,
 ]
 
 
@@ -148,6 +159,11 @@ def test_invalid_names(topic):
 def test_topic_error_is_a_value_error():
     with pytest.raises(ValueError):
         validate_topic_name("")
+
+
+def test_level_limit_is_mosquittos():
+    assert MAX_TOPIC_SEPARATORS == 200
+    assert DEEPEST.count("/") == 200 and len(DEEPEST.split("/")) == 201
 
 
 def test_length_limit_counts_utf8_bytes_not_characters():

@@ -12,7 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.mqtt.codec import Decoder, MQTTError, encode, publish_parts, set_dup
+from gateway.mqtt.codec import (
+    MAX_PACKET_SIZE, Decoder, MQTTError, encode, packet_size, publish_parts, set_dup,
+)
 from gateway.mqtt.packets import (
     Auth,
     ConnAck,
@@ -299,7 +301,20 @@ def test_connect_sets_protocol_level(level: int) -> None:
 
 def test_level_5_applies_to_packets_after_connect_in_same_feed() -> None:
     raw = wire.connect("c", proto_level=5) + wire.publish("a", b"p", proto_ver=5)
-    assert Decoder().feed(raw) == [Connect("c", protocol_level=5), Publish("a", b"p")]
+    d = Decoder()
+    assert d.feed(raw) == [Connect("c", protocol_level=5)]
+    assert d.feed(b"") == [Publish("a", b"p")]
+
+
+def test_feed_stops_after_connect_keeping_what_follows() -> None:
+    """So the caller can raise max_packet_size once the client is authenticated."""
+    raw = wire.connect("c") + wire.publish("a", b"x" * 100)
+    d = Decoder(max_packet_size=len(wire.connect("c")))
+    assert d.feed(raw) == [Connect("c")]
+    assert d.buffered == len(wire.publish("a", b"x" * 100))
+    d.max_packet_size = 1000
+    assert d.feed(b"") == [Publish("a", b"x" * 100)]
+    assert d.buffered == 0
 
 
 def test_feed_accepts_bytearray_and_memoryview() -> None:
@@ -310,6 +325,12 @@ def test_feed_accepts_bytearray_and_memoryview() -> None:
 
 def test_empty_feed_returns_nothing() -> None:
     assert decoder().feed(b"") == []
+
+
+@pytest.mark.parametrize("level", [4, 5])
+def test_topic_with_200_separators_is_accepted(level: int) -> None:
+    topic = "a/" * 200 + "a"
+    assert decoder(level).feed(wire.publish(topic, b"x", proto_ver=level)) == [Publish(topic, b"x")]
 
 
 # --- malformed input --------------------------------------------------------------
@@ -457,6 +478,12 @@ MALFORMED = [
         R.PROTOCOL_ERROR,
         id="will-property-not-allowed",
     ),
+    # Mosquitto's TOPIC_HIERARCHY_LIMIT: 200 separators
+    pytest.param(4, PUB("a/" * 201, b"x"), R.TOPIC_NAME_INVALID, id="topic-201-separators"),
+    pytest.param(4, PUB("/" * 65535, b"x"), R.TOPIC_NAME_INVALID, id="topic-65535-separators"),
+    pytest.param(5, PUB("a/" * 201, b"x", proto_ver=5), R.TOPIC_NAME_INVALID,
+                 id="topic-201-separators-v5"),
+    pytest.param(4, C("c", will_topic="/" * 201), R.TOPIC_NAME_INVALID, id="will-topic-201-separators"),
 ]
 
 
@@ -476,19 +503,41 @@ def test_malformed_byte_by_byte(level: int, data: bytes, reason: R) -> None:
     assert e.value.reason is reason
 
 
-def test_packet_too_large_before_the_body_arrives() -> None:
+@pytest.mark.parametrize("level", [None, 4, 5])
+def test_packet_too_large_before_the_body_arrives(level: int | None) -> None:
     d = Decoder(max_packet_size=100)
+    d.protocol_level = level
+    first = 0x10 if level is None else 0x30
     with pytest.raises(MQTTError) as e:
-        d.feed(b"\x30\xe8\x07")  # remaining length 1000, no body yet
+        d.feed(bytes([first]) + b"\xe8\x07")  # remaining length 1000, no body yet
     assert e.value.reason is R.PACKET_TOO_LARGE
+    assert d.buffered == 0
 
 
 def test_max_packet_size_counts_the_fixed_header() -> None:
     raw = wire.publish("t", b"x" * 10)  # 2 + 13 bytes
-    assert Decoder(max_packet_size=len(raw)).feed(raw) == [Publish("t", b"x" * 10)]
+    assert decoder_with(len(raw)).feed(raw) == [Publish("t", b"x" * 10)]
     with pytest.raises(MQTTError) as e:
-        Decoder(max_packet_size=len(raw) - 1).feed(raw)
+        decoder_with(len(raw) - 1).feed(raw)
     assert e.value.reason is R.PACKET_TOO_LARGE
+
+
+def decoder_with(max_packet_size: int, level: int = 4) -> Decoder:
+    d = Decoder(max_packet_size)
+    d.protocol_level = level
+    return d
+
+
+def test_largest_remaining_length_fits_the_default_limit() -> None:
+    d = decoder()
+    assert d.feed(b"\x30\xff\xff\xff\x7f\x00\x01a") == []
+    assert d.buffered == 8
+    assert packet_size(268_435_455) == MAX_PACKET_SIZE
+
+
+@pytest.mark.parametrize("rl", [0, 127, 128, 16383, 16384, 2097151, 2097152, 268_435_455])
+def test_packet_size_adds_the_fixed_header(rl: int) -> None:
+    assert packet_size(rl) == 1 + len(wire.remaining_length(rl)) + rl
 
 
 def test_unsupported_protocol_waits_for_the_whole_connect() -> None:
