@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from gateway.config import NOT_SUPPORTED_YET
+from gateway.config import NOT_SUPPORTED
 from tests import wire
 from tests.conftest import (
     HOST,
@@ -250,10 +250,10 @@ def test_twistd_bad_port_flag_fails_without_traceback():
 
 
 def unsupported_key() -> str:
-    """A Mosquitto key the gateway refuses as not supported yet (the set shrinks over time)."""
-    if not NOT_SUPPORTED_YET:
+    """A Mosquitto key the gateway refuses (the table shrinks over time)."""
+    if not NOT_SUPPORTED:
         pytest.skip("every Mosquitto key is supported")
-    return sorted(NOT_SUPPORTED_YET)[0]
+    return sorted(NOT_SUPPORTED)[0]
 
 
 @COMMANDS
@@ -262,7 +262,7 @@ def unsupported_key() -> str:
     [
         pytest.param("bad-integer.conf", "max_inflight_messages: expected an integer", id="bad-integer"),
         pytest.param("unknown-key.conf", "no_such_key: unknown configuration key", id="unknown-key"),
-        pytest.param("not-supported-yet.conf", "{key}: not supported yet", id="not-supported-yet"),
+        pytest.param("not-supported.conf", "{key}: not supported: {reason}", id="not-supported"),
     ],
 )
 def test_bad_config_exits_1_naming_file_line_and_key(tmp_path, twistd, template, error):
@@ -271,7 +271,7 @@ def test_bad_config_exits_1_naming_file_line_and_key(tmp_path, twistd, template,
     done = run_briefly(command(twistd, "-c", str(conf)))
     output = done.stdout + done.stderr
     assert done.returncode == 1, output
-    assert f"{conf}:3: {error.format(key=key)}" in done.stderr
+    assert f"{conf}:3: {error.format(key=key, reason=NOT_SUPPORTED.get(key))}" in done.stderr
     assert "Traceback" not in output
 
 
