@@ -506,6 +506,8 @@ class _Parser:
             raise line.error("only one file destination is allowed")
         elif value not in dests:
             dests.append(value)
+        if value.startswith("file "):
+            self.config.lines["log_dest"] = (line.path, line.number)   # for an unwritable file
         self.log_dest = dests
 
     def add_plugin(self, line: _Line, path: str, scope: Scope) -> None:
