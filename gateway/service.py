@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import signal
+import sys
 from dataclasses import fields, replace
 from typing import Any, NoReturn
 
@@ -15,7 +16,7 @@ from twisted.python import usage
 
 from gateway import __version__
 from gateway.config import Config, Listener, default_config, load
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, StartupFailed
 from gateway.hub.auth import Security, close_policies, listener_key
 from gateway.hub.hub import Hub, HubSettings
 from gateway.hub.sessions import Limits
@@ -198,10 +199,11 @@ class GatewayService(service.MultiService):
 
     def _startup_failed(self, exc: SystemExit) -> NoReturn:
         """Exit 1 with the reason on stderr as well as in the log (see report_startup_failure)."""
-        if isinstance(exc.code, str):
-            report_startup_failure(exc.code, self.config)
+        reason = exc.code if isinstance(exc.code, str) else "mqttgateway: startup failed"
+        report_startup_failure(reason, self.config)
         self.pid_file.remove()
-        raise SystemExit(1) from None
+        sys.excepthook = _quiet_about_startup_failure(sys.excepthook)
+        raise StartupFailed(reason.removeprefix("mqttgateway: ")) from None
 
     def startService(self) -> None:
         self.log.info(
@@ -276,6 +278,17 @@ class GatewayService(service.MultiService):
         yield self.security.close()
         self.pid_file.remove()
         self.log.info("mqttgateway stopped")
+
+
+def _quiet_about_startup_failure(previous: Any) -> Any:
+    """An excepthook that ends the process (status 1) without a traceback for
+    ``StartupFailed``, whose reason is already reported, and defers to ``previous``."""
+
+    def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        if not issubclass(kind, StartupFailed):
+            previous(kind, value, tb)
+
+    return hook
 
 
 def makeService(options: Options) -> GatewayService:

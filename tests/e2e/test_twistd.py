@@ -317,6 +317,23 @@ def test_startup_failure_reaches_stderr_when_logging_to_a_file(tmp_path, twistd)
     assert "Traceback" not in output + log.read_text()
 
 
+def test_daemon_startup_failure_is_reported_by_the_command(tmp_path):
+    """``mqttgateway -d``: the command waits for the daemon to start; a busy port makes
+    it exit 1 (twistd prints the first 100 bytes of the reason), the whole reason in
+    the log file."""
+    log = tmp_path / "gateway.log"
+    with socket.socket() as taken:
+        taken.bind((HOST, 0))
+        taken.listen()
+        conf = tmp_path / "gateway.conf"
+        conf.write_text(config_text(taken.getsockname()[1], [f"log_dest file {log}"]))
+        done = run_briefly(cli_command("-d", "-c", str(conf)))
+    assert done.returncode == 1, done.stderr
+    assert "StartupFailed: " in done.stderr
+    assert f"{conf}:1: listener: cannot listen on" in log.read_text()
+    assert "Address already in use" in log.read_text()
+
+
 @COMMANDS
 def test_startup_failure_is_printed_once_when_logging_to_stderr(tmp_path, twistd):
     with socket.socket() as taken:
