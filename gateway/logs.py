@@ -44,7 +44,8 @@ def _stream(dest: str, config: Config) -> IO[str] | None:
             return open(path, "a", encoding="utf-8", buffering=1)
         except OSError as e:
             where, line = config.lines.get("log_dest", ("", 0))
-            raise ConfigError(f"cannot open {path}: {e.strerror}", where, line, "log_dest") from None
+            reason = f"cannot open {path}: {e.strerror}"
+            raise ConfigError(reason, where, line, "log_dest") from None
     return None
 
 

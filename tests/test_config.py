@@ -498,7 +498,8 @@ def test_service_unit():
 
 # -- README --------------------------------------------------------------------------
 
-REFUSED_START = ".. refused keys: generated from gateway/unsupported.py, checked by tests/test_config.py\n"
+REFUSED_START = (".. refused keys: generated from gateway/unsupported.py, checked by "
+                 "tests/test_config.py\n")
 REFUSED_END = "\n.. end of refused keys\n"
 
 

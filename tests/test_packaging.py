@@ -63,7 +63,8 @@ def test_editable_install_is_a_twistd_plugin_from_any_directory(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    site = run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp_path)
+    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site = run([str(python), "-c", purelib], tmp_path)
     view = dependencies_without_project(tmp_path / "dependencies")
     Path(site.stdout.strip(), "dependencies.pth").write_text(f"{view}\n", encoding="utf-8")
 
