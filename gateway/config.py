@@ -3,8 +3,9 @@
 One ``key value...`` per line; a line whose first non-blank character is ``#``
 is a comment.  Every key has one entry in ``KEYS``: how its value is converted
 and where it goes (the broker as a whole, or the listener section currently
-open).  Keys that Mosquitto knows but the gateway does not implement yet are in
-``NOT_SUPPORTED_YET`` and are refused rather than silently ignored.
+open).  Keys that Mosquitto knows but the gateway does not implement are in
+``NOT_SUPPORTED``, refused with the reason and what to do instead rather than
+silently ignored.
 
 Differences from Mosquitto, on purpose: every error stops the parse (Mosquitto
 only warns for some), ``include_dir`` in an included file is an error (Mosquitto
@@ -22,9 +23,10 @@ from typing import Callable, NamedTuple
 
 from gateway.errors import ConfigError
 from gateway.security.plugins import PluginSpec
+from gateway.unsupported import NOT_SUPPORTED, NOT_SUPPORTED_PREFIXES, refusal
 
 __all__ = [
-    "Config", "Listener", "KEYS", "NOT_SUPPORTED_YET", "NOT_SUPPORTED_YET_PREFIXES",
+    "Config", "Listener", "KEYS", "NOT_SUPPORTED", "NOT_SUPPORTED_PREFIXES",
     "PROTOCOLS", "Scope", "anonymous_allowed", "default_config", "load", "parse",
     "parse_duration",
 ]
@@ -44,40 +46,6 @@ DEFAULT_LOG_TYPES = ("error", "warning", "notice", "information")
 LOG_DESTS = frozenset({"stderr", "stdout", "syslog", "topic", "dlt"})  # plus "file PATH", "none"
 MAX_PAYLOAD = 268435455                     # largest MQTT remaining length
 DURATION_UNITS = {"h": 3600, "d": 86400, "w": 7 * 86400, "m": 30 * 86400, "y": 365 * 86400}
-
-# Every other key of Mosquitto 2.0 (man mosquitto.conf, src/conf.c).  Remove a
-# key from here when adding it to KEYS.
-NOT_SUPPORTED_YET = frozenset({
-    # authentication and authorisation
-    "psk_file", "auth_plugin",
-    "auth_plugin_deny_special_chars", "use_username_as_clientid", "clientid_prefixes",
-    # TLS
-    "dhparamfile", "ciphers_tls1.3", "tls_engine", "tls_engine_kpass_sha1", "tls_keyform",
-    "psk_hint",
-    # persistence
-    "persistence", "retained_persistence", "persistence_file", "persistence_location",
-    "autosave_interval", "autosave_on_changes",
-    # listeners
-    "bind_interface", "http_dir",
-    "websockets_log_level", "websockets_headers_size",
-    # logging
-    "log_facility", "log_timestamp", "log_timestamp_format", "connection_messages",
-    # broker
-    "memory_limit", "queue_qos0_messages", "pid_file",
-    "allow_duplicate_messages", "retry_interval",
-    # bridges
-    "connection", "address", "addresses", "topic", "bridge_alpn", "bridge_attempt_unsubscribe",
-    "bridge_bind_address", "bridge_cafile", "bridge_capath", "bridge_certfile",
-    "bridge_identity", "bridge_insecure", "bridge_keyfile", "bridge_max_packet_size",
-    "bridge_outgoing_retain", "bridge_protocol_version", "bridge_psk", "bridge_require_ocsp",
-    "bridge_tls_version", "cleansession", "local_cleansession", "clientid", "remote_clientid",
-    "local_clientid", "username", "remote_username", "local_username", "password",
-    "remote_password", "local_password", "idle_timeout", "keepalive_interval",
-    "notifications", "notifications_local_only", "notification_topic", "restart_timeout",
-    "round_robin", "start_type", "threshold", "try_private",
-})
-NOT_SUPPORTED_YET_PREFIXES = ("auth_opt_",)
-
 
 @dataclass
 class Listener:
@@ -135,6 +103,8 @@ class Config:
     log_dest: list[str] = field(default_factory=lambda: ["stderr"])
     # Only recorded: dropping privileges is left to systemd (User=) or twistd --uid.
     user: str | None = None
+    # Written at startup with the process id, removed at a clean exit (gateway.pidfile).
+    pid_file: str | None = None
     allow_zero_length_clientid: bool = True
     auto_id_prefix: str = "auto-"
     upgrade_outgoing_qos: bool = False
@@ -448,9 +418,7 @@ class _Parser:
             if entry is None and key.startswith("plugin_opt_") and len(key) > 11:
                 entry = KEYS["plugin_opt_"]
             if entry is None:
-                if key in NOT_SUPPORTED_YET or key.startswith(NOT_SUPPORTED_YET_PREFIXES):
-                    raise line.error("not supported yet")
-                raise line.error("unknown configuration key")
+                raise line.error(refusal(key))
             try:
                 entry.apply(self, line, entry.convert(rest[0] if rest else ""), entry.scope)
             except ConfigError as exc:
@@ -498,7 +466,8 @@ class _Parser:
             if not self.config.per_listener_settings:
                 return self.config
             if line.key not in _LISTENER_FIELDS:
-                raise line.error("not supported yet per listener (per_listener_settings is true)")
+                raise line.error("not supported per listener (per_listener_settings is true): "
+                                 "drop the line, or set it once with per_listener_settings false")
         elif scope is Scope.GLOBAL:
             return self.config
         if self.current is not None:
@@ -572,6 +541,8 @@ class _Parser:
             raise line.error("only one file destination is allowed")
         elif value not in dests:
             dests.append(value)
+        if value.startswith("file "):
+            self.config.lines["log_dest"] = (line.path, line.number)   # for an unwritable file
         self.log_dest = dests
 
     def add_plugin(self, line: _Line, path: str, scope: Scope) -> None:
@@ -670,6 +641,7 @@ KEYS: dict[str, _Key] = {
     "mqttsn_client": _Key(_mqttsn_client, _G, _add_mqttsn_client),
     "mqttsn_multicast": _Key(_mqttsn_multicast, _L),
     "user": _Key(_text, _G, _Parser.store_once),
+    "pid_file": _Key(_text, _G, _Parser.store_once),
     # logging
     "log_type": _Key(_log_type, _G, _Parser.add_log_type),
     "log_dest": _Key(_log_dest, _G, _Parser.add_log_dest),

@@ -5,6 +5,14 @@ class GatewayError(Exception):
     """Base class for every error the gateway raises on purpose."""
 
 
+class StartupFailed(GatewayError):
+    """Startup stopped, and the reason was already logged and printed.
+
+    An exception rather than ``SystemExit``: under ``twistd``/``mqttgateway -d`` the
+    parent process waits for the daemon to report an ``Exception``, and would wait
+    forever for one that ends with ``SystemExit``."""
+
+
 class ConfigError(GatewayError):
     """A configuration problem, reported as ``file:line: key: reason``."""
 

@@ -21,12 +21,16 @@ from typing import IO
 from twisted.logger import (
     FilteringLogObserver,
     ILogObserver,
+    Logger,
     LogLevel,
     LogLevelFilterPredicate,
     textFileLogObserver,
 )
 
 from gateway.config import Config
+from gateway.errors import ConfigError
+
+log = Logger(namespace="mqttgateway")
 
 #: Bytes of formatted lines a destination may have waiting; more are dropped and counted.
 QUEUE_BYTES = 1 << 20
@@ -161,24 +165,29 @@ def _fd_writer(stream: IO[str]) -> IO[str] | Writer:
     return Writer(fd)
 
 
-def _stream(dest: str) -> IO[str] | Writer | None:
+def _stream(dest: str, config: Config) -> IO[str] | Writer | None:
     if dest == "stderr":
         return _fd_writer(sys.stderr)
     if dest == "stdout":
         return _fd_writer(sys.stdout)
     if dest.startswith("file "):
-        fd = os.open(dest[5:].strip(), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        path = dest[5:].strip()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as e:
+            where, line = config.lines.get("log_dest", ("", 0))
+            reason = f"cannot open {path}: {e.strerror}"
+            raise ConfigError(reason, where, line, "log_dest") from None
         os.set_inheritable(fd, False)
         return Writer(fd)
     return None
 
 
 def make_observer(config: Config, verbose: bool) -> ILogObserver:
-    """One observer writing to every configured destination at the configured level."""
-    observers = [
-        textFileLogObserver(stream)  # type: ignore[arg-type]
-        for stream in map(_stream, config.log_dest) if stream is not None
-    ]
+    """One observer writing to every configured destination at the configured level;
+    ``ConfigError`` when a log file cannot be opened."""
+    streams = [_stream(dest, config) for dest in config.log_dest]
+    observers = [textFileLogObserver(stream) for stream in streams if stream is not None]  # type: ignore[arg-type]
 
     def fan_out(event: dict) -> None:
         for observer in observers:
@@ -194,4 +203,17 @@ def wants_own_observer(config: Config) -> bool:
     return not any(a in ("-l", "--syslog") or a.startswith("--logfile") for a in args)
 
 
-# --- summaries --------------------------------------------------------------------------
+def report_startup_failure(message: str, config: Config) -> None:
+    """Log why startup stopped, and print it on stderr too unless the log goes there.
+
+    Once twistd has begun logging, stderr is redirected into the log: with ``log_dest
+    file`` (or syslog, or twistd's ``--logfile``) a failed start would leave the
+    terminal silent, where Mosquitto prints the reason.
+    """
+    log.critical("{message}", message=message)
+    if wants_own_observer(config) and "stderr" in config.log_dest:
+        return
+    terminal = sys.__stderr__
+    if terminal is not None:
+        terminal.write(f"{message}\n")
+        terminal.flush()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import gc
 import signal
+import sys
 from dataclasses import fields
-from typing import Any
+from typing import Any, NoReturn
 
 from twisted.application import service
 from twisted.application.internet import TimerService
@@ -15,13 +16,14 @@ from twisted.python import usage
 
 from gateway import __version__
 from gateway.config import Config, Listener, default_config, load
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, StartupFailed
 from gateway.hub.auth import close_policies, listener_key
 from gateway.hub.hub import Hub, HubSettings
 from gateway.hub.sessions import Limits
 from gateway.listeners import ListenerService
-from gateway.logs import make_observer, wants_own_observer
+from gateway.logs import make_observer, report_startup_failure, wants_own_observer
 from gateway.mqtt.channel import MQTTSettings
+from gateway.pidfile import PidFile
 from gateway.security.policy import build_policies, load_security
 from gateway.tls import ServerTLS, build_context, check_settings, is_tls
 
@@ -145,6 +147,7 @@ class GatewayService(service.MultiService):
         self.listeners.setServiceParent(self)
         self.sys_timer: TimerService | None = None
         self._configure_sys_timer()
+        self.pid_file = PidFile(config.pid_file)
 
     def _settings_for(self, listener: Listener) -> MQTTSettings:
         """The shared settings, or a listener's own copy when its keys differ (kept
@@ -185,13 +188,44 @@ class GatewayService(service.MultiService):
     def setServiceParent(self, parent: Any) -> None:
         """twistd hands us its Application first: log where the config says, by default stderr."""
         if hasattr(parent, "setComponent") and wants_own_observer(self.config):
-            parent.setComponent(ILogObserver, make_observer(self.config, self.verbose))
+            try:
+                observer = make_observer(self.config, self.verbose)
+            except ConfigError as e:
+                raise SystemExit(f"mqttgateway: {e}") from None
+            parent.setComponent(ILogObserver, observer)
         super().setServiceParent(parent)
 
-    def startService(self) -> None:
+    def privilegedStartService(self) -> None:
+        """Before twistd drops privileges (--uid): the reactor check, the pid file, the ports."""
         from gateway.reactor import require_asyncio_reactor
 
-        require_asyncio_reactor()
+        try:
+            require_asyncio_reactor()
+            self._write_pid_file()
+            super().privilegedStartService()
+        except SystemExit as e:
+            self._startup_failed(e)
+        except Exception:
+            self.pid_file.remove()
+            raise
+
+    def _write_pid_file(self) -> None:
+        try:
+            self.pid_file.write()
+        except OSError as e:
+            path, line = self.config.lines.get("pid_file", ("", 0))
+            error = ConfigError(f"cannot write {e.filename}: {e.strerror}", path, line, "pid_file")
+            raise SystemExit(f"mqttgateway: {error}") from None
+
+    def _startup_failed(self, exc: SystemExit) -> NoReturn:
+        """Exit 1 with the reason on stderr as well as in the log (see report_startup_failure)."""
+        reason = exc.code if isinstance(exc.code, str) else "mqttgateway: startup failed"
+        report_startup_failure(reason, self.config)
+        self.pid_file.remove()
+        sys.excepthook = _quiet_about_startup_failure(sys.excepthook)
+        raise StartupFailed(reason.removeprefix("mqttgateway: ")) from None
+
+    def startService(self) -> None:
         self.log.info(
             "mqttgateway {version} starting (config: {path})",
             version=__version__,
@@ -264,7 +298,19 @@ class GatewayService(service.MultiService):
         if getattr(reactor, "_exitSignal", None) is not None:
             reactor._exitSignal = None  # type: ignore[attr-defined]
         yield self.security.close()
+        self.pid_file.remove()
         self.log.info("mqttgateway stopped")
+
+
+def _quiet_about_startup_failure(previous: Any) -> Any:
+    """An excepthook that ends the process (status 1) without a traceback for
+    ``StartupFailed``, whose reason is already reported, and defers to ``previous``."""
+
+    def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        if not issubclass(kind, StartupFailed):
+            previous(kind, value, tb)
+
+    return hook
 
 
 def makeService(options: Options) -> GatewayService:

@@ -2,14 +2,15 @@
 
 import dataclasses
 import re
+import textwrap
 from pathlib import Path
 
 import pytest
 
 from gateway import config
 from gateway.config import (
-    KEYS, NOT_SUPPORTED_YET, Config, Listener, anonymous_allowed, default_config, load,
-    parse, parse_duration,
+    KEYS, NOT_SUPPORTED, NOT_SUPPORTED_PREFIXES, Config, Listener, anonymous_allowed,
+    default_config, load, parse, parse_duration,
 )
 from gateway.errors import ConfigError
 
@@ -75,6 +76,7 @@ def test_every_key_parsed():
     assert cfg.per_listener_settings is False
     assert cfg.allow_anonymous is True
     assert cfg.user == "mqtt"
+    assert cfg.pid_file == "/run/mqttgateway/mqttgateway.pid"
     assert cfg.allow_zero_length_clientid is False
     assert cfg.auto_id_prefix == "gw-"
     assert cfg.max_inflight_messages == 10
@@ -99,8 +101,8 @@ def test_every_key_parsed():
         "qos1", "qos2", "con")
     assert cfg.explicit_listeners is True
     assert cfg.listeners == [
-        Listener(1885, "0.0.0.0", source=(path, 30)),
-        Listener(8883, "::1", "mqtt", 10, "ipv6", source=(path, 33),
+        Listener(1885, "0.0.0.0", source=(path, 31)),
+        Listener(8883, "::1", "mqtt", 10, "ipv6", source=(path, 34),
                  cafile="/etc/mqttgateway/ca.pem", capath="/etc/ssl/certs",
                  certfile="/etc/mqttgateway/server.pem", keyfile="/etc/mqttgateway/server.key",
                  crlfile="/etc/mqttgateway/ca.crl", ciphers="ECDHE+AESGCM",
@@ -108,7 +110,7 @@ def test_every_key_parsed():
                  use_identity_as_username=True, max_keepalive=30,
                  max_connection_rate=(5, 10.0), max_qos=1, max_topic_alias=4,
                  mount_point="site-a/", accept_protocol_versions=frozenset({4, 5})),
-        Listener(1886, None, "mqttsn", source=(path, 55), mqttsn_multicast=("225.1.1.1", 1883)),
+        Listener(1886, None, "mqttsn", source=(path, 56), mqttsn_multicast=("225.1.1.1", 1883)),
     ]
     assert (cfg.password_file, cfg.acl_file) == ("/etc/mqttgateway/passwd", "/etc/mqttgateway/acl")
     assert [(p.path, p.options) for p in cfg.plugins] == [
@@ -123,7 +125,8 @@ def test_every_supported_key_is_in_the_every_key_sample():
 
 
 def test_supported_and_unsupported_keys_are_disjoint():
-    assert not set(KEYS) & NOT_SUPPORTED_YET
+    assert not set(KEYS) & set(NOT_SUPPORTED)
+    assert not any(key.startswith(tuple(NOT_SUPPORTED_PREFIXES)) for key in KEYS)
 
 
 def test_mosquitto_sample_parses():
@@ -402,10 +405,23 @@ def test_bad_file(path):
     assert str(err).startswith(f"{path}:{line}: {key}: {reason}")
 
 
-@pytest.mark.parametrize("key", sorted(NOT_SUPPORTED_YET) + ["auth_opt_db_host"])
-def test_every_mosquitto_key_not_supported_yet(key):
+@pytest.mark.parametrize("key", sorted(NOT_SUPPORTED))
+def test_every_refused_mosquitto_key_says_why(key):
     err = error_of(f"listener 1883\n{key} x\n", "m.conf")
-    assert str(err) == f"m.conf:2: {key}: not supported yet"
+    assert str(err) == f"m.conf:2: {key}: not supported: {NOT_SUPPORTED[key]}"
+
+
+def test_refused_prefix_says_why():
+    err = error_of("auth_opt_db_host localhost\n", "m.conf")
+    reason = NOT_SUPPORTED_PREFIXES["auth_opt_"]
+    assert str(err) == f"m.conf:1: auth_opt_db_host: not supported: {reason}"
+
+
+def test_every_refusal_says_what_to_do():
+    """Each reason says what to do now: drop the line, or what to use instead."""
+    reasons = set(NOT_SUPPORTED.values()) | set(NOT_SUPPORTED_PREFIXES.values())
+    mute = [r for r in reasons if not re.search(r"\b(drop|use|give|bind|bound)\b", r)]
+    assert mute == []
 
 
 @pytest.mark.parametrize("text, where", [
@@ -492,3 +508,37 @@ def test_service_unit():
     assert f"ExecStart={exec_start}\n" in unit
     assert "Restart=on-failure\n" in unit
     assert "ExecReload=/bin/kill -HUP $MAINPID\n" in unit
+
+
+# -- README --------------------------------------------------------------------------
+
+REFUSED_START = (".. refused keys: generated from gateway/unsupported.py, checked by "
+                 "tests/test_config.py\n")
+REFUSED_END = "\n.. end of refused keys\n"
+
+
+def refused_keys_rst() -> str:
+    """The README's list of refused keys: one item per reason, keys in table order."""
+    by_reason: dict[str, list[str]] = {}
+    for key, reason in NOT_SUPPORTED.items():
+        by_reason.setdefault(reason, []).append(f"``{key}``")
+    for prefix, reason in NOT_SUPPORTED_PREFIXES.items():
+        by_reason.setdefault(reason, []).append(f"``{prefix}*``")
+    items = [textwrap.fill(f"- {', '.join(keys)}: {reason}", width=88, subsequent_indent="  ",
+                           break_long_words=False, break_on_hyphens=False)
+             for reason, keys in by_reason.items()]
+    return "\n".join(items) + "\n"
+
+
+def test_readme_lists_every_refused_key_with_its_reason():
+    readme = (ROOT / "README.rst").read_text(encoding="utf-8")
+    start = readme.index(REFUSED_START) + len(REFUSED_START)
+    shown = readme[start:readme.index(REFUSED_END, start)]
+    expected = "\n" + refused_keys_rst()
+    assert shown == expected, f"replace the list in README.rst with:\n{expected}"
+
+
+def test_refusals_are_plain_text():
+    """The README shows them as they are: no reStructuredText markup."""
+    reasons = set(NOT_SUPPORTED.values()) | set(NOT_SUPPORTED_PREFIXES.values())
+    assert [r for r in reasons if re.search(r"[`*|]|\w_\b", r)] == []

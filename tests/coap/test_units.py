@@ -101,4 +101,4 @@ def test_the_example_coap_config_loads():
 
     config = load(str(REPO / "etc" / "coap.conf"))
     coap = [listener for listener in config.listeners if listener.protocol == "coap"]
-    assert [(x.port, x.bind_address) for x in coap] == [(5683, None)]
+    assert [(x.port, x.bind_address) for x in coap] == [(5683, "127.0.0.1")]

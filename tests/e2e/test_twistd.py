@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from gateway.config import NOT_SUPPORTED_YET
+from gateway.config import NOT_SUPPORTED
 from tests import wire
 from tests.conftest import (
     HOST,
@@ -250,10 +250,10 @@ def test_twistd_bad_port_flag_fails_without_traceback():
 
 
 def unsupported_key() -> str:
-    """A Mosquitto key the gateway refuses as not supported yet (the set shrinks over time)."""
-    if not NOT_SUPPORTED_YET:
+    """A Mosquitto key the gateway refuses (the table shrinks over time)."""
+    if not NOT_SUPPORTED:
         pytest.skip("every Mosquitto key is supported")
-    return sorted(NOT_SUPPORTED_YET)[0]
+    return sorted(NOT_SUPPORTED)[0]
 
 
 @COMMANDS
@@ -262,7 +262,7 @@ def unsupported_key() -> str:
     [
         pytest.param("bad-integer.conf", "max_inflight_messages: expected an integer", id="bad-integer"),
         pytest.param("unknown-key.conf", "no_such_key: unknown configuration key", id="unknown-key"),
-        pytest.param("not-supported-yet.conf", "{key}: not supported yet", id="not-supported-yet"),
+        pytest.param("not-supported.conf", "{key}: not supported: {reason}", id="not-supported"),
     ],
 )
 def test_bad_config_exits_1_naming_file_line_and_key(tmp_path, twistd, template, error):
@@ -271,7 +271,7 @@ def test_bad_config_exits_1_naming_file_line_and_key(tmp_path, twistd, template,
     done = run_briefly(command(twistd, "-c", str(conf)))
     output = done.stdout + done.stderr
     assert done.returncode == 1, output
-    assert f"{conf}:3: {error.format(key=key)}" in done.stderr
+    assert f"{conf}:3: {error.format(key=key, reason=NOT_SUPPORTED.get(key))}" in done.stderr
     assert "Traceback" not in output
 
 
@@ -297,13 +297,122 @@ def test_port_in_use_fails_without_traceback(tmp_path):
     assert "Traceback" not in output
 
 
+@COMMANDS
+def test_startup_failure_reaches_stderr_when_logging_to_a_file(tmp_path, twistd):
+    """Once twistd logs, stderr goes into the log: a busy port must still be reported
+    on the terminal (as Mosquitto does), and in the log file."""
+    log = tmp_path / "gateway.log"
+    with socket.socket() as taken:
+        taken.bind((HOST, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        conf = tmp_path / "gateway.conf"
+        conf.write_text(config_text(port, [f"log_dest file {log}"]))
+        done = run_briefly(command(twistd, "-c", str(conf)))
+    output = done.stdout + done.stderr
+    reason = f"{conf}:1: listener: cannot listen on {HOST}:{port}: "
+    assert done.returncode == 1, output
+    assert reason in done.stderr and "Address already in use" in done.stderr
+    assert reason in log.read_text()
+    assert "Traceback" not in output + log.read_text()
+
+
+def test_daemon_startup_failure_is_reported_by_the_command(tmp_path):
+    """``mqttgateway -d``: the command waits for the daemon to start; a busy port makes
+    it exit 1 (twistd prints the first 100 bytes of the reason), the whole reason in
+    the log file."""
+    log = tmp_path / "gateway.log"
+    with socket.socket() as taken:
+        taken.bind((HOST, 0))
+        taken.listen()
+        conf = tmp_path / "gateway.conf"
+        conf.write_text(config_text(taken.getsockname()[1], [f"log_dest file {log}"]))
+        done = run_briefly(cli_command("-d", "-c", str(conf)))
+    assert done.returncode == 1, done.stderr
+    assert "StartupFailed: " in done.stderr
+    assert f"{conf}:1: listener: cannot listen on" in log.read_text()
+    assert "Address already in use" in log.read_text()
+
+
+@COMMANDS
+def test_startup_failure_is_printed_once_when_logging_to_stderr(tmp_path, twistd):
+    with socket.socket() as taken:
+        taken.bind((HOST, 0))
+        taken.listen()
+        conf = tmp_path / "gateway.conf"
+        conf.write_text(config_text(taken.getsockname()[1]))
+        done = run_briefly(command(twistd, "-c", str(conf)))
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("Address already in use") == 1, done.stderr
+
+
+@COMMANDS
+def test_unwritable_log_file_names_its_config_line(tmp_path, twistd):
+    missing = tmp_path / "no-such-directory" / "gateway.log"
+    conf = tmp_path / "gateway.conf"
+    conf.write_text(config_text(free_port(), [f"log_dest file {missing}"]))
+    done = run_briefly(command(twistd, "-c", str(conf)))
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert f"{conf}:3: log_dest: cannot open {missing}: No such file or directory" in done.stderr
+    assert "Traceback" not in output
+
+
+# --- pid_file -------------------------------------------------------------------------
+
+
+@COMMANDS
+def test_pid_file_holds_the_pid_until_a_clean_exit(gateway, tmp_path, twistd):
+    pid_file = tmp_path / "gateway.pid"
+    gw = gateway(f"pid_file {pid_file}", twistd=twistd)
+    assert pid_file.read_text().strip() == str(gw.proc.pid)
+    assert gw.stop() == 0
+    assert not pid_file.exists()
+
+
+def test_pid_file_shared_with_twistd_pidfile(gateway, tmp_path):
+    """twistd --pidfile naming the same file: twistd writes and removes it, once."""
+    pid_file = tmp_path / "gateway.pid"
+    gw = gateway(f"pid_file {pid_file}", twistd=True, twistd_options=[f"--pidfile={pid_file}"])
+    assert pid_file.read_text().strip() == str(gw.proc.pid)
+    assert gw.stop() == 0
+    assert not pid_file.exists()
+    assert "Failed to unlink PID file" not in gw.stderr
+
+
+@COMMANDS
+def test_unwritable_pid_file_stops_startup(tmp_path, twistd):
+    missing = tmp_path / "no-such-directory" / "gateway.pid"
+    log = tmp_path / "gateway.log"
+    conf = tmp_path / "gateway.conf"
+    conf.write_text(config_text(free_port(), [f"pid_file {missing}", f"log_dest file {log}"]))
+    done = run_briefly(command(twistd, "-c", str(conf)))
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert f"{conf}:3: pid_file: cannot write {missing}: No such file or directory" in done.stderr
+    assert "Traceback" not in output
+
+
+def test_failed_start_removes_the_pid_file(tmp_path):
+    pid_file = tmp_path / "gateway.pid"
+    with socket.socket() as taken:
+        taken.bind((HOST, 0))
+        taken.listen()
+        conf = tmp_path / "gateway.conf"
+        conf.write_text(config_text(taken.getsockname()[1], [f"pid_file {pid_file}"]))
+        done = run_briefly(cli_command("-c", str(conf)))
+    assert done.returncode == 1, done.stderr
+    assert not pid_file.exists()
+
+
 def test_daemon_flag_runs_in_the_background(tmp_path, raw):
     """``mqttgateway -d``: the command returns at once, the daemon serves and logs
     where ``log_dest`` says, and SIGTERM stops it cleanly."""
     port = free_port()
     log = tmp_path / "gateway.log"
+    pid_file = tmp_path / "gateway.pid"
     conf = tmp_path / "gateway.conf"
-    conf.write_text(config_text(port, [f"log_dest file {log}"]))
+    conf.write_text(config_text(port, [f"log_dest file {log}", f"pid_file {pid_file}"]))
     done = run_briefly(cli_command("-d", "-c", str(conf)))
     assert done.returncode == 0, done.stderr
     daemon = None
@@ -318,9 +427,11 @@ def test_daemon_flag_runs_in_the_background(tmp_path, raw):
             for c in psutil.net_connections(kind="inet")
             if c.status == psutil.CONN_LISTEN and c.laddr.port == port
         )
+        assert pid_file.read_text().strip() == str(daemon)
     finally:
         if daemon is not None:
             proc = psutil.Process(daemon)
             proc.send_signal(signal.SIGTERM)
             proc.wait(20)
     assert "mqttgateway stopped" in log.read_text()
+    assert not pid_file.exists()

@@ -87,5 +87,5 @@ def test_example_config_parses() -> None:
 
     cfg = load(str(Path(__file__).resolve().parents[2] / "etc" / "mqttsn.conf"))
     assert [x.protocol for x in cfg.listeners] == ["mqtt", "mqttsn"]
-    assert cfg.listeners[1].mqttsn_multicast == ("225.1.1.1", 1883)
+    assert cfg.listeners[1].mqttsn_multicast is None   # commented out: it listens everywhere
     assert cfg.mqttsn_predefined_topics[1] == "sensors/outdoor/temp"

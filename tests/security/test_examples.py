@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
+
+import pytest
+
+from gateway.config import load
 from gateway.security.acl import AclFile
 from gateway.hub.api import ClientInfo
 from gateway.security.passwords import PasswordFile
@@ -21,3 +26,23 @@ def test_acl_example():
     assert acl.check(ClientInfo("d1"), "write", "devices/d1/state")
     assert acl.check(ClientInfo("d1"), "read", "public/x")
     assert not acl.check(ClientInfo("d1"), "read", "devices/d2/command")
+
+
+EXAMPLE_CONFIGS = sorted((REPO / "etc").glob("*.conf"))
+
+
+@pytest.mark.parametrize("path", EXAMPLE_CONFIGS, ids=[p.name for p in EXAMPLE_CONFIGS])
+def test_example_config_listens_on_loopback_only(path):
+    """Trying an example opens nothing to the network: every listener is bound to a
+    loopback address, and no multicast group (its socket listens on every interface)."""
+    config = load(str(path))
+    assert config.listeners
+    for listener in config.listeners:
+        assert listener.bind_address is not None, f"{listener.source}: every interface"
+        assert ipaddress.ip_address(listener.bind_address).is_loopback, listener.source
+        assert listener.mqttsn_multicast is None, listener.source
+    assert config.mqttsn_serial == []
+
+
+def test_every_example_config_is_checked():
+    assert {p.name for p in EXAMPLE_CONFIGS} >= {"mqttgateway.conf", "mqttsn.conf", "coap.conf"}

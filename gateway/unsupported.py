@@ -1,0 +1,95 @@
+"""The Mosquitto keys the gateway refuses, each with why and what to do instead.
+
+Every key of Mosquitto 2.0 (man mosquitto.conf, src/conf.c) is either in
+``gateway.config.KEYS`` or here, so none is silently ignored; the parser reports
+``file:line: key: not supported: REASON``. One line per key or group: remove a key
+from here when adding it to ``KEYS``. README.rst lists them all (tests/test_config.py
+keeps the list in step), so a reason is plain text, without markup.
+"""
+
+from __future__ import annotations
+
+__all__ = ["NOT_SUPPORTED", "NOT_SUPPORTED_PREFIXES", "refusal"]
+
+_C_PLUGIN = "C plugins cannot load into a Python process"
+_PSK = ("TLS-PSK is not implemented; give devices client certificates instead "
+        "(cafile and require_certificate, see README: TLS)")
+_ENGINE = "OpenSSL engines (hardware keys) are not available; use a PEM key file (keyfile)"
+_PERSISTENCE = ("retained messages and persistent sessions live in memory and are lost at "
+                "restart; drop the line")
+_WEBSOCKETS = "WebSockets are not implemented yet; drop the line"
+_TIMESTAMP = "each log line starts with an ISO 8601 timestamp; drop the line"
+_BRIDGE = ("bridges are not implemented; drop the bridge section and bridge from the other "
+           "broker instead, with a connection whose address is this gateway (try_private false)")
+
+NOT_SUPPORTED: dict[str, str] = {
+    # authentication and authorisation
+    "auth_plugin": (f"Mosquitto's {_C_PLUGIN}; use plugin with a Python module "
+                    "(see README: Plugins)"),
+    "auth_plugin_deny_special_chars": f"it belongs to auth_plugin ({_C_PLUGIN}); drop the line",
+    "psk_file": _PSK,
+    "use_username_as_clientid": ("clients keep the client id they send; drop the line, and tie "
+                                 "ids to users with ACL patterns (%c, %u)"),
+    "clientid_prefixes": ("deprecated in Mosquitto 2.0; drop the line (a plugin's authenticate "
+                          "can refuse client ids)"),
+    # TLS
+    "psk_hint": _PSK,
+    "dhparamfile": "DHE key exchange is not offered (ECDHE needs no parameters); drop the line",
+    "ciphers_tls1.3": ("TLS 1.3 uses OpenSSL's default suites; drop the line (ciphers sets "
+                       "those of TLS 1.2)"),
+    "tls_engine": _ENGINE,
+    "tls_engine_kpass_sha1": _ENGINE,
+    "tls_keyform": "keys are read from PEM files only; drop the line",
+    # persistence
+    "persistence": _PERSISTENCE,
+    "retained_persistence": _PERSISTENCE,
+    "persistence_file": _PERSISTENCE,
+    "persistence_location": _PERSISTENCE,
+    "autosave_interval": _PERSISTENCE,
+    "autosave_on_changes": _PERSISTENCE,
+    # listeners
+    "bind_interface": "bind to the interface's address instead: listener PORT ADDRESS",
+    "http_dir": _WEBSOCKETS,
+    "websockets_log_level": _WEBSOCKETS,
+    "websockets_headers_size": _WEBSOCKETS,
+    # logging
+    "log_facility": ("the syslog facility is not configurable; drop the line (under systemd, "
+                     "the journal takes the log from stderr)"),
+    "log_timestamp": _TIMESTAMP,
+    "log_timestamp_format": _TIMESTAMP,
+    "connection_messages": "connections are logged with -v or log_type debug; drop the line",
+    # broker
+    "memory_limit": ("bound memory with max_queued_messages, max_queued_bytes and "
+                     "max_connections (or systemd's MemoryMax) and drop the line"),
+    "queue_qos0_messages": ("QoS 0 messages are never queued for disconnected clients; drop "
+                            "the line"),
+    "allow_duplicate_messages": ("deprecated in Mosquitto 2.0; drop the line (a client with "
+                                 "overlapping subscriptions gets each message once)"),
+    "retry_interval": ("removed in Mosquitto 2.0; drop the line (unacknowledged messages are "
+                       "resent when the client reconnects)"),
+    # bridges: the whole group goes when bridges are implemented
+    **dict.fromkeys((
+        "connection", "address", "addresses", "topic", "bridge_alpn", "bridge_attempt_unsubscribe",
+        "bridge_bind_address", "bridge_cafile", "bridge_capath", "bridge_certfile",
+        "bridge_identity", "bridge_insecure", "bridge_keyfile", "bridge_max_packet_size",
+        "bridge_outgoing_retain", "bridge_protocol_version", "bridge_psk", "bridge_require_ocsp",
+        "bridge_tls_version", "cleansession", "local_cleansession", "clientid", "remote_clientid",
+        "local_clientid", "username", "remote_username", "local_username", "password",
+        "remote_password", "local_password", "idle_timeout", "keepalive_interval",
+        "notifications", "notifications_local_only", "notification_topic", "restart_timeout",
+        "round_robin", "start_type", "threshold", "try_private",
+    ), _BRIDGE),
+}
+
+# Key prefixes refused the same way (the key is PREFIX followed by a name).
+NOT_SUPPORTED_PREFIXES: dict[str, str] = {
+    "auth_opt_": (f"options of auth_plugin ({_C_PLUGIN}); give a Python plugin its options "
+                  "with plugin_opt_NAME lines"),
+}
+
+def refusal(key: str) -> str:
+    """What the parser says about a key that is not in ``KEYS``."""
+    reason = NOT_SUPPORTED.get(key)
+    if reason is None:
+        reason = next((r for p, r in NOT_SUPPORTED_PREFIXES.items() if key.startswith(p)), None)
+    return "unknown configuration key" if reason is None else f"not supported: {reason}"
