@@ -119,6 +119,8 @@ _CLIENT_V5_REST = struct.Struct(">IHH")  # session_expiry_interval, last_mid, id
 _CLIENT_V6_TAIL = struct.Struct(">HH")  # listener_port, username_len
 _SUB_V56 = struct.Struct(">IHHBBxx")  # PF_sub, padded to 12 bytes
 _QOS_RETAIN_V234 = struct.Struct("BB")
+_STATES = tuple(MessageState)  # by value: 0 to 11, no gaps
+_DIRECTIONS = tuple(Direction)
 _FLAGS_V234 = struct.Struct("5B")  # qos, retain, direction, state, dup
 
 
@@ -312,10 +314,9 @@ class _Parser:
                 )
             ctype, length = header.unpack_from(data, pos)
             body = pos + header.size
-            kind = _chunk_name(ctype)
             if length > size - body:
                 raise self.fail(
-                    f"{kind} chunk at offset {pos} declares {length} bytes but only "
+                    f"{_chunk_name(ctype)} chunk at offset {pos} declares {length} bytes but only "
                     f"{size - body} remain (the file is truncated or the length is corrupt)"
                 )
             handler = handlers.get(ctype)
@@ -325,7 +326,7 @@ class _Parser:
                 try:
                     handler(_Cursor(data, body, body + length))
                 except _Corrupt as e:
-                    raise self.fail(f"{kind} chunk at offset {pos}: {e}") from None
+                    raise self.fail(f"{_chunk_name(ctype)} chunk at offset {pos}: {e}") from None
             pos = body + length
 
     def _handlers(self) -> dict[int, Callable[[_Cursor], None]]:
@@ -513,7 +514,7 @@ class _Parser:
     ) -> None:
         if direction > 1:
             raise _Corrupt(f"direction {direction}")
-        if state >= len(MessageState):
+        if state >= len(_STATES):
             raise _Corrupt(f"message state {state}")
         self.client_messages.append(
             ClientMessage(
@@ -521,8 +522,8 @@ class _Parser:
                 store_id,
                 mid,
                 _check_qos(qos),
-                Direction(direction),
-                MessageState(state),
+                _DIRECTIONS[direction],
+                _STATES[state],
                 _check_flag(retain, "retain"),
                 _check_flag(dup, "dup"),
                 properties,

@@ -63,13 +63,13 @@ class MessageState(IntEnum):
 # --- what the file holds, chunk by chunk ----------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DbConfig:
     last_db_id: int
     shutdown: bool  # written at a clean shutdown rather than by autosave
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StoredMessage:
     """One message store entry; retained messages are these too."""
 
@@ -99,7 +99,7 @@ class StoredMessage:
         return properties_dict(self.properties)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ClientRecord:
     client_id: str
     session_expiry_time: int = 0  # Unix time; 0 while connected or never set
@@ -113,7 +113,7 @@ class ClientRecord:
     disconnect_time: int | None = None  # versions 3 and 4 only
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ClientMessage:
     client_id: str
     store_id: int
@@ -126,7 +126,7 @@ class ClientMessage:
     properties: Properties = ()  # per delivery: the subscription identifier
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Subscription:
     client_id: str
     topic_filter: str
@@ -146,7 +146,7 @@ class Subscription:
 # --- the same, joined up --------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Delivery:
     """A client message joined with the stored message it refers to."""
 
@@ -169,7 +169,7 @@ class Delivery:
         return self.state in (MessageState.RESEND_PUBREL, MessageState.WAIT_FOR_PUBCOMP)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Session:
     client: ClientRecord
     subscriptions: tuple[Subscription, ...] = ()
@@ -183,7 +183,7 @@ class Session:
         return self.client.client_id
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MosquittoState:
     path: str
     version: int

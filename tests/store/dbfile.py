@@ -25,13 +25,11 @@ def _b(s: Text) -> bytes:
 
 def database(version: int, *chunks: tuple[int, bytes], crc: int = 0) -> bytes:
     """The file header, then each (type, body) chunk with the version's header."""
-    out = MAGIC + struct.pack(">II", crc, version)
+    header = ">II" if version >= 5 else ">HI"
+    out = [MAGIC, struct.pack(">II", crc, version)]
     for ctype, body in chunks:
-        if version >= 5:
-            out += struct.pack(">II", ctype, len(body)) + body
-        else:
-            out += struct.pack(">HI", ctype, len(body)) + body
-    return out
+        out += (struct.pack(header, ctype, len(body)), body)
+    return b"".join(out)
 
 
 def properties(*raw: bytes) -> bytes:
