@@ -6,7 +6,8 @@ Each scenario runs ``/usr/sbin/mosquitto`` on a loopback port picked at run time
 persistence in a temporary folder, drives it with paho-mqtt (MQTT 3.1.1 and 5) and
 with raw packets (to leave messages half-acknowledged), then stops it with SIGTERM:
 Mosquitto saves its database on the way out. ``tests/store/test_mosquitto_db.py``
-checks what each file holds and regenerates one with the installed broker.
+checks what each file holds and regenerates one with the installed broker. A new
+golden file has new expiry times and a new listener port, which those tests pin.
 
 Every wait below guards against a hang only; progress is read from the broker's log
 ("Client X disconnected.") and from the packets it sends.
