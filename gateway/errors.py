@@ -29,6 +29,18 @@ class ConfigError(GatewayError):
         return f"{where}{key}{self.reason}"
 
 
+class StoreError(GatewayError):
+    """A persistence file that cannot be used, reported as ``path: what is wrong``."""
+
+    def __init__(self, reason: str, path: str = "") -> None:
+        self.reason = reason
+        self.path = path
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}" if self.path else self.reason
+
+
 def read_file(path: str, what: str) -> bytes:
     """Read a file a config key names; an unreadable one is a ``ConfigError`` at line 0,
     which the caller may place at the key's own config line."""

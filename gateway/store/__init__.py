@@ -1,0 +1,1 @@
+"""Persistent state: the gateway's own store and readers of other brokers' files."""
