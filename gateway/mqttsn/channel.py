@@ -19,11 +19,14 @@ import struct
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from gateway.hub.api import SUBSCRIBE, SUBSCRIBE_FAILED, WRITE, ClientInfo, Message
-from gateway.hub.topics import TopicError, has_wildcard, validate_topic_filter, validate_topic_name
+from gateway.hub.api import ALLOWED, WRITE, AuthResult, ClientInfo, Denied, Message, Reason, Subscription
+from gateway.hub.topics import (
+    TopicError, has_wildcard, split_shared, validate_topic_filter, validate_topic_name,
+)
 from gateway.mqttsn.codec import (
     PROTOCOL_ID,
     Advertise,
@@ -245,14 +248,14 @@ class MQTTSNChannel(Delivery):
         if username is not None:
             # The client list or the default username is the credential (MQTT-SN has no
             # password), as a certificate is for use_identity_as_username: the ACL applies.
-            self._authenticated(True)
+            self._authenticated(ALLOWED)
             return
         result = self.ctx.hub.authenticate(self.client, None)
-        if isinstance(result, bool):
-            self._authenticated(result)
-        else:
+        if isinstance(result, Deferred):
             result.addCallbacks(self._authenticated, self._auth_failed)
             result.addErrback(self._internal_error)
+        else:
+            self._authenticated(result)
 
     def _auth_failed(self, failure: Failure) -> None:
         self.log.failure("authentication backend failed", failure)
@@ -262,14 +265,15 @@ class MQTTSNChannel(Delivery):
         self.log.failure("internal error while accepting {peer}", failure, peer=self.peer)
         self._close()
 
-    def _authenticated(self, ok: bool) -> None:
+    def _authenticated(self, result: AuthResult) -> None:
         if self.state != AUTHENTICATING or self._connect is None:
             return
         hub = self.ctx.hub
         client = self.client
         assert client is not None
-        if not ok:
-            self._refuse(ReturnCode.NOT_SUPPORTED, "not authorized")
+        if not result:
+            assert isinstance(result, Denied)
+            self._refuse(return_code(result), result.reason.value)
             return
         will = self._will_message()
         if will is not None and not hub.authorize(client, WRITE, will.topic):
@@ -289,7 +293,9 @@ class MQTTSNChannel(Delivery):
                 self._out.extend(kept)
             old._detach(graceful=True)
             old._close()
-        session, _ = hub.connect(client, self, p.clean, will)
+        # MQTT-SN's clean flag is MQTT 3.1.1's: a clean session ends with the connection.
+        session, _ = hub.connect(client, self, p.clean, 0 if p.clean else None, will)
+        session.receive_maximum = 1  # one QoS 1/2 PUBLISH unacknowledged at a time
         self.session = session
         self.keepalive = p.duration
         self.last_rx = self.ctx.clock.seconds()
@@ -392,25 +398,30 @@ class MQTTSNChannel(Delivery):
             code = ReturnCode.NOT_SUPPORTED if ttype == TopicIdType.RESERVED else ReturnCode.INVALID_TOPIC_ID
             self._send(encode(PubAck(tid, mid, code)))
             return
-        settings = ctx.settings
-        limit = settings.message_size_limit
-        if (limit and len(data) > limit) or (retain and not settings.retain_available) or (
-            not hub.authorize(session.client, WRITE, topic)
-        ):
+        limit = ctx.settings.message_size_limit
+        if limit and len(data) > limit:
             self._send(encode(PubAck(tid, mid, ReturnCode.NOT_SUPPORTED)))
             return
         if qos <= 0:
-            hub.publish(Message(topic, data, 0, retain), session)
+            result = hub.publish_from(session, Message(topic, data, 0, retain))
+            if type(result) is Denied:
+                self._send(encode(PubAck(tid, mid, return_code(result))))
         elif qos == 1:
-            hub.publish(Message(topic, data, 1, retain), session)
-            self._send(_PUBACK.pack(7, 0x0D, tid, mid, 0))
+            result = hub.publish_from(session, Message(topic, data, 1, retain))
+            code = return_code(result) if type(result) is Denied else ReturnCode.ACCEPTED
+            self._send(_PUBACK.pack(7, 0x0D, tid, mid, code))
         else:
-            window = hub.settings.limits.max_inflight
-            if window and mid not in session.inbound_qos2 and len(session.inbound_qos2) >= window:
-                self._send(encode(PubAck(tid, mid, ReturnCode.CONGESTION)))
-                return
-            if session.inbound_qos2_received(mid):
-                hub.publish(Message(topic, data, 2, retain), session)
+            pending = session.inbound_qos2
+            if mid not in pending:
+                window = hub.settings.limits.max_inflight
+                if window and len(pending) >= window:
+                    self._send(encode(PubAck(tid, mid, ReturnCode.CONGESTION)))
+                    return
+                result = hub.publish_from(session, Message(topic, data, 2, retain))
+                if type(result) is Denied:
+                    self._send(encode(PubAck(tid, mid, return_code(result))))
+                    return
+                session.inbound_qos2_received(mid)
             self._send(encode(PubRec(mid)))
 
     def _on_pubrel(self, p: PubRel) -> None:
@@ -431,6 +442,7 @@ class MQTTSNChannel(Delivery):
         name = str(topic)
         try:
             validate_topic_filter(name)
+            split_shared(name)  # $share/GROUP/FILTER: a shared subscription, checked alike
         except TopicError:
             return None, 0, ReturnCode.NOT_SUPPORTED
         return name, 0, ReturnCode.ACCEPTED
@@ -438,29 +450,31 @@ class MQTTSNChannel(Delivery):
     def _on_subscribe(self, p: Subscribe) -> None:
         hub = self.ctx.hub
         session = self.session
-        client = self.client
-        assert session is not None and client is not None
+        assert session is not None
         name, topic_id, code = self._filter_of(p.topic_type, p.topic)
-        if name is None or p.qos < 0 or not hub.authorize(client, SUBSCRIBE, name):
+        if name is None or p.qos < 0:
             if name is not None:
                 code = ReturnCode.NOT_SUPPORTED
             self._send(encode(SubAck(topic_id, p.msg_id, code, 0)))
             return
-        if p.topic_type == TopicIdType.NORMAL and not has_wildcard(name):
-            topic_id = registry_of(session, self.ctx.settings.max_topics).register(name) or 0
-            if not topic_id:
+        # A topic name subscribed by name gets its topic id in the SUBACK; a filter
+        # (wildcards, or a shared subscription) matches topics registered at delivery.
+        registry = None
+        if p.topic_type == TopicIdType.NORMAL and not has_wildcard(name) and split_shared(name)[0] is None:
+            registry = registry_of(session, self.ctx.settings.max_topics)
+            if not registry.has_room_for(name):
                 self._send(encode(SubAck(0, p.msg_id, ReturnCode.CONGESTION, 0)))
                 return
-            self.ctx.counters.registrations += 1
-        granted = hub.subscribe(session, name, p.qos)
-        if granted == SUBSCRIBE_FAILED:
-            self._send(encode(SubAck(topic_id, p.msg_id, ReturnCode.NOT_SUPPORTED, 0)))
+        result = hub.subscribe(session, name, Subscription(p.qos))
+        if not result:
+            assert isinstance(result, Denied)
+            self._send(encode(SubAck(topic_id, p.msg_id, return_code(result), 0)))
             return
-        self._send(encode(SubAck(topic_id, p.msg_id, ReturnCode.ACCEPTED, granted)))
-        for message in hub.retained(name):
-            if not hub.can_read(client, message.topic):
-                continue
-            session.deliver(message, min(granted, message.qos), True)
+        if registry is not None:
+            topic_id = registry.register(name) or 0
+            self.ctx.counters.registrations += 1
+        self._send(encode(SubAck(topic_id, p.msg_id, ReturnCode.ACCEPTED, result.qos)))
+        hub.deliver_retained(session, result)
 
     def _on_unsubscribe(self, p: Unsubscribe) -> None:
         name, _, _ = self._filter_of(p.topic_type, p.topic)
@@ -548,9 +562,15 @@ class MQTTSNChannel(Delivery):
 
     # Endpoint (called by the hub and the session) -----------------------------------------
 
-    def takeover(self) -> None:
-        """Another connection claimed the client id; the hub already detached us."""
-        self.session = None
+    def close(self, reason: Reason) -> None:
+        """The hub ended this connection (taken over, no longer authorized, shutting
+        down) and already detached the session; MQTT-SN's DISCONNECT carries no reason."""
+        session, self.session = self.session, None
+        if session is not None:
+            self._forget_unconfirmed(session)
+        if self.ctx.settings.verbose and self.client is not None:
+            self.log.info("MQTT-SN client {client_id} disconnected by the gateway: {reason}",
+                          client_id=self.client.client_id, reason=reason.value)
         self._send(DISCONNECT)
         self._close()
 
@@ -598,14 +618,19 @@ class MQTTSNChannel(Delivery):
         session = self.session
         if session is not None:
             self.session = None
-            reg = self._reg
-            if reg is not None:
-                registry = session.extra.get(EXTRA_KEY)
-                if registry is not None:
-                    registry.forget(reg.topic_id)  # never confirmed
+            self._forget_unconfirmed(session)
             self.ctx.hub.disconnect(session, graceful, self)
         self._out = self._flight = self._reg = None
         self._set_state(CONNECTING)
+
+    def _forget_unconfirmed(self, session: Session) -> None:
+        """A REGISTER still unanswered: the client may not know that id, so the next
+        connection with this session registers the topic again."""
+        reg = self._reg
+        if reg is not None:
+            registry = session.extra.get(EXTRA_KEY)
+            if registry is not None:
+                registry.forget(reg.topic_id)
 
     def _close(self) -> None:
         if self.state != CLOSED:
@@ -614,6 +639,25 @@ class MQTTSNChannel(Delivery):
         self._connect = None
         self._out = self._flight = self._reg = None
         self.network.release(self.addr, self)
+
+
+#: Hub refusals as MQTT-SN v1.2 return codes (it has three ways to say no).
+RETURN_CODES: dict[Reason, int] = {
+    Reason.NOT_AUTHORIZED: ReturnCode.NOT_SUPPORTED,
+    Reason.BAD_CREDENTIALS: ReturnCode.NOT_SUPPORTED,
+    Reason.BANNED: ReturnCode.NOT_SUPPORTED,
+    Reason.BAD_AUTHENTICATION_METHOD: ReturnCode.NOT_SUPPORTED,
+    Reason.RETAIN_NOT_SUPPORTED: ReturnCode.NOT_SUPPORTED,
+    Reason.TOPIC_INVALID: ReturnCode.INVALID_TOPIC_ID,
+    Reason.SERVER_UNAVAILABLE: ReturnCode.CONGESTION,
+    Reason.SERVER_BUSY: ReturnCode.CONGESTION,
+    Reason.QUOTA_EXCEEDED: ReturnCode.CONGESTION,
+}
+
+
+def return_code(denied: Denied) -> int:
+    """The return code for a refusal; anything without its own is "not supported"."""
+    return RETURN_CODES.get(denied.reason, ReturnCode.NOT_SUPPORTED)
 
 
 _HANDLERS: dict[type, Callable[[MQTTSNChannel, Any], None]] = {

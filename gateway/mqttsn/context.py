@@ -19,10 +19,11 @@ import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from gateway.hub.api import WRITE, ClientInfo, Message
+from gateway.hub.api import ALLOWED, WRITE, AuthResult, ClientInfo, Message
 from gateway.hub.hub import Hub
 from gateway.mqttsn.codec import (
     Connect,
@@ -61,7 +62,6 @@ class MQTTSNSettings:
     max_topics: int = 1000  # normal topic ids per client
     handshake_timeout: float = 10.0  # CONNECT to CONNACK, will handshake included
     message_size_limit: int = 0
-    retain_available: bool = True
     verbose: bool = False
 
     @classmethod
@@ -74,7 +74,6 @@ class MQTTSNSettings:
             default_username=config.mqttsn_default_username,
             clients=dict(config.mqttsn_clients),
             message_size_limit=config.message_size_limit,
-            retain_available=config.retain_available,
             verbose=verbose or "all" in config.log_type or "debug" in config.log_type,
         )
 
@@ -312,25 +311,31 @@ class MQTTSNContext:
             self.counters.frames_dropped += 1
             return
         settings = self.settings
+        hub = self.hub
+        # No session, so no publish_from: the same checks, made here.
         if (settings.message_size_limit and len(p.data) > settings.message_size_limit) or (
-            p.retain and not settings.retain_available
+            p.retain and not hub.settings.retain_available
         ):
             return
-        hub = self.hub
         client = ClientInfo("", "mqttsn", network.describe(addr), settings.default_username, network.listener)
         message = Message(topic, p.data, 0, p.retain)
 
-        def publish(ok: bool) -> None:
-            if ok and hub.authorize(client, WRITE, topic):  # type: ignore[arg-type]
-                self.counters.qos_minus_one += 1
-                hub.stats.publish_received += 1
-                hub.publish(message)
+        def publish(result: AuthResult) -> None:
+            if not result:
+                return
+            if not hub.authorize(client, WRITE, topic):  # type: ignore[arg-type]
+                hub.denials.denied(client, WRITE, topic)  # type: ignore[arg-type]
+                return
+            self.counters.qos_minus_one += 1
+            hub.stats.publish_received += 1
+            message.source = client
+            hub.publish(message)
 
-        result = True if client.username is not None else hub.authenticate(client, None)
-        if isinstance(result, bool):
-            publish(result)
-        else:
+        result = ALLOWED if client.username is not None else hub.authenticate(client, None)
+        if isinstance(result, Deferred):
             result.addCallback(publish).addErrback(lambda f: self.log.failure("QoS -1 authentication failed", f))
+        else:
+            publish(result)
 
 
 _CONTEXTS: weakref.WeakKeyDictionary[Hub, MQTTSNContext] = weakref.WeakKeyDictionary()

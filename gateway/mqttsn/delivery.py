@@ -33,6 +33,7 @@ from gateway.mqttsn.codec import (
     TopicIdType,
     encode,
     encode_publish,
+    publish_size,
 )
 from gateway.mqttsn.registry import EXTRA_KEY, outgoing_topic, registry_of
 
@@ -101,11 +102,18 @@ class Delivery:
 
     # Endpoint (called by the hub and the session) -----------------------------------------
 
-    def send_publish(self, message: Message, qos: int, packet_id: int | None, dup: bool, retain: bool) -> None:
+    def send_publish(self, message: Message, qos: int, packet_id: int | None, dup: bool, retain: bool,
+                     sub_ids: tuple[int, ...] = ()) -> bool:
+        """Send now, or after a REGISTER, the outstanding acknowledgement or the client's
+        sleep; False (counted) when it can never fit in one message of the network."""
+        if publish_size(len(message.payload)) > self.network.max_message:
+            self.ctx.counters.messages_dropped += 1
+            return False
         if self.state == ACTIVE and not self._out and (qos == 0 or self._flight is None):
             if self._try_send(message, qos, packet_id or 0, retain, dup):
-                return
+                return True
         self._enqueue((message, qos, packet_id or 0, retain, dup))
+        return True
 
     def send_pubrel(self, packet_id: int) -> None:
         self._enqueue((None, 2, packet_id, False, True))
@@ -196,12 +204,13 @@ class Delivery:
         if found is None:
             return False
         ttype, tid = found
-        data = encode_publish(tid, pid, message.payload, qos, retain, dup, ttype)
-        if len(data) > self.network.max_message:
+        if publish_size(len(message.payload)) > self.network.max_message:
+            # Held while the client slept on a network that takes larger messages.
             self.ctx.counters.messages_dropped += 1
             if qos:
                 session.acknowledge(pid)  # type: ignore[union-attr]
             return True
+        data = encode_publish(tid, pid, message.payload, qos, retain, dup, ttype)
         stats = self.ctx.hub.stats
         stats.publish_sent += 1
         self._send(data)

@@ -294,9 +294,19 @@ def test_active_client_reconnecting_from_a_new_address_keeps_its_session(rig: Ri
     assert new.ask(w.connect("s1", 10, 0)) == [w.connack()]
     assert old.take() == [w.disconnect()]  # taken over
     assert old.channel is None
-    assert obs.got == [("dead/s1", b"bye", 0, False)]  # a takeover, as in MQTT
+    # As Mosquitto: the session goes on with the new connection, so no will.
+    assert obs.got == []
     rig.publish("t", b"x", 1)
     assert new.take() == [w.publish(1, b"x", 1, 1)]  # the topic id came with the session
+
+
+def test_clean_connect_from_a_new_address_takes_over_and_publishes_the_will(rig: Rig) -> None:
+    obs = rig.observe("dead/#")
+    old = connected(rig, duration=10, flags=0, will=("dead/s1", b"bye"))
+    new = rig.client(41000)
+    assert new.ask(w.connect("s1", 10, w.CLEAN)) == [w.connack()]
+    assert old.take() == [w.disconnect()]
+    assert obs.got == [("dead/s1", b"bye", 0, False)]  # a takeover, as in MQTT
 
 
 def test_queued_qos1_message_is_delivered_on_reconnect(rig: Rig) -> None:
