@@ -23,6 +23,7 @@ from twisted.internet import defer
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
+from gateway import netaddr
 from gateway.mqttsn.context import Forwarded, MQTTSNContext, Network
 
 RECEIVE_BUFFER = 4 * 1024 * 1024  # bytes asked for (Linux doubles it for bookkeeping)
@@ -166,9 +167,8 @@ def listen_udp(ctx: MQTTSNContext, reactor: Any, port: int, interface: str, list
 
 def start_udp(ctx: Any, listener: Any) -> UDPHandle:
     """The ``protocol mqttsn`` starter for ``gateway.listeners`` (``ctx``: ListenerContext)."""
-    from gateway.listeners import interface
     from gateway.mqttsn.context import context_for
 
     sn = context_for(ctx.hub, ctx.config, ctx.reactor, ctx.mqtt_settings.verbose)
-    return listen_udp(sn, ctx.reactor, listener.port, interface(listener), listener,
+    return listen_udp(sn, ctx.reactor, listener.port, netaddr.interface(listener), listener,
                       getattr(listener, "mqttsn_multicast", None))
