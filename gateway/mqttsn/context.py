@@ -16,8 +16,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import weakref
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Protocol
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -39,43 +38,12 @@ from gateway.mqttsn.codec import (
 )
 from gateway.mqttsn.discovery import Discovery
 from gateway.mqttsn.registry import Predefined
+from gateway.mqttsn.settings import MQTTSNSettings
 
 if TYPE_CHECKING:
     from gateway.config import Config
-    from gateway.mqttsn.channel import MQTTSNChannel
 
 DISCONNECT = encode(Disconnect())
-
-
-@dataclass(slots=True)
-class MQTTSNSettings:
-    """The MQTT-SN part of the configuration."""
-
-    gateway_id: int = 1
-    advertise_interval: int = 900  # seconds; 0: never
-    predefined: dict[int, str] = field(default_factory=dict)
-    max_sleep_buffer: int = 100  # QoS 0 messages held for one sleeping client
-    default_username: str | None = None
-    clients: dict[str, str] = field(default_factory=dict)  # client id -> username
-    retry_interval: float = 10.0  # Tretry
-    retry_count: int = 3  # Nretry
-    max_topics: int = 1000  # normal topic ids per client
-    handshake_timeout: float = 10.0  # CONNECT to CONNACK, will handshake included
-    message_size_limit: int = 0
-    verbose: bool = False
-
-    @classmethod
-    def from_config(cls, config: Config, verbose: bool = False) -> MQTTSNSettings:
-        return cls(
-            gateway_id=config.mqttsn_gateway_id,
-            advertise_interval=config.mqttsn_advertise_interval,
-            predefined=dict(config.mqttsn_predefined_topics),
-            max_sleep_buffer=config.mqttsn_max_sleep_buffer,
-            default_username=config.mqttsn_default_username,
-            clients=dict(config.mqttsn_clients),
-            message_size_limit=config.message_size_limit,
-            verbose=verbose or "all" in config.log_type or "debug" in config.log_type,
-        )
 
 
 class Counters:
@@ -140,6 +108,30 @@ class Forwarded(NamedTuple):
     node_id: bytes
 
 
+class Channel(Protocol):
+    """What a network and the context ask of the channel of one client
+    (``gateway.mqttsn.channel.MQTTSNChannel``)."""
+
+    ctx: MQTTSNContext
+
+    @property
+    def sleeping(self) -> bool: ...
+
+    def datagram(self, data: bytes) -> None: ...
+
+    def handle(self, msg: Any) -> None: ...
+
+    def refuse_congestion(self) -> None: ...
+
+    def move(self, network: Network, addr: Any) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+
+#: Makes the channel for a client that sends a CONNECT: (context, network, address, listener).
+ChannelFactory = Callable[["MQTTSNContext", "Network", Any, Any], Channel]
+
+
 class Network:
     """Base of the UDP and serial transports: addresses to channels, bytes both ways."""
 
@@ -149,7 +141,7 @@ class Network:
     def __init__(self, ctx: MQTTSNContext, listener: Any) -> None:
         self.ctx = ctx
         self.listener = listener
-        self.channels: dict[Any, MQTTSNChannel] = {}
+        self.channels: dict[Any, Channel] = {}
 
     # subclasses --------------------------------------------------------------------
 
@@ -192,10 +184,10 @@ class Network:
         else:
             self.ctx.unknown(self, addr, data)
 
-    def attach(self, addr: Any, channel: MQTTSNChannel) -> None:
+    def attach(self, addr: Any, channel: Channel) -> None:
         self.channels[addr] = channel
 
-    def release(self, addr: Any, channel: MQTTSNChannel) -> None:
+    def release(self, addr: Any, channel: Channel) -> None:
         if self.channels.get(addr) is channel:
             del self.channels[addr]
 
@@ -209,15 +201,17 @@ class MQTTSNContext:
 
     log = Logger()
 
-    def __init__(self, hub: Hub, settings: MQTTSNSettings, clock: IReactorTime) -> None:
+    def __init__(self, hub: Hub, settings: MQTTSNSettings, clock: IReactorTime,
+                 channel_factory: ChannelFactory) -> None:
         self.hub = hub
         self.settings = settings
         self.clock = clock
+        self.channel_factory = channel_factory
         self.predefined = Predefined(settings.predefined)
         self.counters = Counters()
         self.timers = Timers(clock)
         self.networks: list[Network] = []
-        self.discovery = Discovery(self)
+        self.discovery = Discovery(settings, clock, self.networks)
         c = self.counters
         for name, fn in (
             ("mqttsn/clients/connected", lambda: c.connected),
@@ -254,8 +248,6 @@ class MQTTSNContext:
 
     def unknown(self, network: Network, addr: Any, data: bytes) -> None:
         """A message from an address with no channel: CONNECT, discovery, QoS -1, or a nudge."""
-        from gateway.mqttsn.channel import MQTTSNChannel
-
         try:
             msg = decode(data)
         except MQTTSNError:
@@ -265,7 +257,7 @@ class MQTTSNContext:
         if t is Connect:
             listener = network.listener
             limit = getattr(listener, "max_connections", -1)
-            channel = MQTTSNChannel(self, network, addr, listener)
+            channel = self.channel_factory(self, network, addr, listener)
             if 0 <= limit <= len(network.channels):
                 channel.refuse_congestion()
                 return
@@ -290,13 +282,12 @@ class MQTTSNContext:
             # Not connected (never, or lost): DISCONNECT tells the client to CONNECT again.
             network.send(addr, DISCONNECT)
 
-    def _sleeping(self, client_id: str) -> MQTTSNChannel | None:
-        from gateway.mqttsn.channel import MQTTSNChannel
-
+    def _sleeping(self, client_id: str) -> Channel | None:
         session = self.hub.session(client_id)
-        endpoint = session.endpoint if session is not None else None
-        if isinstance(endpoint, MQTTSNChannel) and endpoint.sleeping:
-            return endpoint
+        endpoint: Any = session.endpoint if session is not None else None
+        # One of this context's channels (not an MQTT connection with that client id).
+        if getattr(endpoint, "ctx", None) is self and endpoint.sleeping:
+            return endpoint  # type: ignore[no-any-return]
         return None
 
     def qos_minus_one(self, network: Network, addr: Any, p: Publish) -> None:
@@ -341,9 +332,11 @@ class MQTTSNContext:
 _CONTEXTS: weakref.WeakKeyDictionary[Hub, MQTTSNContext] = weakref.WeakKeyDictionary()
 
 
-def context_for(hub: Hub, config: Config, clock: IReactorTime, verbose: bool = False) -> MQTTSNContext:
+def context_for(hub: Hub, config: Config, clock: IReactorTime, channel_factory: ChannelFactory,
+                verbose: bool = False) -> MQTTSNContext:
     """The hub's one MQTT-SN context, created by whichever transport starts first."""
     ctx = _CONTEXTS.get(hub)
     if ctx is None:
-        ctx = _CONTEXTS[hub] = MQTTSNContext(hub, MQTTSNSettings.from_config(config, verbose), clock)
+        settings = MQTTSNSettings.from_config(config, verbose)
+        ctx = _CONTEXTS[hub] = MQTTSNContext(hub, settings, clock, channel_factory)
     return ctx

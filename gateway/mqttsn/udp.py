@@ -24,7 +24,8 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from gateway import netaddr
-from gateway.mqttsn.context import Forwarded, MQTTSNContext, Network
+from gateway.mqttsn.channel import MQTTSNChannel
+from gateway.mqttsn.context import Forwarded, MQTTSNContext, Network, context_for
 
 RECEIVE_BUFFER = 4 * 1024 * 1024  # bytes asked for (Linux doubles it for bookkeeping)
 # SO_RCVBUFFORCE passes net.core.rmem_max with CAP_NET_ADMIN; Python does not name it.
@@ -167,8 +168,6 @@ def listen_udp(ctx: MQTTSNContext, reactor: Any, port: int, interface: str, list
 
 def start_udp(ctx: Any, listener: Any) -> UDPHandle:
     """The ``protocol mqttsn`` starter for ``gateway.listeners`` (``ctx``: ListenerContext)."""
-    from gateway.mqttsn.context import context_for
-
-    sn = context_for(ctx.hub, ctx.config, ctx.reactor, ctx.mqtt_settings.verbose)
+    sn = context_for(ctx.hub, ctx.config, ctx.reactor, MQTTSNChannel, ctx.mqtt_settings.verbose)
     return listen_udp(sn, ctx.reactor, listener.port, netaddr.interface(listener), listener,
                       getattr(listener, "mqttsn_multicast", None))

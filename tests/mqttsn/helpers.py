@@ -9,7 +9,9 @@ from twisted.internet import task
 from gateway.hub.api import ClientInfo, Message, Reason, Subscription
 from gateway.hub.hub import Hub, HubSettings
 from gateway.hub.sessions import Limits
-from gateway.mqttsn.context import MQTTSNContext, MQTTSNSettings, Network
+from gateway.mqttsn.channel import MQTTSNChannel
+from gateway.mqttsn.context import MQTTSNContext, Network
+from gateway.mqttsn.settings import MQTTSNSettings
 from tests.mqttsn import wire as w
 
 
@@ -62,7 +64,7 @@ class Rig:
         self.clock = task.Clock()
         self.hub = Hub(HubSettings(limits=limits or Limits(), retain_available=retain_available), self.clock)
         settings.setdefault("advertise_interval", 0)
-        self.ctx = MQTTSNContext(self.hub, MQTTSNSettings(**settings), self.clock)
+        self.ctx = MQTTSNContext(self.hub, MQTTSNSettings(**settings), self.clock, MQTTSNChannel)
         self.net = RecordingNetwork(self.ctx)
         self.ctx.add_network(self.net)
 
