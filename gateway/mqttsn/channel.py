@@ -65,6 +65,7 @@ from gateway.mqttsn.codec import (
 )
 from gateway.mqttsn.context import Forwarded, MQTTSNContext, Network
 from gateway.mqttsn.delivery import Delivery
+from gateway.mqttsn.reasons import return_code
 from gateway.mqttsn.registry import EXTRA_KEY, registry_of
 from gateway.mqttsn.states import (
     ACTIVE,
@@ -647,25 +648,6 @@ class MQTTSNChannel:
         self._connect = None
         self.delivery.reset()
         self.network.release(self.addr, self)
-
-
-#: Hub refusals as MQTT-SN v1.2 return codes (it has three ways to say no).
-RETURN_CODES: dict[Reason, int] = {
-    Reason.NOT_AUTHORIZED: ReturnCode.NOT_SUPPORTED,
-    Reason.BAD_CREDENTIALS: ReturnCode.NOT_SUPPORTED,
-    Reason.BANNED: ReturnCode.NOT_SUPPORTED,
-    Reason.BAD_AUTHENTICATION_METHOD: ReturnCode.NOT_SUPPORTED,
-    Reason.RETAIN_NOT_SUPPORTED: ReturnCode.NOT_SUPPORTED,
-    Reason.TOPIC_INVALID: ReturnCode.INVALID_TOPIC_ID,
-    Reason.SERVER_UNAVAILABLE: ReturnCode.CONGESTION,
-    Reason.SERVER_BUSY: ReturnCode.CONGESTION,
-    Reason.QUOTA_EXCEEDED: ReturnCode.CONGESTION,
-}
-
-
-def return_code(denied: Denied) -> int:
-    """The return code for a refusal; anything without its own is "not supported"."""
-    return RETURN_CODES.get(denied.reason, ReturnCode.NOT_SUPPORTED)
 
 
 _HANDLERS: dict[type, Callable[[MQTTSNChannel, Any], None]] = {

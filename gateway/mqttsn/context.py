@@ -5,6 +5,8 @@ source address, a forwarder's address plus wireless node id, a radio's 64-bit ad
 a serial device) to the channel of the client there. Channels live in the network
 until they disconnect or are lost; the client id namespace and sessions are the hub's,
 so a client that comes back on another address, or another network, keeps its session.
+The context makes a client's channel with the factory it was given (``Channel`` says
+what it needs of one), so the channel may use the context without a loop between them.
 
 Timers: thousands of sleeping sensors each need a supervision deadline, so instead of
 one ``DelayedCall`` per client the context keeps one heap and one reactor call for its
