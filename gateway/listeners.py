@@ -8,7 +8,6 @@ entry here and keeps everything else in its own package.
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
@@ -21,11 +20,7 @@ from gateway.config import Config, Listener
 from gateway.hub.hub import Hub
 from gateway.mqtt.channel import MQTTSettings
 from gateway.mqtt.transport import MQTTFactory
-
-
-# Twisted's default of 50 drops SYNs when many clients (re)connect at once, costing
-# each a one-second retransmit; the kernel caps this at net.core.somaxconn anyway.
-LISTEN_BACKLOG = 1024
+from gateway.netaddr import LISTEN_BACKLOG, interface
 
 
 class ListenerHandle(Protocol):
@@ -44,15 +39,6 @@ class ListenerContext:
     tls: dict[Any, Any] = field(default_factory=dict)
     # Per-listener MQTT settings (a listener's own max_keepalive); None: mqtt_settings.
     settings_for: Callable[[Listener], MQTTSettings] | None = None
-
-
-def interface(listener: Listener) -> str:
-    """Mosquitto binds every interface when no address is given; so do we, v4 and v6."""
-    if listener.bind_address:
-        return listener.bind_address
-    if listener.socket_domain == "ipv4" or not socket.has_ipv6:
-        return "0.0.0.0"
-    return "::"
 
 
 class TCPHandle:

@@ -7,7 +7,7 @@ DISCONNECT, a takeover, or *lost*: keepalive or sleep duration missed by 1.5 tim
 Nretry retransmissions unanswered; a lost client's will is published).
 
 Deliveries to the client (REGISTER first, one QoS 1/2 message at a time, Tretry and
-Nretry, the sleep buffer) are the ``Delivery`` half, in ``gateway.mqttsn.delivery``.
+Nretry, the sleep buffer) are the channel's ``Delivery`` (``gateway.mqttsn.delivery``).
 
 The channel writes through its ``network`` (``send(addr, bytes)``) and keeps time on the
 context's shared timer heap, so tests drive it with a fake network and ``task.Clock``.
@@ -16,14 +16,16 @@ context's shared timer heap, so tests drive it with a fake network and ``task.Cl
 from __future__ import annotations
 
 import struct
-from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from gateway.hub.api import SUBSCRIBE, SUBSCRIBE_FAILED, WRITE, ClientInfo, Message
-from gateway.hub.topics import TopicError, has_wildcard, validate_topic_filter, validate_topic_name
+from gateway.hub.api import ALLOWED, WRITE, AuthResult, ClientInfo, Denied, Message, Reason, Subscription
+from gateway.hub.topics import (
+    TopicError, has_wildcard, split_shared, validate_topic_filter, validate_topic_name,
+)
 from gateway.logtext import clip
 from gateway.mqttsn.codec import (
     PROTOCOL_ID,
@@ -62,7 +64,11 @@ from gateway.mqttsn.codec import (
     encode,
     short_name,
 )
-from gateway.mqttsn.delivery import (  # noqa: F401  (the states are part of this module's API)
+from gateway.mqttsn.context import Forwarded, MQTTSNContext, Network
+from gateway.mqttsn.delivery import Delivery
+from gateway.mqttsn.reasons import return_code
+from gateway.mqttsn.registry import EXTRA_KEY, registry_of
+from gateway.mqttsn.states import (
     ACTIVE,
     ASLEEP,
     AUTHENTICATING,
@@ -70,35 +76,30 @@ from gateway.mqttsn.delivery import (  # noqa: F401  (the states are part of thi
     CLOSED,
     CONNECTING,
     LIVE,
-    PINGRESP,
     SLEEPY,
-    Delivery,
 )
-from gateway.mqttsn.registry import EXTRA_KEY, registry_of
 
 if TYPE_CHECKING:
     from gateway.hub.sessions import Session
-    from gateway.mqttsn.context import MQTTSNContext, Network
-    from gateway.mqttsn.delivery import _Pending
 
 CONNACK_OK = encode(ConnAck(ReturnCode.ACCEPTED))
 DISCONNECT = encode(Disconnect())
 WILLTOPICREQ = encode(WillTopicReq())
 WILLMSGREQ = encode(WillMsgReq())
+PINGRESP = encode(PingResp())
 
 
 _PUBACK = struct.Struct("!BBHHB")
 
 
-class MQTTSNChannel(Delivery):
+class MQTTSNChannel:
     """Protocol state for one MQTT-SN client at one address of one network."""
 
     log = Logger()
 
     __slots__ = (
         "ctx", "network", "addr", "listener", "state", "client", "session", "keepalive",
-        "sleep_duration", "last_rx", "_sup", "_connect", "_will", "_out", "_flight", "_reg",
-        "_reg_msg_id",
+        "sleep_duration", "last_rx", "delivery", "_sup", "_connect", "_will",
     )
 
     def __init__(self, ctx: MQTTSNContext, network: Network, addr: Any, listener: Any = None) -> None:
@@ -115,10 +116,7 @@ class MQTTSNChannel(Delivery):
         self._sup = 0  # supervision generation: timer entries with another one are stale
         self._connect: tuple[Connect, str | None] | None = None
         self._will: list[Any] | None = None  # [topic or None, qos, retain, payload]
-        self._out: deque[tuple[Message | None, int, int, bool, bool]] | None = None
-        self._flight: _Pending | None = None
-        self._reg: _Pending | None = None
-        self._reg_msg_id = 0
+        self.delivery = Delivery(self)
 
     def __repr__(self) -> str:
         cid = self.client.client_id if self.client else None
@@ -182,10 +180,10 @@ class MQTTSNChannel(Delivery):
             # Back from sleep, or a CONNECT again (its CONNACK may have been lost: UDP):
             # the client is evidently alive, so no will, unless another client id now
             # speaks from this address.
-            keep = self._out if (self.sleeping and not p.clean) else None
+            keep = self.delivery.held_qos0() if (self.sleeping and not p.clean) else []
             same = self.client is not None and self.client.client_id == p.client_id
             self._detach(graceful=self.sleeping or same)
-            self._out = deque(e for e in keep if e[1] == 0) if keep else None
+            self.delivery.hold(keep)
             self._set_state(CONNECTING)
         settings = self.ctx.settings
         if p.protocol_id != PROTOCOL_ID:
@@ -204,7 +202,7 @@ class MQTTSNChannel(Delivery):
         self.ctx.timers.schedule(settings.handshake_timeout, self._handshake_expired, self._sup)
         self._will = None
         if p.will:
-            self._send(WILLTOPICREQ)
+            self.send(WILLTOPICREQ)
         else:
             self._authenticate()
 
@@ -221,7 +219,7 @@ class MQTTSNChannel(Delivery):
             self._refuse(ReturnCode.NOT_SUPPORTED, f"will topic: {e}")
             return
         self._will = [p.topic, max(p.qos, 0), p.retain, b""]
-        self._send(WILLMSGREQ)
+        self.send(WILLMSGREQ)
 
     def _on_willmsg(self, p: WillMsg) -> None:
         if self._connect is None or self._will is None:
@@ -246,14 +244,14 @@ class MQTTSNChannel(Delivery):
         if username is not None:
             # The client list or the default username is the credential (MQTT-SN has no
             # password), as a certificate is for use_identity_as_username: the ACL applies.
-            self._authenticated(True)
+            self._authenticated(ALLOWED)
             return
         result = self.ctx.hub.authenticate(self.client, None)
-        if isinstance(result, bool):
-            self._authenticated(result)
-        else:
+        if isinstance(result, Deferred):
             result.addCallbacks(self._authenticated, self._auth_failed)
             result.addErrback(self._internal_error)
+        else:
+            self._authenticated(result)
 
     def _auth_failed(self, failure: Failure) -> None:
         self.log.failure("authentication backend failed", failure)
@@ -263,14 +261,15 @@ class MQTTSNChannel(Delivery):
         self.log.failure("internal error while accepting {peer}", failure, peer=self.peer)
         self._close()
 
-    def _authenticated(self, ok: bool) -> None:
+    def _authenticated(self, result: AuthResult) -> None:
         if self.state != AUTHENTICATING or self._connect is None:
             return
         hub = self.ctx.hub
         client = self.client
         assert client is not None
-        if not ok:
-            self._refuse(ReturnCode.NOT_SUPPORTED, "not authorized")
+        if not result:
+            assert isinstance(result, Denied)
+            self._refuse(return_code(result), result.reason.value)
             return
         will = self._will_message()
         if will is not None and not hub.authorize(client, WRITE, will.topic):
@@ -283,19 +282,18 @@ class MQTTSNChannel(Delivery):
         if isinstance(old, MQTTSNChannel) and old is not self and old.sleeping:
             # The same sensor, back from sleep at another address: not a takeover. Its
             # held QoS 0 messages move here; QoS 1/2 ones come back from the session.
-            kept = [e for e in old._out or () if e[1] == 0] if not p.clean else []
-            if kept:
-                if self._out is None:
-                    self._out = deque()
-                self._out.extend(kept)
+            if not p.clean:
+                self.delivery.hold(old.delivery.held_qos0())
             old._detach(graceful=True)
             old._close()
-        session, _ = hub.connect(client, self, p.clean, will)
+        # MQTT-SN's clean flag is MQTT 3.1.1's: a clean session ends with the connection.
+        session, _ = hub.connect(client, self, p.clean, 0 if p.clean else None, will)
+        session.receive_maximum = 1  # one QoS 1/2 PUBLISH unacknowledged at a time
         self.session = session
         self.keepalive = p.duration
         self.last_rx = self.ctx.clock.seconds()
         self._set_state(ACTIVE)
-        self._send(CONNACK_OK)
+        self.send(CONNACK_OK)
         self._supervise_from_now()
         if self.ctx.settings.verbose:
             self.log.info(
@@ -303,16 +301,16 @@ class MQTTSNChannel(Delivery):
                 client_id=clip(client.client_id), peer=self.peer, clean=p.clean, keepalive=p.duration,
             )
         session.resume(self)
-        self._pump()
+        self.delivery.pump()
 
     def _refuse(self, code: int, why: str) -> None:
         self.log.info("refused MQTT-SN client at {peer}: {why}", peer=self.peer, why=why)
-        self._send(encode(ConnAck(code)))
+        self.send(encode(ConnAck(code)))
         self._close()
 
     def refuse_congestion(self) -> None:
         """CONNACK congestion for a CONNECT beyond the listener's ``max_connections``."""
-        self._send(encode(ConnAck(ReturnCode.CONGESTION)))
+        self.send(encode(ConnAck(ReturnCode.CONGESTION)))
         self.state = CLOSED
 
     # will updates ------------------------------------------------------------------------
@@ -326,15 +324,15 @@ class MQTTSNChannel(Delivery):
             try:
                 validate_topic_name(p.topic)
             except TopicError:
-                self._send(encode(WillTopicResp(ReturnCode.NOT_SUPPORTED)))
+                self.send(encode(WillTopicResp(ReturnCode.NOT_SUPPORTED)))
                 return
             if not self.ctx.hub.authorize(self.client, WRITE, p.topic):
-                self._send(encode(WillTopicResp(ReturnCode.NOT_SUPPORTED)))
+                self.send(encode(WillTopicResp(ReturnCode.NOT_SUPPORTED)))
                 return
             payload = self._will[3] if self._will else b""
             self._will = [p.topic, max(p.qos, 0), p.retain, payload]
         session.will = self._will_message()
-        self._send(encode(WillTopicResp(ReturnCode.ACCEPTED)))
+        self.send(encode(WillTopicResp(ReturnCode.ACCEPTED)))
 
     def _on_willmsgupd(self, p: WillMsgUpd) -> None:
         session = self.session
@@ -344,7 +342,7 @@ class MQTTSNChannel(Delivery):
         else:
             self._will[3] = p.payload
         session.will = self._will_message()
-        self._send(encode(WillMsgResp(ReturnCode.ACCEPTED)))
+        self.send(encode(WillMsgResp(ReturnCode.ACCEPTED)))
 
     # REGISTER from the client --------------------------------------------------------------
 
@@ -352,15 +350,15 @@ class MQTTSNChannel(Delivery):
         try:
             validate_topic_name(p.topic_name)
         except TopicError:
-            self._send(encode(RegAck(0, p.msg_id, ReturnCode.NOT_SUPPORTED)))
+            self.send(encode(RegAck(0, p.msg_id, ReturnCode.NOT_SUPPORTED)))
             return
         registry = registry_of(self.session, self.ctx.settings.max_topics)  # type: ignore[arg-type]
         topic_id = registry.register(p.topic_name)
         if topic_id is None:
-            self._send(encode(RegAck(0, p.msg_id, ReturnCode.CONGESTION)))
+            self.send(encode(RegAck(0, p.msg_id, ReturnCode.CONGESTION)))
             return
         self.ctx.counters.registrations += 1
-        self._send(encode(RegAck(topic_id, p.msg_id, ReturnCode.ACCEPTED)))
+        self.send(encode(RegAck(topic_id, p.msg_id, ReturnCode.ACCEPTED)))
 
     def _topic_name(self, topic_type: int, topic_id: int) -> str | None:
         if topic_type == TopicIdType.NORMAL:
@@ -391,32 +389,44 @@ class MQTTSNChannel(Delivery):
             topic = self._topic_name(ttype, tid)
         if topic is None:
             code = ReturnCode.NOT_SUPPORTED if ttype == TopicIdType.RESERVED else ReturnCode.INVALID_TOPIC_ID
-            self._send(encode(PubAck(tid, mid, code)))
+            self.send(encode(PubAck(tid, mid, code)))
             return
-        settings = ctx.settings
-        limit = settings.message_size_limit
-        if (limit and len(data) > limit) or (retain and not settings.retain_available) or (
-            not hub.authorize(session.client, WRITE, topic)
-        ):
-            self._send(encode(PubAck(tid, mid, ReturnCode.NOT_SUPPORTED)))
+        limit = ctx.settings.message_size_limit
+        if limit and len(data) > limit:
+            self.send(encode(PubAck(tid, mid, ReturnCode.NOT_SUPPORTED)))
             return
         if qos <= 0:
-            hub.publish(Message(topic, data, 0, retain), session)
+            result = hub.publish_from(session, Message(topic, data, 0, retain))
+            if type(result) is Denied:
+                self.send(encode(PubAck(tid, mid, return_code(result))))
         elif qos == 1:
-            hub.publish(Message(topic, data, 1, retain), session)
-            self._send(_PUBACK.pack(7, 0x0D, tid, mid, 0))
+            result = hub.publish_from(session, Message(topic, data, 1, retain))
+            code = return_code(result) if type(result) is Denied else ReturnCode.ACCEPTED
+            self.send(_PUBACK.pack(7, 0x0D, tid, mid, code))
         else:
-            window = hub.settings.limits.max_inflight
-            if window and mid not in session.inbound_qos2 and len(session.inbound_qos2) >= window:
-                self._send(encode(PubAck(tid, mid, ReturnCode.CONGESTION)))
-                return
-            if session.inbound_qos2_received(mid):
-                hub.publish(Message(topic, data, 2, retain), session)
-            self._send(encode(PubRec(mid)))
+            # As for MQTT: checked now, published at PUBREL, a resent one only
+            # acknowledged again.
+            pending = session.inbound_qos2
+            if mid not in pending:
+                window = hub.settings.limits.max_inflight
+                if window and len(pending) >= window:
+                    self.send(encode(PubAck(tid, mid, ReturnCode.CONGESTION)))
+                    return
+                message = Message(topic, data, 2, retain)
+                denied = hub.check_publish(session.client, message)
+                if denied is not None:
+                    self.send(encode(PubAck(tid, mid, return_code(denied))))
+                    return
+                session.inbound_qos2_received(mid, 0, message)
+            self.send(encode(PubRec(mid)))
 
     def _on_pubrel(self, p: PubRel) -> None:
-        self.session.inbound_qos2_released(p.msg_id)  # type: ignore[union-attr]
-        self._send(encode(PubComp(p.msg_id)))
+        session = self.session
+        assert session is not None
+        _, held = session.inbound_qos2_released(p.msg_id)
+        self.send(encode(PubComp(p.msg_id)))
+        if held is not None:
+            self.ctx.hub.publish(held, session)
 
     # SUBSCRIBE / UNSUBSCRIBE --------------------------------------------------------------
 
@@ -432,6 +442,7 @@ class MQTTSNChannel(Delivery):
         name = str(topic)
         try:
             validate_topic_filter(name)
+            split_shared(name)  # $share/GROUP/FILTER: a shared subscription, checked alike
         except TopicError:
             return None, 0, ReturnCode.NOT_SUPPORTED
         return name, 0, ReturnCode.ACCEPTED
@@ -439,51 +450,53 @@ class MQTTSNChannel(Delivery):
     def _on_subscribe(self, p: Subscribe) -> None:
         hub = self.ctx.hub
         session = self.session
-        client = self.client
-        assert session is not None and client is not None
+        assert session is not None
         name, topic_id, code = self._filter_of(p.topic_type, p.topic)
-        if name is None or p.qos < 0 or not hub.authorize(client, SUBSCRIBE, name):
+        if name is None or p.qos < 0:
             if name is not None:
                 code = ReturnCode.NOT_SUPPORTED
-            self._send(encode(SubAck(topic_id, p.msg_id, code, 0)))
+            self.send(encode(SubAck(topic_id, p.msg_id, code, 0)))
             return
-        if p.topic_type == TopicIdType.NORMAL and not has_wildcard(name):
-            topic_id = registry_of(session, self.ctx.settings.max_topics).register(name) or 0
-            if not topic_id:
-                self._send(encode(SubAck(0, p.msg_id, ReturnCode.CONGESTION, 0)))
+        # A topic name subscribed by name gets its topic id in the SUBACK; a filter
+        # (wildcards, or a shared subscription) matches topics registered at delivery.
+        registry = None
+        if p.topic_type == TopicIdType.NORMAL and not has_wildcard(name) and split_shared(name)[0] is None:
+            registry = registry_of(session, self.ctx.settings.max_topics)
+            if not registry.has_room_for(name):
+                self.send(encode(SubAck(0, p.msg_id, ReturnCode.CONGESTION, 0)))
                 return
-            self.ctx.counters.registrations += 1
-        granted = hub.subscribe(session, name, p.qos)
-        if granted == SUBSCRIBE_FAILED:
-            self._send(encode(SubAck(topic_id, p.msg_id, ReturnCode.NOT_SUPPORTED, 0)))
+        result = hub.subscribe(session, name, Subscription(p.qos))
+        if not result:
+            assert isinstance(result, Denied)
+            self.send(encode(SubAck(topic_id, p.msg_id, return_code(result), 0)))
             return
-        self._send(encode(SubAck(topic_id, p.msg_id, ReturnCode.ACCEPTED, granted)))
-        for message in hub.retained(name):
-            if not hub.can_read(client, message.topic):
-                continue
-            session.deliver(message, min(granted, message.qos), True)
+        if registry is not None:
+            topic_id = registry.register(name) or 0
+            self.ctx.counters.registrations += 1
+        self.send(encode(SubAck(topic_id, p.msg_id, ReturnCode.ACCEPTED, result.qos)))
+        hub.deliver_retained(session, result)
 
     def _on_unsubscribe(self, p: Unsubscribe) -> None:
         name, _, _ = self._filter_of(p.topic_type, p.topic)
         if name is not None:
             self.ctx.hub.unsubscribe(self.session, name)  # type: ignore[arg-type]
-        self._send(encode(UnsubAck(p.msg_id)))
+        self.send(encode(UnsubAck(p.msg_id)))
 
     # PINGREQ, DISCONNECT, sleep -----------------------------------------------------------
 
     def _on_pingreq(self, p: PingReq) -> None:
         if self.state == ACTIVE:
-            self._send(PINGRESP)
+            self.send(PINGRESP)
             return
         if p.client_id and self.client is not None and p.client_id != self.client.client_id:
             return
-        # Awake: send what was held, then PINGRESP (in _pump) and back to sleep.
+        # Awake: send what was held, then PINGRESP (all_delivered) and back to sleep.
         self._set_state(AWAKE)
-        self._resend_outstanding()
-        self._pump()
+        self.delivery.resend_outstanding()
+        self.delivery.pump()
 
     def _on_disconnect(self, p: Disconnect) -> None:
-        self._send(DISCONNECT)
+        self.send(DISCONNECT)
         if p.duration:
             self.sleep_duration = p.duration
             self._set_state(ASLEEP)
@@ -498,12 +511,29 @@ class MQTTSNChannel(Delivery):
         self.network.answer_searchgw(self.addr, encode(GwInfo(self.ctx.settings.gateway_id)))
 
     def _on_encapsulated(self, p: Encapsulated) -> None:
-        from gateway.mqttsn.context import Forwarded
-
         self.network.received(Forwarded(self.addr, p.node_id), p.message)
 
     def _ignore(self, p: Any) -> None:
         pass
+
+    # acknowledgements of what the gateway sent go to the Delivery -----------------------------
+
+    def _on_puback(self, p: PubAck) -> None:
+        self.delivery.on_puback(p)
+
+    def _on_pubrec(self, p: PubRec) -> None:
+        self.delivery.on_pubrec(p)
+
+    def _on_pubcomp(self, p: PubComp) -> None:
+        self.delivery.on_pubcomp(p)
+
+    def _on_regack(self, p: RegAck) -> None:
+        self.delivery.on_regack(p)
+
+    def all_delivered(self) -> None:
+        """The awake client has everything that was held: PINGRESP, and back to sleep."""
+        self.send(PINGRESP)
+        self._set_state(ASLEEP)
 
     # supervision -------------------------------------------------------------------------
 
@@ -525,11 +555,12 @@ class MQTTSNChannel(Delivery):
         idle = self.ctx.clock.seconds() - self.last_rx
         if idle >= limit:
             what = "sleep duration" if self.state in SLEEPY else "keepalive"
-            self._lost(f"{what} expired after {idle:.1f}s")
+            self.lost(f"{what} expired after {idle:.1f}s")
         else:
             self.ctx.timers.schedule(limit - idle, self._supervise, gen)
 
-    def _lost(self, why: str) -> None:
+    def lost(self, why: str) -> None:
+        """The client stopped answering (keepalive, sleep duration, Nretry): its will goes out."""
         self.ctx.counters.clients_lost += 1
         self.log.info(
             "MQTT-SN client {client_id} at {peer} lost: {why}",
@@ -543,22 +574,35 @@ class MQTTSNChannel(Delivery):
             "closing MQTT-SN client {client_id} at {peer}: {reason}",
             client_id=clip(self.client.client_id) if self.client else None, peer=self.peer, reason=why,
         )
-        self._send(DISCONNECT)
+        self.send(DISCONNECT)
         self._detach(graceful=False)
         self._close()
 
     # Endpoint (called by the hub and the session) -----------------------------------------
 
-    def takeover(self) -> None:
-        """Another connection claimed the client id; the hub already detached us."""
-        self.session = None
-        self._send(DISCONNECT)
+    def send_publish(self, message: Message, qos: int, packet_id: int | None, dup: bool, retain: bool,
+                     sub_ids: tuple[int, ...] = ()) -> bool:
+        return self.delivery.send_publish(message, qos, packet_id, dup, retain)
+
+    def send_pubrel(self, packet_id: int) -> None:
+        self.delivery.send_pubrel(packet_id)
+
+    def close(self, reason: Reason) -> None:
+        """The hub ended this connection (taken over, no longer authorized, shutting
+        down) and already detached the session; MQTT-SN's DISCONNECT carries no reason."""
+        session, self.session = self.session, None
+        if session is not None:
+            self.delivery.forget_unconfirmed(session)
+        if self.ctx.settings.verbose and self.client is not None:
+            self.log.info("MQTT-SN client {client_id} disconnected by the gateway: {reason}",
+                          client_id=self.client.client_id, reason=reason.value)
+        self.send(DISCONNECT)
         self._close()
 
     def shutdown(self) -> None:
         """The gateway stops: tell the client, detach as a lost connection (will published)."""
         if self.state in LIVE:
-            self._send(DISCONNECT)
+            self.send(DISCONNECT)
         self._detach(graceful=False)
         self._close()
 
@@ -573,7 +617,8 @@ class MQTTSNChannel(Delivery):
 
     # helpers -----------------------------------------------------------------------------
 
-    def _send(self, data: bytes) -> None:
+    def send(self, data: bytes) -> None:
+        """Write one message to the client (counted in ``$SYS``)."""
         stats = self.ctx.hub.stats
         stats.messages_sent += 1
         stats.bytes_sent += len(data)
@@ -599,13 +644,9 @@ class MQTTSNChannel(Delivery):
         session = self.session
         if session is not None:
             self.session = None
-            reg = self._reg
-            if reg is not None:
-                registry = session.extra.get(EXTRA_KEY)
-                if registry is not None:
-                    registry.forget(reg.topic_id)  # never confirmed
+            self.delivery.forget_unconfirmed(session)
             self.ctx.hub.disconnect(session, graceful, self)
-        self._out = self._flight = self._reg = None
+        self.delivery.reset()
         self._set_state(CONNECTING)
 
     def _close(self) -> None:
@@ -613,7 +654,7 @@ class MQTTSNChannel(Delivery):
             self._set_state(CLOSED)
         self._sup += 1
         self._connect = None
-        self._out = self._flight = self._reg = None
+        self.delivery.reset()
         self.network.release(self.addr, self)
 
 

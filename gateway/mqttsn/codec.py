@@ -565,6 +565,12 @@ def encode_publish(
     return frame(0x0C, bytes((flags, topic_id >> 8, topic_id & 255, msg_id >> 8, msg_id & 255)) + data)
 
 
+def publish_size(payload_length: int) -> int:
+    """Bytes of a PUBLISH carrying that much payload (the same for every topic id type)."""
+    n = payload_length + 7
+    return n if n <= 255 else n + 2
+
+
 def _e_willtopic(code: int) -> Callable[[Any], bytes]:
     def enc(m: Any) -> bytes:
         if m.topic is None:

@@ -5,6 +5,8 @@ source address, a forwarder's address plus wireless node id, a radio's 64-bit ad
 a serial device) to the channel of the client there. Channels live in the network
 until they disconnect or are lost; the client id namespace and sessions are the hub's,
 so a client that comes back on another address, or another network, keeps its session.
+The context makes a client's channel with the factory it was given (``Channel`` says
+what it needs of one), so the channel may use the context without a loop between them.
 
 Timers: thousands of sleeping sensors each need a supervision deadline, so instead of
 one ``DelayedCall`` per client the context keeps one heap and one reactor call for its
@@ -16,13 +18,13 @@ from __future__ import annotations
 import heapq
 import itertools
 import weakref
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Protocol
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from gateway.hub.api import WRITE, ClientInfo, Message
+from gateway.hub.api import ALLOWED, WRITE, AuthResult, ClientInfo, Message
 from gateway.hub.hub import Hub
 from gateway.mqttsn.codec import (
     Connect,
@@ -38,45 +40,12 @@ from gateway.mqttsn.codec import (
 )
 from gateway.mqttsn.discovery import Discovery
 from gateway.mqttsn.registry import Predefined
+from gateway.mqttsn.settings import MQTTSNSettings
 
 if TYPE_CHECKING:
     from gateway.config import Config
-    from gateway.mqttsn.channel import MQTTSNChannel
 
 DISCONNECT = encode(Disconnect())
-
-
-@dataclass(slots=True)
-class MQTTSNSettings:
-    """The MQTT-SN part of the configuration."""
-
-    gateway_id: int = 1
-    advertise_interval: int = 900  # seconds; 0: never
-    predefined: dict[int, str] = field(default_factory=dict)
-    max_sleep_buffer: int = 100  # QoS 0 messages held for one sleeping client
-    default_username: str | None = None
-    clients: dict[str, str] = field(default_factory=dict)  # client id -> username
-    retry_interval: float = 10.0  # Tretry
-    retry_count: int = 3  # Nretry
-    max_topics: int = 1000  # normal topic ids per client
-    handshake_timeout: float = 10.0  # CONNECT to CONNACK, will handshake included
-    message_size_limit: int = 0
-    retain_available: bool = True
-    verbose: bool = False
-
-    @classmethod
-    def from_config(cls, config: Config, verbose: bool = False) -> MQTTSNSettings:
-        return cls(
-            gateway_id=config.mqttsn_gateway_id,
-            advertise_interval=config.mqttsn_advertise_interval,
-            predefined=dict(config.mqttsn_predefined_topics),
-            max_sleep_buffer=config.mqttsn_max_sleep_buffer,
-            default_username=config.mqttsn_default_username,
-            clients=dict(config.mqttsn_clients),
-            message_size_limit=config.message_size_limit,
-            retain_available=config.retain_available,
-            verbose=verbose or "all" in config.log_type or "debug" in config.log_type,
-        )
 
 
 class Counters:
@@ -141,6 +110,30 @@ class Forwarded(NamedTuple):
     node_id: bytes
 
 
+class Channel(Protocol):
+    """What a network and the context ask of the channel of one client
+    (``gateway.mqttsn.channel.MQTTSNChannel``)."""
+
+    ctx: MQTTSNContext
+
+    @property
+    def sleeping(self) -> bool: ...
+
+    def datagram(self, data: bytes) -> None: ...
+
+    def handle(self, msg: Any) -> None: ...
+
+    def refuse_congestion(self) -> None: ...
+
+    def move(self, network: Network, addr: Any) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+
+#: Makes the channel for a client that sends a CONNECT: (context, network, address, listener).
+ChannelFactory = Callable[["MQTTSNContext", "Network", Any, Any], Channel]
+
+
 class Network:
     """Base of the UDP and serial transports: addresses to channels, bytes both ways."""
 
@@ -150,7 +143,7 @@ class Network:
     def __init__(self, ctx: MQTTSNContext, listener: Any) -> None:
         self.ctx = ctx
         self.listener = listener
-        self.channels: dict[Any, MQTTSNChannel] = {}
+        self.channels: dict[Any, Channel] = {}
 
     # subclasses --------------------------------------------------------------------
 
@@ -193,10 +186,10 @@ class Network:
         else:
             self.ctx.unknown(self, addr, data)
 
-    def attach(self, addr: Any, channel: MQTTSNChannel) -> None:
+    def attach(self, addr: Any, channel: Channel) -> None:
         self.channels[addr] = channel
 
-    def release(self, addr: Any, channel: MQTTSNChannel) -> None:
+    def release(self, addr: Any, channel: Channel) -> None:
         if self.channels.get(addr) is channel:
             del self.channels[addr]
 
@@ -210,15 +203,17 @@ class MQTTSNContext:
 
     log = Logger()
 
-    def __init__(self, hub: Hub, settings: MQTTSNSettings, clock: IReactorTime) -> None:
+    def __init__(self, hub: Hub, settings: MQTTSNSettings, clock: IReactorTime,
+                 channel_factory: ChannelFactory) -> None:
         self.hub = hub
         self.settings = settings
         self.clock = clock
+        self.channel_factory = channel_factory
         self.predefined = Predefined(settings.predefined)
         self.counters = Counters()
         self.timers = Timers(clock)
         self.networks: list[Network] = []
-        self.discovery = Discovery(self)
+        self.discovery = Discovery(settings, clock, self.networks)
         c = self.counters
         for name, fn in (
             ("mqttsn/clients/connected", lambda: c.connected),
@@ -255,8 +250,6 @@ class MQTTSNContext:
 
     def unknown(self, network: Network, addr: Any, data: bytes) -> None:
         """A message from an address with no channel: CONNECT, discovery, QoS -1, or a nudge."""
-        from gateway.mqttsn.channel import MQTTSNChannel
-
         try:
             msg = decode(data)
         except MQTTSNError:
@@ -266,7 +259,7 @@ class MQTTSNContext:
         if t is Connect:
             listener = network.listener
             limit = getattr(listener, "max_connections", -1)
-            channel = MQTTSNChannel(self, network, addr, listener)
+            channel = self.channel_factory(self, network, addr, listener)
             if 0 <= limit <= len(network.channels):
                 channel.refuse_congestion()
                 return
@@ -291,13 +284,12 @@ class MQTTSNContext:
             # Not connected (never, or lost): DISCONNECT tells the client to CONNECT again.
             network.send(addr, DISCONNECT)
 
-    def _sleeping(self, client_id: str) -> MQTTSNChannel | None:
-        from gateway.mqttsn.channel import MQTTSNChannel
-
+    def _sleeping(self, client_id: str) -> Channel | None:
         session = self.hub.session(client_id)
-        endpoint = session.endpoint if session is not None else None
-        if isinstance(endpoint, MQTTSNChannel) and endpoint.sleeping:
-            return endpoint
+        endpoint: Any = session.endpoint if session is not None else None
+        # One of this context's channels (not an MQTT connection with that client id).
+        if getattr(endpoint, "ctx", None) is self and endpoint.sleeping:
+            return endpoint  # type: ignore[no-any-return]
         return None
 
     def qos_minus_one(self, network: Network, addr: Any, p: Publish) -> None:
@@ -312,33 +304,41 @@ class MQTTSNContext:
             self.counters.frames_dropped += 1
             return
         settings = self.settings
+        hub = self.hub
+        # No session, so no publish_from: the same checks, made here.
         if (settings.message_size_limit and len(p.data) > settings.message_size_limit) or (
-            p.retain and not settings.retain_available
+            p.retain and not hub.settings.retain_available
         ):
             return
-        hub = self.hub
         client = ClientInfo("", "mqttsn", network.describe(addr), settings.default_username, network.listener)
         message = Message(topic, p.data, 0, p.retain)
 
-        def publish(ok: bool) -> None:
-            if ok and hub.authorize(client, WRITE, topic):  # type: ignore[arg-type]
-                self.counters.qos_minus_one += 1
-                hub.stats.publish_received += 1
-                hub.publish(message)
+        def publish(result: AuthResult) -> None:
+            if not result:
+                return
+            if not hub.authorize(client, WRITE, topic):  # type: ignore[arg-type]
+                hub.denials.denied(client, WRITE, topic)  # type: ignore[arg-type]
+                return
+            self.counters.qos_minus_one += 1
+            hub.stats.publish_received += 1
+            message.source = client
+            hub.publish(message)
 
-        result = True if client.username is not None else hub.authenticate(client, None)
-        if isinstance(result, bool):
-            publish(result)
-        else:
+        result = ALLOWED if client.username is not None else hub.authenticate(client, None)
+        if isinstance(result, Deferred):
             result.addCallback(publish).addErrback(lambda f: self.log.failure("QoS -1 authentication failed", f))
+        else:
+            publish(result)
 
 
 _CONTEXTS: weakref.WeakKeyDictionary[Hub, MQTTSNContext] = weakref.WeakKeyDictionary()
 
 
-def context_for(hub: Hub, config: Config, clock: IReactorTime, verbose: bool = False) -> MQTTSNContext:
+def context_for(hub: Hub, config: Config, clock: IReactorTime, channel_factory: ChannelFactory,
+                verbose: bool = False) -> MQTTSNContext:
     """The hub's one MQTT-SN context, created by whichever transport starts first."""
     ctx = _CONTEXTS.get(hub)
     if ctx is None:
-        ctx = _CONTEXTS[hub] = MQTTSNContext(hub, MQTTSNSettings.from_config(config, verbose), clock)
+        settings = MQTTSNSettings.from_config(config, verbose)
+        ctx = _CONTEXTS[hub] = MQTTSNContext(hub, settings, clock, channel_factory)
     return ctx

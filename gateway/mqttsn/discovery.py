@@ -9,33 +9,45 @@ source address as the gateway's address.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from gateway.mqttsn.codec import Advertise, GwInfo, SearchGw, encode
 
 if TYPE_CHECKING:
-    from gateway.mqttsn.context import MQTTSNContext, Network
+    from gateway.mqttsn.settings import MQTTSNSettings
+
+
+class Broadcasting(Protocol):
+    """What discovery needs of a network (``gateway.mqttsn.context.Network``)."""
+
+    def broadcast(self, data: bytes) -> None: ...
+
+    def answer_searchgw(self, addr: Any, gwinfo: bytes) -> None: ...
 
 
 class Discovery:
     """One per context: the ADVERTISE timer and the SEARCHGW answer."""
 
-    def __init__(self, ctx: MQTTSNContext) -> None:
-        self.ctx = ctx
+    def __init__(self, settings: MQTTSNSettings, clock: IReactorTime,
+                 networks: Sequence[Broadcasting]) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.networks = networks  # the context's list, as it changes
         self._call: IDelayedCall | None = None
         self.advertised = 0
 
     @property
     def gwinfo(self) -> bytes:
-        return encode(GwInfo(self.ctx.settings.gateway_id))
+        return encode(GwInfo(self.settings.gateway_id))
 
     def start(self) -> None:
-        interval = self.ctx.settings.advertise_interval
+        interval = self.settings.advertise_interval
         if interval > 0 and self._call is None:
             # The first ADVERTISE goes out as soon as the networks are up.
-            self._call = self.ctx.clock.callLater(0, self.advertise)
+            self._call = self.clock.callLater(0, self.advertise)
 
     def stop(self) -> None:
         if self._call is not None and self._call.active():
@@ -43,15 +55,15 @@ class Discovery:
         self._call = None
 
     def advertise(self) -> None:
-        settings = self.ctx.settings
+        settings = self.settings
         interval = settings.advertise_interval
         data = encode(Advertise(settings.gateway_id, interval))
-        for network in self.ctx.networks:
+        for network in self.networks:
             network.broadcast(data)
         self.advertised += 1
-        self._call = self.ctx.clock.callLater(interval, self.advertise)
+        self._call = self.clock.callLater(interval, self.advertise)
 
-    def handle(self, network: Network, addr: Any, msg: object) -> bool:
+    def handle(self, network: Broadcasting, addr: Any, msg: object) -> bool:
         """Answer discovery traffic; False if ``msg`` is something else."""
         if type(msg) is SearchGw:
             network.answer_searchgw(addr, self.gwinfo)

@@ -56,12 +56,16 @@ class TopicRegistry:
     def __len__(self) -> int:
         return len(self.by_id)
 
+    def has_room_for(self, name: str) -> bool:
+        """Whether ``register(name)`` would give an id (so a SUBSCRIBE can ask first)."""
+        return name in self.by_name or (len(self.by_id) < self.limit and self.next_id <= MAX_TOPIC_ID)
+
     def register(self, name: str) -> int | None:
         """The id for ``name``, assigning one if needed; None when the table is full."""
         topic_id = self.by_name.get(name)
         if topic_id is not None:
             return topic_id
-        if len(self.by_id) >= self.limit or self.next_id > MAX_TOPIC_ID:
+        if not self.has_room_for(name):
             return None
         topic_id = self.next_id
         self.next_id += 1

@@ -26,8 +26,9 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from gateway.mqttsn.channel import MQTTSNChannel
 from gateway.mqttsn.codec import MQTTSNError, MsgType, decode, frame_length
-from gateway.mqttsn.context import MQTTSNContext, Network
+from gateway.mqttsn.context import MQTTSNContext, Network, context_for
 from gateway.mqttsn.xbee import BROADCAST_64, UNKNOWN_16, FrameDecoder, RxPacket, TxStatus, tx_request, wrap
 
 STALL = 0.5  # seconds an incomplete plain-framed candidate may wait for its bytes
@@ -265,9 +266,7 @@ class SerialLine:
 
 def start_serial_lines(ctx: Any) -> list[SerialLine]:
     """Open every ``mqttsn_serial`` line (``ctx``: gateway.listeners.ListenerContext)."""
-    from gateway.mqttsn.context import context_for
-
-    sn = context_for(ctx.hub, ctx.config, ctx.reactor, ctx.mqtt_settings.verbose)
+    sn = context_for(ctx.hub, ctx.config, ctx.reactor, MQTTSNChannel, ctx.mqtt_settings.verbose)
     lines = []
     for device, baud, framing in ctx.config.mqttsn_serial:
         line = SerialLine(sn, ctx.reactor, device, baud, framing)

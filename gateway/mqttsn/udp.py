@@ -23,7 +23,9 @@ from twisted.internet import defer
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
-from gateway.mqttsn.context import Forwarded, MQTTSNContext, Network
+from gateway import netaddr
+from gateway.mqttsn.channel import MQTTSNChannel
+from gateway.mqttsn.context import Forwarded, MQTTSNContext, Network, context_for
 
 RECEIVE_BUFFER = 4 * 1024 * 1024  # bytes asked for (Linux doubles it for bookkeeping)
 # SO_RCVBUFFORCE passes net.core.rmem_max with CAP_NET_ADMIN; Python does not name it.
@@ -166,9 +168,6 @@ def listen_udp(ctx: MQTTSNContext, reactor: Any, port: int, interface: str, list
 
 def start_udp(ctx: Any, listener: Any) -> UDPHandle:
     """The ``protocol mqttsn`` starter for ``gateway.listeners`` (``ctx``: ListenerContext)."""
-    from gateway.listeners import interface
-    from gateway.mqttsn.context import context_for
-
-    sn = context_for(ctx.hub, ctx.config, ctx.reactor, ctx.mqtt_settings.verbose)
-    return listen_udp(sn, ctx.reactor, listener.port, interface(listener), listener,
+    sn = context_for(ctx.hub, ctx.config, ctx.reactor, MQTTSNChannel, ctx.mqtt_settings.verbose)
+    return listen_udp(sn, ctx.reactor, listener.port, netaddr.interface(listener), listener,
                       getattr(listener, "mqttsn_multicast", None))

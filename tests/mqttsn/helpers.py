@@ -6,10 +6,12 @@ from typing import Any
 
 from twisted.internet import task
 
-from gateway.hub.api import ClientInfo, Message
+from gateway.hub.api import ClientInfo, Message, Reason, Subscription
 from gateway.hub.hub import Hub, HubSettings
 from gateway.hub.sessions import Limits
-from gateway.mqttsn.context import MQTTSNContext, MQTTSNSettings, Network
+from gateway.mqttsn.channel import MQTTSNChannel
+from gateway.mqttsn.context import MQTTSNContext, Network
+from gateway.mqttsn.settings import MQTTSNSettings
 from tests.mqttsn import wire as w
 
 
@@ -38,15 +40,17 @@ class Observer:
         self.got: list[tuple[str, bytes, int, bool]] = []
         self.session: Any = None
 
-    def send_publish(self, message: Message, qos: int, packet_id: int | None, dup: bool, retain: bool) -> None:
+    def send_publish(self, message: Message, qos: int, packet_id: int | None, dup: bool, retain: bool,
+                     sub_ids: tuple[int, ...] = ()) -> bool:
         self.got.append((message.topic, message.payload, qos, retain))
         if packet_id is not None:
             self.session.acknowledge(packet_id)
+        return True
 
     def send_pubrel(self, packet_id: int) -> None:
         self.session.acknowledge(packet_id)
 
-    def takeover(self) -> None:
+    def close(self, reason: Reason) -> None:
         pass
 
     def payloads(self) -> list[bytes]:
@@ -56,11 +60,11 @@ class Observer:
 class Rig:
     """A gateway core without sockets: ``client(addr)`` gives a raw-bytes client."""
 
-    def __init__(self, limits: Limits | None = None, **settings: Any) -> None:
+    def __init__(self, limits: Limits | None = None, retain_available: bool = True, **settings: Any) -> None:
         self.clock = task.Clock()
-        self.hub = Hub(HubSettings(limits=limits or Limits()))
+        self.hub = Hub(HubSettings(limits=limits or Limits(), retain_available=retain_available), self.clock)
         settings.setdefault("advertise_interval", 0)
-        self.ctx = MQTTSNContext(self.hub, MQTTSNSettings(**settings), self.clock)
+        self.ctx = MQTTSNContext(self.hub, MQTTSNSettings(**settings), self.clock, MQTTSNChannel)
         self.net = RecordingNetwork(self.ctx)
         self.ctx.add_network(self.net)
 
@@ -71,7 +75,7 @@ class Rig:
         obs = Observer()
         session, _ = self.hub.connect(ClientInfo(f"observer-{id(obs)}"), obs, True)
         obs.session = session
-        self.hub.subscribe(session, topic_filter, qos)
+        self.hub.subscribe(session, topic_filter, Subscription(qos))
         return obs
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from twisted.internet.defer import Deferred
 
-from gateway.hub.api import ClientInfo
+from gateway.hub.api import ClientInfo, Denied, Reason
 from gateway.hub.sessions import Limits
 from gateway.mqttsn.channel import ACTIVE
 from tests.mqttsn import wire as w
@@ -182,6 +182,23 @@ def test_anonymous_clients_go_through_hub_authentication() -> None:
     assert rig.client().ask(w.connect("anon")) == [w.connack(w.NOT_SUPPORTED)]
 
 
+@pytest.mark.parametrize("reason, code", [
+    (Reason.BAD_CREDENTIALS, w.NOT_SUPPORTED),
+    (Reason.NOT_AUTHORIZED, w.NOT_SUPPORTED),
+    (Reason.BANNED, w.NOT_SUPPORTED),
+    (Reason.SERVER_BUSY, w.CONGESTION),
+    (Reason.SERVER_UNAVAILABLE, w.CONGESTION),
+    (Reason.QUOTA_EXCEEDED, w.CONGESTION),
+    (Reason.UNSPECIFIED, w.NOT_SUPPORTED),
+])
+def test_authentication_refusals_as_return_codes(reason: Reason, code: int) -> None:
+    rig = Rig()
+    rig.hub.set_security(lambda client, pw: Denied(reason), None)
+    c = rig.client()
+    assert c.ask(w.connect("anon")) == [w.connack(code)]
+    assert c.channel is None
+
+
 def test_deferred_authentication() -> None:
     rig = Rig()
     pending: list[Deferred[bool]] = []
@@ -247,6 +264,20 @@ def test_publish_denied_by_acl_is_not_supported() -> None:
     assert obs.got == []
 
 
+def test_qos2_publish_denied_by_acl_is_not_supported_and_not_held() -> None:
+    rig = Rig(default_username="u")
+    rig.hub.set_security(lambda c, p: True, lambda client, access, topic: topic != "a/secret")
+    obs = rig.observe("#")
+    c = connected(rig)
+    c.ask(w.register(0, 1, "a/secret"))
+    c.ask(w.register(0, 2, "a/open"))
+    assert c.ask(w.publish(1, b"x", 2, 7)) == [w.puback(1, 7, w.NOT_SUPPORTED)]
+    assert rig.hub.stats.denied_publish == 1
+    assert c.ask(w.publish(2, b"y", 2, 7)) == [w.pubrec(7)]  # the id was not taken
+    assert c.ask(w.pubrel(7)) == [w.pubcomp(7)]
+    assert obs.payloads() == [b"y"]
+
+
 def test_qos2_publishes_beyond_the_window_are_congestion() -> None:
     rig = Rig(limits=Limits(max_inflight=1))
     c = connected(rig)
@@ -310,6 +341,21 @@ def test_qos_minus_one_refused_for_anonymous_when_anonymous_is_refused() -> None
     obs = rig.observe("#")
     rig.client().send(w.publish(10, b"a", -1, id_type=w.PREDEFINED))
     assert obs.got == []
+
+
+def test_qos_minus_one_denied_by_acl_is_counted() -> None:
+    rig = Rig(predefined=PRE, default_username="u")
+    rig.hub.set_security(lambda c, p: True, lambda client, access, topic: access != "write")
+    obs = rig.observe("#")
+    rig.client().send(w.publish(10, b"a", -1, id_type=w.PREDEFINED))
+    assert obs.got == [] and rig.hub.stats.denied_publish == 1
+
+
+def test_qos_minus_one_retained_when_retain_is_unavailable_is_dropped() -> None:
+    rig = Rig(predefined=PRE, retain_available=False)
+    obs = rig.observe("#")
+    rig.client().send(w.publish(10, b"a", -1, id_type=w.PREDEFINED, retain=True))
+    assert obs.got == [] and rig.hub.retained_message("sensors/predef") is None
 
 
 def test_unconnected_address_is_told_to_reconnect(rig: Rig) -> None:
@@ -384,3 +430,14 @@ def test_another_client_id_at_the_same_address_replaces_the_first(rig: Rig) -> N
     assert c.ask(w.connect("s2", 10)) == [w.connack()]
     assert obs.got == [("dead/s1", b"gone", 0, False)]
     assert rig.hub.session("s1") is None and rig.hub.session("s2").endpoint is c.channel
+
+
+def test_hub_closing_the_connection_sends_disconnect(rig: Rig) -> None:
+    # As the security reload does for a client no longer allowed in.
+    c = connected(rig, duration=10, will=("dead/s1", b"gone"))
+    session = rig.hub.session("s1")
+    rig.hub.disconnect(session, False, c.channel)
+    c.channel.close(Reason.NOT_AUTHORIZED)
+    assert c.take() == [w.disconnect()]
+    assert c.channel is None and rig.ctx.counters.connected == 0
+    assert c.ask(w.pingreq()) == [w.disconnect()]

@@ -6,7 +6,7 @@ import pytest
 
 from gateway.config import parse
 from gateway.errors import ConfigError
-from gateway.mqttsn.context import MQTTSNSettings
+from gateway.mqttsn.settings import MQTTSNSettings
 
 
 def test_defaults() -> None:

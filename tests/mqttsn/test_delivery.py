@@ -294,9 +294,30 @@ def test_active_client_reconnecting_from_a_new_address_keeps_its_session(rig: Ri
     assert new.ask(w.connect("s1", 10, 0)) == [w.connack()]
     assert old.take() == [w.disconnect()]  # taken over
     assert old.channel is None
-    assert obs.got == [("dead/s1", b"bye", 0, False)]  # a takeover, as in MQTT
+    # As Mosquitto: the session goes on with the new connection, so no will.
+    assert obs.got == []
     rig.publish("t", b"x", 1)
     assert new.take() == [w.publish(1, b"x", 1, 1)]  # the topic id came with the session
+
+
+def test_clean_connect_from_a_new_address_takes_over_and_publishes_the_will(rig: Rig) -> None:
+    obs = rig.observe("dead/#")
+    old = connected(rig, duration=10, flags=0, will=("dead/s1", b"bye"))
+    new = rig.client(41000)
+    assert new.ask(w.connect("s1", 10, w.CLEAN)) == [w.connack()]
+    assert old.take() == [w.disconnect()]
+    assert obs.got == [("dead/s1", b"bye", 0, False)]  # a takeover, as in MQTT
+
+
+def test_register_unanswered_at_a_takeover_is_sent_again_on_the_new_connection(rig: Rig) -> None:
+    old = connected(rig, flags=0)
+    old.ask(w.subscribe(1, "t/#", 1))
+    rig.publish("t/x", b"a", 1)
+    assert old.take() == [w.register(1, 1, "t/x")]
+    new = rig.client(41000)
+    # The client may never have learnt id 1: the topic is registered again.
+    assert new.ask(w.connect("s1", 10, 0)) == [w.connack(), w.register(2, 1, "t/x")]
+    assert new.ask(w.regack(2, 1)) == [w.publish(2, b"a", 1, 1, dup=True)]
 
 
 def test_queued_qos1_message_is_delivered_on_reconnect(rig: Rig) -> None:
@@ -358,3 +379,64 @@ def test_sys_counters(rig: Rig) -> None:
     assert values["mqttsn/clients/sleeping"] == 1
     assert values["mqttsn/registrations"] == 1
     assert values["mqttsn/frames/dropped"] == 1
+
+
+# --- shared subscriptions ($share/GROUP/FILTER, handled by the hub for every protocol) ---------
+
+
+def receive(c, ack: bool = True) -> list[bytes]:
+    """Payloads of the PUBLISHes sent to ``c``, answering REGISTER (and, with ``ack``,
+    acknowledging QoS 1) as a client would."""
+    got: list[bytes] = []
+    pending = c.take()
+    while pending:
+        d = pending.pop(0)
+        if d[1] == 0x0A:  # REGISTER: topic id, msg id, name
+            c.send(w.regack(int.from_bytes(d[2:4], "big"), int.from_bytes(d[4:6], "big")))
+        elif d[1] == 0x0C:  # PUBLISH: flags, topic id, msg id, data
+            got.append(d[7:])
+            if d[2] & 0x60 and ack:
+                c.send(w.puback(int.from_bytes(d[3:5], "big"), int.from_bytes(d[5:7], "big")))
+        pending += c.take()
+    return got
+
+
+def test_shared_subscription_gives_each_message_to_one_member(rig: Rig) -> None:
+    a, b = connected(rig, "a", 1), connected(rig, "b", 2)
+    # A filter, not a topic name: no topic id in the SUBACK, none registered for it.
+    assert a.ask(w.subscribe(1, "$share/g/t", 0)) == [w.suback(0, 1, w.ACCEPTED, 0)]
+    assert b.ask(w.subscribe(1, "$share/g/t", 0)) == [w.suback(0, 1, w.ACCEPTED, 0)]
+    got_a: list[bytes] = []
+    got_b: list[bytes] = []
+    sent = [b"%d" % i for i in range(6)]
+    for payload in sent:
+        rig.publish("t", payload)
+        got_a += receive(a)
+        got_b += receive(b)
+    assert sorted(got_a + got_b) == sorted(sent)
+    assert got_a and got_b
+    assert a.ask(w.unsubscribe(2, "$share/g/t")) == [w.unsuback(2)]
+    rig.publish("t", b"after")
+    assert receive(a) == [] and receive(b) == [b"after"]
+
+
+def test_shared_qos1_skips_a_member_whose_one_message_is_unacknowledged(rig: Rig) -> None:
+    a, b = connected(rig, "a", 1), connected(rig, "b", 2)
+    a.ask(w.subscribe(1, "$share/g/t", 1))
+    b.ask(w.subscribe(1, "$share/g/t", 1))
+    rig.publish("t", b"0", 1)
+    first, second = (a, b) if receive(a, ack=False) == [b"0"] else (b, a)
+    # MQTT-SN takes one QoS 1/2 message at a time: while the first member has not
+    # acknowledged, the group's messages go to the other one.
+    got = []
+    for payload in (b"1", b"2", b"3"):
+        rig.publish("t", payload, 1)
+        got += receive(second)
+    assert got == [b"1", b"2", b"3"] and first.take() == []
+    assert rig.hub.session(first.channel.client.client_id).inflight
+
+
+def test_malformed_shared_filter_is_not_supported(rig: Rig) -> None:
+    c = connected(rig)
+    assert c.ask(w.subscribe(1, "$share/g", 0)) == [w.suback(0, 1, w.NOT_SUPPORTED)]
+    assert c.ask(w.subscribe(2, "$share/+/t", 0)) == [w.suback(0, 2, w.NOT_SUPPORTED)]

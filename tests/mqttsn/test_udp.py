@@ -3,6 +3,7 @@ side of the hub, paho-mqtt on the other."""
 
 from __future__ import annotations
 
+import select
 import socket
 import subprocess
 import sys
@@ -145,6 +146,45 @@ def test_mqtt_and_mqttsn_share_one_client_id_namespace(gateway, paho, sn) -> Non
     mqtt = paho(gw.port, "shared-id", clean_session=False)
     assert mqtt.connect() is True  # session present: the MQTT-SN one
     assert c.recv() == w.disconnect()
+
+
+def test_two_clients_sharing_a_subscription_get_each_message_once(gateway, paho, sn) -> None:
+    gw = sn_gateway(gateway)
+    members = {}
+    for cid in ("worker-a", "worker-b"):
+        c = sn(gw.sn_port)
+        assert c.ask(w.connect(cid, 60)) == w.connack()
+        assert c.ask(w.subscribe(1, "$share/workers/jobs", 1)) == w.suback(0, 1, w.ACCEPTED, 1)
+        assert c.ask(w.subscribe(2, "jobs/done", 1)) == w.suback(1, 2, w.ACCEPTED, 1)
+        members[c.sock] = (c, {1: "jobs/done"}, [])
+    mqtt = paho(gw.port, unique("boss"))
+    mqtt.connect()
+    sent = [b"job %d" % i for i in range(10)]
+    for payload in sent:
+        mqtt.publish("jobs", payload, 1)
+    mqtt.publish("jobs/done", b"", 1)  # behind every job in each member's queue
+
+    done = 0
+    while done < len(members):
+        ready, _, _ = select.select(list(members), [], [], 10)
+        assert ready, "no datagram within 10s"
+        for sock in ready:
+            c, names, got = members[sock]
+            d = c.recv()
+            topic_id, msg_id = int.from_bytes(d[3:5], "big"), int.from_bytes(d[5:7], "big")
+            if d[1] == 0x0A:  # REGISTER
+                names[int.from_bytes(d[2:4], "big")] = d[6:].decode()
+                c.send(w.regack(int.from_bytes(d[2:4], "big"), int.from_bytes(d[4:6], "big")))
+                continue
+            assert d[1] == 0x0C, d
+            c.send(w.puback(topic_id, msg_id))
+            if names[topic_id] == "jobs/done":
+                done += 1
+            else:
+                got.append(d[7:])
+    got_a, got_b = (got for _, _, got in members.values())
+    assert sorted(got_a + got_b) == sorted(sent)
+    assert got_a and got_b
 
 
 @pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
