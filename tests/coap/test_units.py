@@ -13,9 +13,9 @@ from aiocoap.protocol import Context
 from aiocoap.transports.udp6 import MessageInterfaceUDP6
 
 from gateway.coap.blocks import BoundedCache
-from gateway.coap.content import CONTENT_TYPE, PAYLOAD_FORMAT_INDICATOR, content_format_of, properties_for
+from gateway.coap.content import content_format_of, properties_for
 from gateway.coap.manager import RateLimiter
-from gateway.hub.api import Message
+from gateway.hub.api import Message, PayloadFormat, Properties
 
 
 class Clock:
@@ -56,28 +56,36 @@ def test_rate_limiter_windows():
     assert limiter.allow("a")  # a new window
 
 
+UTF8 = PayloadFormat.UTF8
+
+
 @pytest.mark.parametrize("cf, props", [
     (None, None),
-    (50, {CONTENT_TYPE: "application/json", PAYLOAD_FORMAT_INDICATOR: 1}),
-    (0, {CONTENT_TYPE: "text/plain; charset=utf-8", PAYLOAD_FORMAT_INDICATOR: 1}),
-    (42, {CONTENT_TYPE: "application/octet-stream"}),
-    (60, {CONTENT_TYPE: "application/cbor"}),
+    (50, Properties(content_type="application/json", payload_format=UTF8)),
+    (0, Properties(content_type="text/plain; charset=utf-8", payload_format=UTF8)),
+    (42, Properties(content_type="application/octet-stream")),
+    (60, Properties(content_type="application/cbor")),
+    (110, Properties(content_type="application/senml+json", payload_format=UTF8)),
+    (11050, None),  # deflate-encoded JSON: no content type says that
     (65000, None),  # not registered: nothing to say
 ])
-def test_content_format_to_mqtt5_properties(cf, props):
+def test_content_format_to_message_properties(cf, props):
     assert properties_for(cf) == props
 
 
 @pytest.mark.parametrize("props, cf", [
     (None, None),
-    ({CONTENT_TYPE: "application/json"}, 50),
-    ({CONTENT_TYPE: "text/plain;charset=utf-8"}, 0),
-    ({CONTENT_TYPE: "application/x-unknown"}, None),
-    ({PAYLOAD_FORMAT_INDICATOR: 1}, 0),  # UTF-8 text without a type: text/plain
-    ({PAYLOAD_FORMAT_INDICATOR: 0}, None),
+    (Properties(), None),
+    (Properties(content_type="application/json"), 50),
+    (Properties(content_type="text/plain;charset=utf-8"), 0),
+    (Properties(content_type="application/x-unknown"), None),
+    (Properties(content_type="application/x-unknown", payload_format=UTF8), None),
+    (Properties(payload_format=UTF8), 0),  # UTF-8 text without a type: text/plain
+    (Properties(payload_format=PayloadFormat.BYTES), None),
+    (Properties(response_topic="r", correlation_data=b"c"), None),
 ])
-def test_mqtt5_properties_to_content_format(props, cf):
-    assert content_format_of(Message("t", b"", properties=props)) == cf
+def test_message_properties_to_content_format(props, cf):
+    assert content_format_of(Message("t", b"", props=props)) == cf
 
 
 @pytest.mark.parametrize("cls, names", [
