@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiocoap import Message
+from aiocoap.numbers.codes import CONTENT
 from aiocoap.numbers.contentformat import ContentFormat
 
 from gateway.hub.api import PayloadFormat, Properties
@@ -63,3 +65,12 @@ def _lookup(props: Properties | None) -> int:
     if props.payload_format == PayloadFormat.UTF8:
         return int(ContentFormat.TEXT)
     return _NONE
+
+
+def representation(message: Any, now: float) -> Message:
+    """A 2.05 Content carrying a hub message: payload and Content-Format."""
+    response = Message(code=CONTENT, payload=message.payload)
+    cf = content_format_of(message)
+    if cf is not None:
+        response.opt.content_format = cf
+    return response

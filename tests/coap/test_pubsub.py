@@ -153,6 +153,22 @@ def test_coap_client_observer(shared_gateway, coap_port, aio, tmp_path: Path, mq
     assert out.read_bytes().rstrip(b"\n") == b"v0v1v2"
 
 
+def test_retained_messages_for_a_new_observation_do_not_repeat_on_the_others(
+        shared_gateway, coap_port, aio, mqtt_client):
+    base = unique("coap/own")
+    pub = mqtt_client(shared_gateway.port)
+    pub.publish(f"{base}/a", b"retained", retain=True)
+    exact = aio.observe(uri(coap_port, f"/ps/{base}/a", "clientid=" + base))
+    assert exact.first.payload == b"retained"
+    wide = aio.observe(uri(coap_port, f"/ps/{base}/%23", "clientid=" + base))  # same session
+    assert wide.next().payload == b"retained"
+    pub.publish(f"{base}/a", b"live")
+    assert exact.next().payload == b"live"  # and not the retained value once more
+    assert wide.next().payload == b"live"
+    exact.cancel()
+    wide.cancel()
+
+
 # --- retained values -------------------------------------------------------------------
 
 

@@ -1,5 +1,5 @@
 """The pure parts of gateway.coap: bounded caches, the rate limiter, the Content-Format
-mapping, and the aiocoap internals the gateway overrides (checked, so an aiocoap
+mapping, the table of refusal codes, and the aiocoap internals the gateway overrides (checked, so an aiocoap
 upgrade that moves them fails here and not in production)."""
 
 from __future__ import annotations
@@ -9,13 +9,20 @@ import inspect
 import pytest
 from aiocoap.blockwise import _extract_block_key
 from aiocoap.messagemanager import MessageManager
+from aiocoap.numbers.codes import (
+    BAD_REQUEST,
+    FORBIDDEN,
+    SERVICE_UNAVAILABLE,
+    UNAUTHORIZED,
+)
 from aiocoap.protocol import Context
 from aiocoap.transports.udp6 import MessageInterfaceUDP6
 
 from gateway.coap.blocks import BoundedCache
 from gateway.coap.content import content_format_of, properties_for
 from gateway.coap.manager import RateLimiter
-from gateway.hub.api import Message, PayloadFormat, Properties
+from gateway.coap.refusals import ACCESS, AUTHENTICATION, CODES, code_for, refusal
+from gateway.hub.api import Denied, Message, PayloadFormat, Properties, Reason
 
 
 class Clock:
@@ -86,6 +93,32 @@ def test_content_format_to_message_properties(cf, props):
 ])
 def test_message_properties_to_content_format(props, cf):
     assert content_format_of(Message("t", b"", props=props)) == cf
+
+
+@pytest.mark.parametrize("reason, context, code", [
+    (Reason.NOT_AUTHORIZED, AUTHENTICATION, UNAUTHORIZED),   # password file refusal
+    (Reason.BAD_CREDENTIALS, AUTHENTICATION, UNAUTHORIZED),
+    (Reason.NOT_AUTHORIZED, ACCESS, FORBIDDEN),              # the ACL
+    (Reason.RETAIN_NOT_SUPPORTED, ACCESS, BAD_REQUEST),
+    (Reason.SERVER_UNAVAILABLE, AUTHENTICATION, SERVICE_UNAVAILABLE),
+    (Reason.SERVER_BUSY, ACCESS, SERVICE_UNAVAILABLE),
+    (Reason.SESSION_TAKEN_OVER, AUTHENTICATION, SERVICE_UNAVAILABLE),
+])
+def test_refusal_codes(reason, context, code):
+    assert code_for(reason, context) == code
+
+
+def test_every_reason_has_a_code_in_every_context():
+    for context, table in CODES.items():
+        assert set(table) == set(Reason), context
+
+
+def test_a_5_03_refusal_says_when_to_retry():
+    busy = refusal(Denied(Reason.SERVER_UNAVAILABLE), AUTHENTICATION).to_message()
+    assert (busy.code, busy.payload) == (SERVICE_UNAVAILABLE, b"server unavailable")
+    assert busy.opt.max_age
+    forbidden = refusal(Denied(Reason.NOT_AUTHORIZED, "no"), ACCESS).to_message()
+    assert (forbidden.code, forbidden.payload, forbidden.opt.max_age) == (FORBIDDEN, b"no", None)
 
 
 @pytest.mark.parametrize("cls, names", [
