@@ -4,7 +4,9 @@ A CoAP publish with a Content-Format stores its media type as the message's cont
 type (and ``PayloadFormat.UTF8`` for UTF-8 text), so an MQTT 5 subscriber sees what the
 device sent as Content Type and Payload Format Indicator; a message whose content type
 is registered for CoAP reaches CoAP observers and GETs with that Content-Format, and
-UTF-8 text without a type reads as text/plain.
+UTF-8 text without a type reads as text/plain. A message with an expiry carries the
+seconds it has left as Max-Age (RFC 7252 section 5.10.5), so caches and observers
+(RFC 7641 section 4.3.1) stop taking it for fresh when the hub drops it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from gateway.hub.api import PayloadFormat, Properties
 
 _CACHE_KEY = "coap.content_format"
 _NONE = -1
+MAX_AGE_LIMIT = 0xFFFFFFFF  # a four-byte option
 
 
 def _is_utf8_text(media_type: str) -> bool:
@@ -68,9 +71,12 @@ def _lookup(props: Properties | None) -> int:
 
 
 def representation(message: Any, now: float) -> Message:
-    """A 2.05 Content carrying a hub message: payload and Content-Format."""
+    """A 2.05 Content carrying a hub message: payload, Content-Format, Max-Age."""
     response = Message(code=CONTENT, payload=message.payload)
     cf = content_format_of(message)
     if cf is not None:
         response.opt.content_format = cf
+    expires = message.expires_at
+    if expires is not None:
+        response.opt.max_age = min(max(int(expires - now), 0), MAX_AGE_LIMIT)
     return response

@@ -4,8 +4,11 @@ Compatible with EMQX 5's CoAP gateway: ``PUT``/``POST /ps/{topic}?qos=&retain=``
 publishes, ``GET`` with Observe=0 subscribes (the topic may be a filter, ``+`` and ``#``
 percent-encoded), Observe=1 deregisters; ``clientid``/``username``/``password`` in the
 query authenticate a request (connectionless mode) and ``POST /mqtt/connection`` opens
-a connection whose ``token`` later requests carry (connection mode). Beyond EMQX:
-``GET`` without Observe reads the retained message, ``DELETE`` clears it.
+a connection whose ``token`` later requests carry (connection mode), ``expiry=`` gives
+a publish a lifetime in seconds. Beyond EMQX: ``GET`` without Observe reads the
+retained message, ``DELETE`` clears it. A shared subscription (``$share/GROUP/FILTER``)
+cannot be observed: an observer is promised every state change of its resource, and a
+share group gives each message to one member only.
 
 ``CoAPSite`` replaces aiocoap's ``Site``: requests are answered synchronously in the
 call that delivered them (aiocoap's resources start a task per request and copy the
@@ -45,6 +48,7 @@ from gateway.hub.api import (
 )
 from gateway.hub.hub import Hub
 from gateway.hub.topics import (
+    SHARE_PREFIX,
     TopicError,
     has_wildcard,
     validate_topic_filter,
@@ -66,6 +70,8 @@ PS = "ps"
 LINK_FORMAT = ContentFormat.LINKFORMAT
 #: Payloads up to this size fit any block size a client can ask for (SZX 0).
 SMALLEST_BLOCK = 16
+#: Largest ``expiry=`` (MQTT 5's four-byte Message Expiry Interval).
+MAX_EXPIRY = 0xFFFFFFFF
 
 
 class TooLarge(error.RequestEntityTooLarge):
@@ -105,6 +111,17 @@ def query_retain(query: dict[str, str]) -> bool:
     if value in ("true", "1"):
         return True
     raise error.BadRequest("retain must be true or false")
+
+
+def query_expiry(query: dict[str, str]) -> int | None:
+    """EMQX's ``expiry=SECONDS``: the message's lifetime; 0 or none: no expiry (as
+    Mosquitto reads a Message Expiry Interval of 0)."""
+    value = query.get("expiry")
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_EXPIRY:
+        raise error.BadRequest("expiry must be a number of seconds")
+    return int(value) or None
 
 
 def write_refusal(hub: Hub, client: ClientInfo, topic: str, retain: bool) -> Denied | None:
@@ -243,11 +260,12 @@ class CoAPSite:
                 raise error.BadRequest(f"invalid topic: {e}") from None
             qos = query_qos(query, qos_for(self.settings.publish_qos, request.mtype is CON))
             retain = query_retain(query)
+            expiry = query_expiry(query)
             limit = self.settings.message_size_limit
             if limit and len(request.payload) > limit:
                 raise TooLarge(limit)
             return self._identify(request, query, lambda info, client: self.publish(
-                request, topic, qos, retain, info, client))
+                request, topic, qos, retain, expiry, info, client))
         if code is GET:
             observe = request.opt.observe
             if observe == 0:
@@ -255,6 +273,8 @@ class CoAPSite:
                     validate_topic_filter(topic)
                 except TopicError as e:
                     raise error.BadRequest(f"invalid topic filter: {e}") from None
+                if topic.startswith(SHARE_PREFIX):
+                    raise error.BadRequest("a shared subscription cannot be observed")
                 qos = query_qos(query, qos_for(self.settings.subscribe_qos,
                                                request.mtype is CON))
                 return self._identify(request, query, lambda info, client: self.observe(
@@ -276,14 +296,15 @@ class CoAPSite:
                 topic, info, client))
         raise error.MethodNotAllowed()
 
-    def publish(self, request: Message, topic: str, qos: int, retain: bool,
+    def publish(self, request: Message, topic: str, qos: int, retain: bool, expiry: int | None,
                 info: ClientInfo, client: CoAPClient | None) -> Message:
         hub = self.hub
         payload = request.payload
         created = bool(retain and payload and hub.retained_message(topic) is None)
         cf = request.opt.content_format
         message = HubMessage(topic, payload, qos, retain,
-                             properties_for(cf) if cf is not None else None)
+                             properties_for(cf) if cf is not None else None,
+                             hub.now() + expiry if expiry is not None else None)
         if client is not None:
             result = hub.publish_from(client.session, message)
         else:

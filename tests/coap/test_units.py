@@ -19,7 +19,7 @@ from aiocoap.protocol import Context
 from aiocoap.transports.udp6 import MessageInterfaceUDP6
 
 from gateway.coap.blocks import BoundedCache
-from gateway.coap.content import content_format_of, properties_for
+from gateway.coap.content import content_format_of, properties_for, representation
 from gateway.coap.manager import RateLimiter
 from gateway.coap.refusals import ACCESS, AUTHENTICATION, CODES, code_for, refusal
 from gateway.hub.api import Denied, Message, PayloadFormat, Properties, Reason
@@ -93,6 +93,12 @@ def test_content_format_to_message_properties(cf, props):
 ])
 def test_message_properties_to_content_format(props, cf):
     assert content_format_of(Message("t", b"", props=props)) == cf
+
+
+def test_max_age_is_the_time_a_message_has_left():
+    assert representation(Message("t", b"v", expires_at=130.9), 100.0).opt.max_age == 30
+    assert representation(Message("t", b"v", expires_at=90.0), 100.0).opt.max_age == 0
+    assert representation(Message("t", b"v"), 100.0).opt.max_age is None  # RFC 7252: 60
 
 
 @pytest.mark.parametrize("reason, context, code", [
