@@ -2,6 +2,7 @@
 
 ``transport`` starts aiocoap under Twisted's asyncio reactor, ``manager`` bounds what
 aiocoap keeps per request, ``resources`` answers ``/ps/{topic}``, ``/mqtt/connection``
-and ``/.well-known/core`` the way EMQX's CoAP gateway does, and ``clients`` holds the
-hub sessions of observers and connection-mode clients.
+and ``/.well-known/core`` the way EMQX's CoAP gateway does, ``clients`` holds the
+hub sessions of observers and connection-mode clients, ``refusals`` turns the hub's
+refusals into response codes and ``content`` maps Content-Format to message properties.
 """

@@ -3,7 +3,10 @@
 A plain publish or GET keeps nothing. A client that observes gets one hub session,
 keyed like EMQX's channel by its source address (connectionless mode) or by the
 ``clientid`` of its ``/mqtt/connection`` (connection mode); every observed filter is a
-subscription of that session, and the client is the session's hub ``Endpoint``.
+subscription of that session, and the client is the session's hub ``Endpoint``. Each
+observation's subscription carries its own subscription identifier, so a delivery
+(which names the identifiers it matched) reaches exactly the observations it is for:
+retained messages sent for a new observation do not repeat on the client's others.
 Notifications of QoS >= 1 deliveries are confirmable and the hub's inflight slot is
 released when the CON is acknowledged, so the hub's inflight window and queue limits
 bound what waits for a slow observer. An observation ends when the client deregisters,
@@ -22,16 +25,16 @@ from typing import Any
 
 from aiocoap import Message
 from aiocoap.blockwise import _extract_block_key
-from aiocoap.numbers.codes import CONTENT, SERVICE_UNAVAILABLE
+from aiocoap.numbers.codes import CONTENT, SERVICE_UNAVAILABLE, Code
 from aiocoap.numbers.constants import Unreliable
 from aiocoap.numbers.types import CON, NON
 from twisted.logger import Logger
 
-from gateway.hub.api import ClientInfo, Message as HubMessage
+from gateway.hub.api import ClientInfo, Denied, Message as HubMessage, Reason, Subscribed, Subscription
 from gateway.hub.hub import Hub
-from gateway.hub.topics import topic_matches
-from gateway.coap.content import content_format_of
+from gateway.coap.content import representation
 from gateway.coap.manager import CoAPStats
+from gateway.coap.refusals import AUTHENTICATION, code_for
 from gateway.coap.settings import CoAPSettings
 from gateway.logtext import clip
 
@@ -39,6 +42,8 @@ from gateway.logtext import clip
 #: so an observer that vanished without a trace is noticed (RFC 7641 section 4.5).
 CON_CHECK_INTERVAL = 60.0
 OBSERVE_MODULUS = 1 << 24
+#: Subscription identifiers (MQTT 5's range), one per observation of a client.
+MAX_SUBSCRIPTION_ID = 268_435_455
 
 UNRELIABLE = Unreliable()
 
@@ -58,15 +63,17 @@ def peer_string(remote: Any) -> str:
 class Observation:
     """One Observe registration: the aiocoap pipe that carries its notifications."""
 
-    __slots__ = ("client", "pipe", "request", "topic_filter", "qos", "seq", "pids",
+    __slots__ = ("client", "pipe", "request", "topic_filter", "qos", "sub_id", "seq", "pids",
                  "last_con", "block_key", "active")
 
-    def __init__(self, client: CoAPClient, pipe: Any, topic_filter: str, qos: int) -> None:
+    def __init__(self, client: CoAPClient, pipe: Any, topic_filter: str, qos: int,
+                 sub_id: int) -> None:
         self.client = client
         self.pipe = pipe
         self.request = pipe.request
         self.topic_filter = topic_filter
         self.qos = qos
+        self.sub_id = sub_id
         self.seq = 0
         self.pids: set[int] = set()  # hub packet ids waiting for this observer's ACK
         self.last_con = client.registry.clock.seconds()
@@ -107,29 +114,49 @@ class CoAPClient:
         self.remote = remote
         self.token = token  # connection mode only
         self.observations: dict[str, Observation] = {}
+        self.by_id: dict[int, Observation] = {}  # subscription identifier -> observation
+        self._last_id = 0
         self.inflight: dict[int, int] = {}  # packet id -> CON notifications unacknowledged
         self.last_seen = registry.clock.seconds()
         self.timer: Any = None
         self.closed = False
         self._to_ack: deque[int] = deque()
         self._acking = False
-        self.session, _ = registry.hub.connect(info, self, clean=True)
+        # A CoAP client's session ends with it (expiry 0): nothing to resume.
+        self.session, _ = registry.hub.connect(info, self, True, 0)
 
     # observations ----------------------------------------------------------------
 
-    def observe(self, pipe: Any, topic_filter: str, qos: int) -> tuple[Observation, int]:
-        """Register (or replace) the observation of ``topic_filter``; returns it and the QoS."""
+    def observe(self, pipe: Any, topic_filter: str,
+                qos: int) -> tuple[Observation, Subscribed] | Denied:
+        """Register (or replace) the observation of ``topic_filter``: the observation
+        and its subscription, or why the hub refused it."""
+        sub_id = self._allocate_id()
+        result = self.registry.hub.subscribe(self.session, topic_filter,
+                                             Subscription(qos, identifier=sub_id))
+        if not result:
+            if not self.observations and self.token is None:
+                self.registry.drop(self)
+            return result  # type: ignore[return-value]
         old = self.observations.pop(topic_filter, None)
-        obs = Observation(self, pipe, topic_filter, qos)
+        obs = Observation(self, pipe, topic_filter, qos, sub_id)
         obs.block_key = _extract_block_key(pipe.request)
         self.observations[topic_filter] = obs
+        self.by_id[sub_id] = obs
         self.registry.stats.observers += 1
-        granted = self.registry.hub.subscribe(self.session, topic_filter, qos)
         if old is not None:
             # Out of the table first, so its end neither unsubscribes nor drops the client.
             old.end(SERVICE_UNAVAILABLE, "replaced by a newer observation")
         pipe.on_interest_end(obs.ended)
-        return obs, granted
+        return obs, result  # type: ignore[return-value]
+
+    def _allocate_id(self) -> int:
+        sub_id = self._last_id
+        while True:
+            sub_id = sub_id + 1 if sub_id < MAX_SUBSCRIPTION_ID else 1
+            if sub_id not in self.by_id:
+                self._last_id = sub_id
+                return sub_id
 
     def deregister(self, topic_filter: str) -> None:
         """GET with Observe=1 (EMQX deregisters by topic, whatever the token)."""
@@ -143,6 +170,8 @@ class CoAPClient:
         for pid in list(obs.pids):
             self._release(pid)
         obs.pids.clear()
+        if self.by_id.get(obs.sub_id) is obs:
+            del self.by_id[obs.sub_id]
         if self.observations.get(obs.topic_filter) is obs:
             del self.observations[obs.topic_filter]
             if not self.closed:
@@ -153,19 +182,22 @@ class CoAPClient:
     # hub Endpoint ----------------------------------------------------------------
 
     def send_publish(self, message: HubMessage, qos: int, packet_id: int | None,
-                     dup: bool, retain: bool) -> None:
-        topic = message.topic
-        targets = [obs for f, obs in self.observations.items()
-                   if f == topic or topic_matches(f, topic)]
+                     dup: bool, retain: bool, sub_ids: tuple[int, ...] = ()) -> bool:
+        """Notify the observations the delivery matched (by subscription identifier);
+        a QoS 1/2 delivery is finished once each CON notification is acknowledged, or
+        at once when none is waiting (the client handles its packet id itself)."""
+        by_id = self.by_id
         waiting = 0
-        for obs in targets:
-            if self.notify(obs, message, qos, packet_id):
+        for sub_id in sub_ids:
+            obs = by_id.get(sub_id)
+            if obs is not None and self.notify(obs, message, qos, packet_id):
                 waiting += 1
         if packet_id is not None:
             if waiting:
                 self.inflight[packet_id] = self.inflight.get(packet_id, 0) + waiting
             else:
                 self._acknowledge(packet_id)
+        return True
 
     def notify(self, obs: Observation, message: HubMessage, qos: int,
                packet_id: int | None) -> bool:
@@ -180,11 +212,8 @@ class CoAPClient:
             con = True
         if con:
             obs.last_con = now
-        response = Message(code=CONTENT, payload=message.payload)
+        response = representation(message, now)
         response.mtype = CON if con else NON  # set here, so the backlog bound sees it
-        cf = content_format_of(message)
-        if cf is not None:
-            response.opt.content_format = cf
         response = registry.site.prepare_notification(obs, response)
         response.opt.observe = obs.next_seq()
         hooked = con and packet_id is not None
@@ -232,17 +261,18 @@ class CoAPClient:
         # CoAP has no QoS 2 handshake towards the client: an ACKed CON completes it.
         self._acknowledge(packet_id)
 
-    def takeover(self) -> None:
-        """Another client (MQTT or CoAP) claimed this client id; the hub detached us."""
-        self.close("client id taken over", detach=False)
+    def close(self, reason: Reason) -> None:
+        """The hub ended this client (client id taken over, no longer authorized after
+        a reload); it already detached the session."""
+        self.end(reason.value, code_for(reason, AUTHENTICATION), detach=False)
 
     # lifetime --------------------------------------------------------------------
 
     def touch(self) -> None:
         self.last_seen = self.registry.clock.seconds()
 
-    def close(self, why: str, detach: bool = True) -> None:
-        """End every observation and leave the hub."""
+    def end(self, why: str, code: Code = SERVICE_UNAVAILABLE, detach: bool = True) -> None:
+        """End every observation (final response ``code``) and leave the hub."""
         if self.closed:
             return
         self.closed = True
@@ -251,8 +281,9 @@ class CoAPClient:
         if self.timer is not None and self.timer.active():
             self.timer.cancel()
         for obs in list(self.observations.values()):
-            obs.end(SERVICE_UNAVAILABLE, why)
+            obs.end(code, why)
         self.observations.clear()
+        self.by_id.clear()
         if detach:
             registry.hub.disconnect(self.session, graceful=True, endpoint=self)
 
@@ -296,7 +327,7 @@ class Clients:
         """POST /mqtt/connection: a new token; an older connection of the id is closed."""
         old = self.connections.get(info.client_id)
         if old is not None:
-            old.close("connection replaced")
+            old.end("connection replaced")
         token = str(secrets.randbelow(0xFFFFFFFF) + 1)  # EMQX's 32-bit decimal token
         client = CoAPClient(self, info, info.client_id, remote, token)
         self.connections[info.client_id] = client
@@ -323,7 +354,7 @@ class Clients:
         if idle >= heartbeat:
             self.log.info("CoAP connection {client_id} expired after {idle:.0f}s without a "
                           "heartbeat", client_id=clip(client.info.client_id), idle=idle)
-            client.close("heartbeat expired")
+            client.end("heartbeat expired")
             return
         client.timer = self.clock.callLater(heartbeat - idle, self._check, client)
 
@@ -337,11 +368,11 @@ class Clients:
 
     def drop(self, client: CoAPClient) -> None:
         """A connectionless client's last observation ended."""
-        client.close("no observation left")
+        client.end("no observation left")
 
     def close_all(self, why: str) -> None:
         for client in list(self.observers.values()) + list(self.connections.values()):
-            client.close(why)
+            client.end(why)
 
 
 def anonymous_client_id() -> str:

@@ -1,23 +1,27 @@
-"""CoAP Content-Format <-> MQTT 5 Content Type and Payload Format Indicator.
+"""CoAP Content-Format <-> the hub's content type and payload format.
 
-A CoAP publish with a Content-Format stores its media type as the message's MQTT 5
-Content Type (and Payload Format Indicator 1 for UTF-8 text), so an MQTT 5 subscriber
-sees what the device sent; an MQTT 5 publish with a Content Type registered for CoAP
-reaches CoAP observers and GETs with that Content-Format. Properties are keyed by the
-MQTT 5 property identifiers, as ``gateway.mqtt.packets`` keys them.
+A CoAP publish with a Content-Format stores its media type as the message's content
+type (and ``PayloadFormat.UTF8`` for UTF-8 text), so an MQTT 5 subscriber sees what the
+device sent as Content Type and Payload Format Indicator; a message whose content type
+is registered for CoAP reaches CoAP observers and GETs with that Content-Format, and
+UTF-8 text without a type reads as text/plain. A message with an expiry carries the
+seconds it has left as Max-Age (RFC 7252 section 5.10.5), so caches and observers
+(RFC 7641 section 4.3.1) stop taking it for fresh when the hub drops it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from aiocoap import Message
+from aiocoap.numbers.codes import CONTENT
 from aiocoap.numbers.contentformat import ContentFormat
 
-PAYLOAD_FORMAT_INDICATOR = 0x01  # gateway.mqtt.reasons.PropertyId values
-CONTENT_TYPE = 0x03
+from gateway.hub.api import PayloadFormat, Properties
 
 _CACHE_KEY = "coap.content_format"
 _NONE = -1
+MAX_AGE_LIMIT = 0xFFFFFFFF  # a four-byte option
 
 
 def _is_utf8_text(media_type: str) -> bool:
@@ -30,18 +34,16 @@ def _is_utf8_text(media_type: str) -> bool:
     )
 
 
-def properties_for(content_format: int | None) -> dict[Any, Any] | None:
-    """MQTT 5 properties for a CoAP Content-Format, None when there is none to give."""
+def properties_for(content_format: int | None) -> Properties | None:
+    """The message properties for a CoAP Content-Format, None when there is none to give."""
     if content_format is None:
         return None
     cf = ContentFormat(content_format)
     if not cf.is_known() or cf.encoding != "identity":
         return None
     media_type = cf.media_type
-    props: dict[Any, Any] = {CONTENT_TYPE: media_type}
-    if _is_utf8_text(media_type):
-        props[PAYLOAD_FORMAT_INDICATOR] = 1
-    return props
+    utf8 = PayloadFormat.UTF8 if _is_utf8_text(media_type) else None
+    return Properties(content_type=media_type, payload_format=utf8)
 
 
 def content_format_of(message: Any) -> int | None:
@@ -49,20 +51,32 @@ def content_format_of(message: Any) -> int | None:
     cache = message.cache
     cf = cache.get(_CACHE_KEY)
     if cf is None:
-        cf = _lookup(message.properties)
+        cf = _lookup(message.props)
         cache[_CACHE_KEY] = cf
     return None if cf == _NONE else cf
 
 
-def _lookup(props: dict[Any, Any] | None) -> int:
-    if not props:
+def _lookup(props: Properties | None) -> int:
+    if props is None:
         return _NONE
-    media_type = props.get(CONTENT_TYPE)
-    if isinstance(media_type, str):
+    media_type = props.content_type
+    if media_type is not None:
         try:
             return int(ContentFormat.by_media_type(media_type))
         except KeyError:
             return _NONE
-    if props.get(PAYLOAD_FORMAT_INDICATOR) == 1:
+    if props.payload_format == PayloadFormat.UTF8:
         return int(ContentFormat.TEXT)
     return _NONE
+
+
+def representation(message: Any, now: float) -> Message:
+    """A 2.05 Content carrying a hub message: payload, Content-Format, Max-Age."""
+    response = Message(code=CONTENT, payload=message.payload)
+    cf = content_format_of(message)
+    if cf is not None:
+        response.opt.content_format = cf
+    expires = message.expires_at
+    if expires is not None:
+        response.opt.max_age = min(max(int(expires - now), 0), MAX_AGE_LIMIT)
+    return response

@@ -4,8 +4,11 @@ Compatible with EMQX 5's CoAP gateway: ``PUT``/``POST /ps/{topic}?qos=&retain=``
 publishes, ``GET`` with Observe=0 subscribes (the topic may be a filter, ``+`` and ``#``
 percent-encoded), Observe=1 deregisters; ``clientid``/``username``/``password`` in the
 query authenticate a request (connectionless mode) and ``POST /mqtt/connection`` opens
-a connection whose ``token`` later requests carry (connection mode). Beyond EMQX:
-``GET`` without Observe reads the retained message, ``DELETE`` clears it.
+a connection whose ``token`` later requests carry (connection mode), ``expiry=`` gives
+a publish a lifetime in seconds. Beyond EMQX: ``GET`` without Observe reads the
+retained message, ``DELETE`` clears it. A shared subscription (``$share/GROUP/FILTER``)
+cannot be observed: an observer is promised every state change of its resource, and a
+share group gives each message to one member only.
 
 ``CoAPSite`` replaces aiocoap's ``Site``: requests are answered synchronously in the
 call that delivered them (aiocoap's resources start a task per request and copy the
@@ -40,9 +43,12 @@ from aiocoap.numbers.types import CON
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from gateway.hub.api import READ, SUBSCRIBE, WRITE, ClientInfo, Message as HubMessage
+from gateway.hub.api import (
+    READ, SUBSCRIBE, WRITE, ClientInfo, Denied, Message as HubMessage, Reason,
+)
 from gateway.hub.hub import Hub
 from gateway.hub.topics import (
+    SHARE_PREFIX,
     TopicError,
     has_wildcard,
     validate_topic_filter,
@@ -50,8 +56,9 @@ from gateway.hub.topics import (
 )
 from gateway.coap.blocks import Block1Assembler, BoundedCache
 from gateway.coap.clients import Clients, CoAPClient, Observation, peer_string
-from gateway.coap.content import content_format_of, properties_for
+from gateway.coap.content import content_format_of, properties_for, representation
 from gateway.coap.manager import CoAPStats
+from gateway.coap.refusals import ACCESS, AUTHENTICATION, Busy, refusal, refused
 from gateway.coap.settings import CoAPSettings, qos_for
 
 #: How long a blockwise body waits for its next block (RFC 7252 MAX_TRANSMIT_WAIT).
@@ -63,6 +70,8 @@ PS = "ps"
 LINK_FORMAT = ContentFormat.LINKFORMAT
 #: Payloads up to this size fit any block size a client can ask for (SZX 0).
 SMALLEST_BLOCK = 16
+#: Largest ``expiry=`` (MQTT 5's four-byte Message Expiry Interval).
+MAX_EXPIRY = 0xFFFFFFFF
 
 
 class TooLarge(error.RequestEntityTooLarge):
@@ -75,19 +84,6 @@ class TooLarge(error.RequestEntityTooLarge):
     def to_message(self) -> Message:
         m = super().to_message()
         m.opt.size1 = self.limit
-        return m
-
-
-class Busy(error.ServiceUnavailable):
-    """5.03 with Max-Age: come back later."""
-
-    def __init__(self, why: str, retry: int = 10) -> None:
-        super().__init__(why)
-        self.retry = retry
-
-    def to_message(self) -> Message:
-        m = super().to_message()
-        m.opt.max_age = self.retry
         return m
 
 
@@ -115,6 +111,28 @@ def query_retain(query: dict[str, str]) -> bool:
     if value in ("true", "1"):
         return True
     raise error.BadRequest("retain must be true or false")
+
+
+def query_expiry(query: dict[str, str]) -> int | None:
+    """EMQX's ``expiry=SECONDS``: the message's lifetime; 0 or none: no expiry (as
+    Mosquitto reads a Message Expiry Interval of 0)."""
+    value = query.get("expiry")
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_EXPIRY:
+        raise error.BadRequest("expiry must be a number of seconds")
+    return int(value) or None
+
+
+def write_refusal(hub: Hub, client: ClientInfo, topic: str, retain: bool) -> Denied | None:
+    """``Hub.publish_from``'s checks for a request that has no session: retain
+    availability, then the ACL (a denial counted and logged like any other)."""
+    if retain and not hub.settings.retain_available:
+        return Denied(Reason.RETAIN_NOT_SUPPORTED)
+    if not hub.authorize(client, WRITE, topic):
+        hub.denials.denied(client, WRITE, topic)
+        return Denied(Reason.NOT_AUTHORIZED)
+    return None
 
 
 def _matches(value: str, pattern: str) -> bool:
@@ -218,16 +236,16 @@ class CoAPSite:
         info = ClientInfo(query.get("clientid", ""), "coap", peer_string(request.remote),
                           query.get("username"), self.listener)
         password = query.get("password")
-        ok = self.hub.authenticate(info, password.encode() if password is not None else None)
-        if isinstance(ok, Deferred):
-            def checked(ok: bool) -> Any:
-                if not ok:
-                    raise error.Unauthorized("authentication failed")
-                return then(info, None)
-            return ok.addCallback(checked)
-        if not ok:
-            raise error.Unauthorized("authentication failed")
-        return then(info, None)
+        result = self.hub.authenticate(info, password.encode() if password is not None else None)
+
+        def checked(result: Any) -> Any:
+            if not result:
+                raise refusal(result, AUTHENTICATION)
+            return then(info, None)
+
+        if isinstance(result, Deferred):
+            return result.addCallback(checked)
+        return checked(result)
 
     # /ps/{topic} ---------------------------------------------------------------------
 
@@ -242,13 +260,12 @@ class CoAPSite:
                 raise error.BadRequest(f"invalid topic: {e}") from None
             qos = query_qos(query, qos_for(self.settings.publish_qos, request.mtype is CON))
             retain = query_retain(query)
-            if retain and not self.settings.retain_available:
-                raise error.BadRequest("retain not available")
+            expiry = query_expiry(query)
             limit = self.settings.message_size_limit
             if limit and len(request.payload) > limit:
                 raise TooLarge(limit)
             return self._identify(request, query, lambda info, client: self.publish(
-                request, topic, qos, retain, info, client))
+                request, topic, qos, retain, expiry, info, client))
         if code is GET:
             observe = request.opt.observe
             if observe == 0:
@@ -256,6 +273,8 @@ class CoAPSite:
                     validate_topic_filter(topic)
                 except TopicError as e:
                     raise error.BadRequest(f"invalid topic filter: {e}") from None
+                if topic.startswith(SHARE_PREFIX):
+                    raise error.BadRequest("a shared subscription cannot be observed")
                 qos = query_qos(query, qos_for(self.settings.subscribe_qos,
                                                request.mtype is CON))
                 return self._identify(request, query, lambda info, client: self.observe(
@@ -277,21 +296,28 @@ class CoAPSite:
                 topic, info, client))
         raise error.MethodNotAllowed()
 
-    def publish(self, request: Message, topic: str, qos: int, retain: bool,
+    def publish(self, request: Message, topic: str, qos: int, retain: bool, expiry: int | None,
                 info: ClientInfo, client: CoAPClient | None) -> Message:
         hub = self.hub
-        if not hub.authorize(info, WRITE, topic):
-            raise error.Forbidden("not authorized to publish to this topic")
         payload = request.payload
         created = bool(retain and payload and hub.retained_message(topic) is None)
         cf = request.opt.content_format
         message = HubMessage(topic, payload, qos, retain,
-                             properties_for(cf) if cf is not None else None)
+                             properties_for(cf) if cf is not None else None,
+                             hub.now() + expiry if expiry is not None else None)
+        if client is not None:
+            result = hub.publish_from(client.session, message)
+        else:
+            result = write_refusal(hub, info, topic, retain)
+            if result is None:
+                message.source = info
+                hub.publish(message)
+        if isinstance(result, Denied):
+            raise refusal(result, ACCESS)
         stats = hub.stats
         stats.publish_received += 1
         stats.messages_received += 1
         stats.bytes_received += len(payload)
-        hub.publish(message, client.session if client is not None else None)
         return Message(code=CREATED if created else CHANGED)
 
     def read(self, request: Message, topic: str, deregister: bool, key_id: str,
@@ -302,59 +328,60 @@ class CoAPSite:
                 owner.deregister(topic)
             if has_wildcard(topic):
                 return Message(code=CONTENT)
-        if not self.hub.authorize(info, READ, topic):
-            raise error.Forbidden("not authorized to read this topic")
-        message = self.hub.retained_message(topic)
+        hub = self.hub
+        if not hub.authorize(info, READ, topic):
+            raise refused(ACCESS)
+        message = hub.retained_message(topic)
         if message is None:
             if deregister:
                 return Message(code=CONTENT)
             raise error.NotFound("no retained message")
-        return self._content(message)
+        return representation(message, hub.now())
 
     def clear(self, topic: str, info: ClientInfo, client: CoAPClient | None) -> Message:
         hub = self.hub
-        if not hub.authorize(info, WRITE, topic):
-            raise error.Forbidden("not authorized to publish to this topic")
+        denied = write_refusal(hub, info, topic, False)
+        if denied is not None:
+            raise refusal(denied, ACCESS)
         if hub.retained_message(topic) is not None:
-            hub.publish(HubMessage(topic, b"", 0, True),
-                        client.session if client is not None else None)
+            message = HubMessage(topic, b"", 0, True)
+            message.source = info
+            hub.publish(message, client.session if client is not None else None)
         return Message(code=DELETED)
 
     def observe(self, pipe: Any, request: Message, topic_filter: str, qos: int, key_id: str,
                 info: ClientInfo, client: CoAPClient | None) -> None:
+        """Subscribe, answer with the current state, then let the hub send the retained
+        messages under a filter as notifications."""
         hub = self.hub
+        # The hub checks again when subscribing; asked first, a refused request does
+        # not create a session (which would take over a live client with its id).
         if not hub.authorize(info, SUBSCRIBE, topic_filter):
-            raise error.Forbidden("not authorized to subscribe to this topic")
+            hub.denials.denied(info, SUBSCRIBE, topic_filter)
+            raise refused(ACCESS)
         clients = self.clients
         if client is None:
             if (request.remote, key_id) not in clients.observers and clients.full():
                 raise Busy("too many CoAP clients (max_connections)")
             client = clients.observer(info, request.remote)
-        obs, _ = client.observe(pipe, topic_filter, qos)
+        result = client.observe(pipe, topic_filter, qos)
+        if isinstance(result, Denied):
+            raise refusal(result, ACCESS)
+        obs, subscribed = result
         first = Message(code=CONTENT)
         wildcard = has_wildcard(topic_filter)
         if not wildcard:
+            # An exact topic's retained value is the resource's current state: the
+            # registration's own answer, not a notification.
             retained = hub.retained_message(topic_filter)
-            if retained is not None and hub.authorize(info, READ, topic_filter):
-                first = self._content(retained)
+            if retained is not None and hub.can_read(client.info, topic_filter):
+                first = representation(retained, hub.now())
         first = self.prepare_notification(obs, first)
         first.opt.observe = 0
         pipe.add_response(first, is_last=False)
-        if wildcard:
-            for message in hub.retained(topic_filter):
-                if not obs.active:
-                    break
-                if hub.authorize(client.info, READ, message.topic):
-                    client.notify(obs, message, min(qos, message.qos), None)
+        if wildcard and obs.active:
+            hub.deliver_retained(client.session, subscribed)
         return None
-
-    @staticmethod
-    def _content(message: HubMessage) -> Message:
-        response = Message(code=CONTENT, payload=message.payload)
-        cf = content_format_of(message)
-        if cf is not None:
-            response.opt.content_format = cf
-        return response
 
     # /mqtt/connection ------------------------------------------------------------------
 
@@ -370,23 +397,23 @@ class CoAPSite:
             info = ClientInfo(client_id, "coap", peer_string(request.remote),
                               query.get("username"), self.listener)
             password = query.get("password")
-            ok = self.hub.authenticate(info, password.encode() if password is not None else None)
-            if isinstance(ok, Deferred):
-                return ok.addCallback(lambda ok: self._open(request, info, ok))
-            return self._open(request, info, ok)
+            result = self.hub.authenticate(info, password.encode() if password is not None else None)
+            if isinstance(result, Deferred):
+                return result.addCallback(lambda result: self._open(request, info, result))
+            return self._open(request, info, result)
         if code is PUT or code is DELETE:
             client = self.clients.connection(client_id, query.get("token"))
             if client is None:
                 raise error.Unauthorized("invalid token or clientid")
             if code is PUT:
                 return Message(code=CHANGED)
-            client.close("connection closed by the client")
+            client.end("connection closed by the client")
             return Message(code=DELETED)
         raise error.MethodNotAllowed()
 
-    def _open(self, request: Message, info: ClientInfo, ok: bool) -> Message:
-        if not ok:
-            raise error.Unauthorized("authentication failed")
+    def _open(self, request: Message, info: ClientInfo, result: Any) -> Message:
+        if not result:
+            raise refusal(result, AUTHENTICATION)
         client = self.clients.open_connection(info, request.remote)
         return Message(code=CREATED, payload=(client.token or "").encode())
 

@@ -20,7 +20,6 @@ class CoAPSettings:
     subscribe_qos: str = "coap"
     notify_type: str = "qos"
     message_size_limit: int = 0
-    retain_available: bool = True
     max_clients: int = -1  # the listener's max_connections: observers + connections
 
     @property
@@ -39,7 +38,6 @@ def settings_from(config: Any, listener: Any = None) -> CoAPSettings:
         subscribe_qos=config.coap_subscribe_qos,
         notify_type=config.coap_notify_type,
         message_size_limit=config.message_size_limit,
-        retain_available=config.retain_available,
         max_clients=listener.max_connections if listener is not None else -1,
     )
 

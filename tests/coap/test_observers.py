@@ -1,5 +1,6 @@
 """Observers that go away are cleaned up: RST to a CON or NON notification, an address
-that reports ICMP port unreachable, and deregistration with Observe=1. The gateway's
+that reports ICMP port unreachable, deregistration with Observe=1, and a takeover of
+the client id. The gateway's
 $SYS counters (sys_interval 1) show the observation and its hub session leave."""
 
 from __future__ import annotations
@@ -187,6 +188,19 @@ def test_reregistration_replaces_the_only_observation(shared_gateway, coap_port,
     second.cancel()
     aio.request(GET, uri(coap_port, f"/ps/{topic}", "clientid=again"), observe=1)
     watch.wait(lambda v: v == before)
+
+
+def test_an_mqtt_client_with_the_same_id_takes_the_session_over(shared_gateway, coap_port,
+                                                               aio, mqtt_client):
+    watch = SysWatch(mqtt_client, shared_gateway.port)
+    before = dict(watch.values)
+    client_id = unique("twin")
+    obs = aio.observe(uri(coap_port, f"/ps/{unique('coap/twin/')}", "clientid=" + client_id))
+    mqtt_client(shared_gateway.port, client_id=client_id)
+    ended = obs.next()
+    assert (ended.code, ended.payload) == (SERVICE_UNAVAILABLE, b"session taken over")
+    watch.wait(lambda v: v["coap/observers"] == before["coap/observers"]
+               and v["clients/connected"] == before["clients/connected"] + 1)  # the MQTT one
 
 
 def test_confirmable_notifications_wait_for_each_ack(shared_gateway, coap_port, mqtt_client):

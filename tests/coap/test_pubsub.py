@@ -153,6 +153,30 @@ def test_coap_client_observer(shared_gateway, coap_port, aio, tmp_path: Path, mq
     assert out.read_bytes().rstrip(b"\n") == b"v0v1v2"
 
 
+def test_retained_messages_for_a_new_observation_do_not_repeat_on_the_others(
+        shared_gateway, coap_port, aio, mqtt_client):
+    base = unique("coap/own")
+    pub = mqtt_client(shared_gateway.port)
+    pub.publish(f"{base}/a", b"retained", retain=True)
+    exact = aio.observe(uri(coap_port, f"/ps/{base}/a", "clientid=" + base))
+    assert exact.first.payload == b"retained"
+    wide = aio.observe(uri(coap_port, f"/ps/{base}/%23", "clientid=" + base))  # same session
+    assert wide.next().payload == b"retained"
+    pub.publish(f"{base}/a", b"live")
+    assert exact.next().payload == b"live"  # and not the retained value once more
+    assert wide.next().payload == b"live"
+    exact.cancel()
+    wide.cancel()
+
+
+def test_shared_subscription_cannot_be_observed(shared_gateway, coap_port, aio, mqtt_client):
+    # An observer expects every state change; a share group gives each message to one.
+    response = aio.request(GET, uri(coap_port, "/ps/$share/g/coap/shared"), observe=0)
+    assert response.code == BAD_REQUEST
+    response = aio.request(GET, uri(coap_port, "/ps/%24share/g/coap/%23"), observe=0)
+    assert response.code == BAD_REQUEST
+
+
 # --- retained values -------------------------------------------------------------------
 
 
@@ -170,6 +194,27 @@ def test_get_returns_the_retained_message_with_its_content_format(coap_port, aio
 def test_get_without_retained_message_is_not_found(coap_port, aio):
     response = aio.request(GET, uri(coap_port, f"/ps/{unique('coap/none/')}"))
     assert response.code == NOT_FOUND
+
+
+def test_expiry_query_gives_max_age_and_ends_the_retained_value(coap_port, aio):
+    topic = unique("coap/expiry/")
+    obs = aio.observe(uri(coap_port, f"/ps/{topic}"))
+    put = aio.request(PUT, uri(coap_port, f"/ps/{topic}", "retain=true&expiry=100"), b"soon")
+    assert put.code == CREATED
+    notification = obs.next()
+    assert notification.payload == b"soon" and 0 < notification.opt.max_age <= 100
+    got = aio.request(GET, uri(coap_port, f"/ps/{topic}"))
+    assert (got.code, got.payload) == (CONTENT, b"soon") and 0 < got.opt.max_age <= 100
+    obs.cancel()
+    aio.request(PUT, uri(coap_port, f"/ps/{topic}", "retain=true&expiry=0"), b"kept")
+    assert aio.request(GET, uri(coap_port, f"/ps/{topic}")).opt.max_age is None  # no expiry
+    aio.request(PUT, uri(coap_port, f"/ps/{topic}", "retain=true&expiry=1"), b"brief")
+    deadline = time.monotonic() + 15
+    while (got := aio.request(GET, uri(coap_port, f"/ps/{topic}"))).code == CONTENT:
+        assert got.payload == b"brief"
+        assert time.monotonic() < deadline, "the retained value never expired"
+        time.sleep(0.2)
+    assert got.code == NOT_FOUND
 
 
 def test_delete_clears_the_retained_message(shared_gateway, coap_port, aio, mqtt_client):
@@ -244,6 +289,10 @@ def test_blockwise_notification_10k(shared_gateway, coap_port, aio, mqtt_client)
     (PUT, "/ps/a", "qos=3", BAD_REQUEST),
     (PUT, "/ps/a", "qos=one", BAD_REQUEST),
     (PUT, "/ps/a", "retain=maybe", BAD_REQUEST),
+    (PUT, "/ps/a", "expiry=-1", BAD_REQUEST),
+    (PUT, "/ps/a", "expiry=soon", BAD_REQUEST),
+    (PUT, "/ps/a", "expiry=%C2%B2", BAD_REQUEST),  # a digit to str.isdigit, not to int
+    (PUT, "/ps/a", "expiry=4294967296", BAD_REQUEST),
     (GET, "/ps/a", "qos=5", BAD_REQUEST),
     (PUT, "/nothing/here", "", NOT_FOUND),
     (GET, "/", "", NOT_FOUND),

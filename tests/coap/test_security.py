@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from aiocoap.numbers.codes import (
+    BAD_REQUEST,
     CHANGED,
     CONTENT,
     CREATED,
@@ -75,6 +76,27 @@ def test_acl_denial_is_4_03(coap_port, aio):
     response = aio.request(GET, uri(coap_port, "/ps/elsewhere/%23", DEV), observe=0)
     assert response.code == FORBIDDEN
     assert aio.request(DELETE, uri(coap_port, "/ps/devices/x", READER)).code == FORBIDDEN
+
+
+def test_acl_denials_are_counted_and_logged(shared_gateway, coap_port, aio):
+    topic = unique("elsewhere/")
+    assert aio.request(PUT, uri(coap_port, f"/ps/{topic}", DEV), b"x").code == FORBIDDEN
+    shared_gateway.wait_for_log(f"denied PUBLISH to {topic} for dev1 (username dev, coap from")
+    response = aio.request(GET, uri(coap_port, f"/ps/{topic}/%2B", DEV), observe=0)
+    assert response.code == FORBIDDEN
+    shared_gateway.wait_for_log(f"denied SUBSCRIBE to {topic}/+ for dev1 (username dev, coap")
+
+
+def test_a_refused_observation_does_not_take_over_its_client_id(shared_gateway, coap_port, aio,
+                                                                mqtt_client):
+    client_id = unique("busy")
+    topic = unique("devices/")
+    sub = mqtt_client(shared_gateway.port, client_id=client_id, username="reader", password="pw")
+    sub.subscribe(topic)
+    query = f"clientid={client_id}&username=dev&password=secret"
+    assert aio.request(GET, uri(coap_port, "/ps/elsewhere/%23", query), observe=0).code == FORBIDDEN
+    aio.request(PUT, uri(coap_port, f"/ps/{topic}", DEV), b"still connected")
+    assert sub.get().payload == b"still connected"
 
 
 def test_reader_reads_and_observes(shared_gateway, coap_port, aio, mqtt_client):
@@ -158,3 +180,39 @@ def test_max_connections_bounds_stateful_clients(gateway, aio):
     assert second.code == SERVICE_UNAVAILABLE and second.opt.max_age
     # stateless requests are not clients
     assert aio.request(PUT, uri(port, "/ps/t"), b"x").code == CHANGED
+
+
+def test_failing_authentication_backend_is_5_03(gateway, aio, tmp_path):
+    plugin = tmp_path / "broken_auth.py"
+    plugin.write_text("class Broken:\n"
+                      "    def authenticate(self, client, password):\n"
+                      "        raise RuntimeError('backend down')\n"
+                      "def make_plugin(options):\n"
+                      "    return Broken()\n")
+    port = free_udp_port()
+    gw = gateway(*coap_lines(port, f"plugin {plugin}"))
+    response = aio.request(PUT, uri(port, "/ps/t", "username=u&password=p"), b"x")
+    assert response.code == SERVICE_UNAVAILABLE and response.opt.max_age
+    opened = aio.request(POST, uri(port, "/mqtt/connection", "clientid=c&username=u&password=p"))
+    assert opened.code == SERVICE_UNAVAILABLE
+    assert gw.stop() == 0  # the plugin's traceback is in the log, as it should be
+    assert "backend down" in gw.stderr
+
+
+def test_retain_not_available_is_4_00(gateway, aio):
+    port = free_udp_port()
+    gateway(*coap_lines(port, "retain_available false"))
+    assert aio.request(PUT, uri(port, "/ps/noretain", "retain=true"), b"x").code == BAD_REQUEST
+    assert aio.request(PUT, uri(port, "/ps/noretain"), b"x").code == CHANGED
+
+
+def test_reload_revoking_a_password_ends_observations_with_4_01(gateway, aio, tmp_path):
+    passwords = tmp_path / "passwords"
+    set_password(str(passwords), "dev", "secret", create=True)
+    port = free_udp_port()
+    gw = gateway(*coap_lines(port, "allow_anonymous false", f"password_file {passwords}"))
+    obs = aio.observe(uri(port, "/ps/revoked", "clientid=rv&" + "username=dev&password=secret"))
+    set_password(str(passwords), "dev", "changed", create=False)
+    gw.reload("configuration reloaded")
+    ended = obs.next()
+    assert (ended.code, ended.payload) == (UNAUTHORIZED, b"not authorized")

@@ -1,5 +1,5 @@
 """The pure parts of gateway.coap: bounded caches, the rate limiter, the Content-Format
-mapping, and the aiocoap internals the gateway overrides (checked, so an aiocoap
+mapping, the table of refusal codes, and the aiocoap internals the gateway overrides (checked, so an aiocoap
 upgrade that moves them fails here and not in production)."""
 
 from __future__ import annotations
@@ -9,13 +9,20 @@ import inspect
 import pytest
 from aiocoap.blockwise import _extract_block_key
 from aiocoap.messagemanager import MessageManager
+from aiocoap.numbers.codes import (
+    BAD_REQUEST,
+    FORBIDDEN,
+    SERVICE_UNAVAILABLE,
+    UNAUTHORIZED,
+)
 from aiocoap.protocol import Context
 from aiocoap.transports.udp6 import MessageInterfaceUDP6
 
 from gateway.coap.blocks import BoundedCache
-from gateway.coap.content import CONTENT_TYPE, PAYLOAD_FORMAT_INDICATOR, content_format_of, properties_for
+from gateway.coap.content import content_format_of, properties_for, representation
 from gateway.coap.manager import RateLimiter
-from gateway.hub.api import Message
+from gateway.coap.refusals import ACCESS, AUTHENTICATION, CODES, code_for, refusal
+from gateway.hub.api import Denied, Message, PayloadFormat, Properties, Reason
 
 
 class Clock:
@@ -56,28 +63,68 @@ def test_rate_limiter_windows():
     assert limiter.allow("a")  # a new window
 
 
+UTF8 = PayloadFormat.UTF8
+
+
 @pytest.mark.parametrize("cf, props", [
     (None, None),
-    (50, {CONTENT_TYPE: "application/json", PAYLOAD_FORMAT_INDICATOR: 1}),
-    (0, {CONTENT_TYPE: "text/plain; charset=utf-8", PAYLOAD_FORMAT_INDICATOR: 1}),
-    (42, {CONTENT_TYPE: "application/octet-stream"}),
-    (60, {CONTENT_TYPE: "application/cbor"}),
+    (50, Properties(content_type="application/json", payload_format=UTF8)),
+    (0, Properties(content_type="text/plain; charset=utf-8", payload_format=UTF8)),
+    (42, Properties(content_type="application/octet-stream")),
+    (60, Properties(content_type="application/cbor")),
+    (110, Properties(content_type="application/senml+json", payload_format=UTF8)),
+    (11050, None),  # deflate-encoded JSON: no content type says that
     (65000, None),  # not registered: nothing to say
 ])
-def test_content_format_to_mqtt5_properties(cf, props):
+def test_content_format_to_message_properties(cf, props):
     assert properties_for(cf) == props
 
 
 @pytest.mark.parametrize("props, cf", [
     (None, None),
-    ({CONTENT_TYPE: "application/json"}, 50),
-    ({CONTENT_TYPE: "text/plain;charset=utf-8"}, 0),
-    ({CONTENT_TYPE: "application/x-unknown"}, None),
-    ({PAYLOAD_FORMAT_INDICATOR: 1}, 0),  # UTF-8 text without a type: text/plain
-    ({PAYLOAD_FORMAT_INDICATOR: 0}, None),
+    (Properties(), None),
+    (Properties(content_type="application/json"), 50),
+    (Properties(content_type="text/plain;charset=utf-8"), 0),
+    (Properties(content_type="application/x-unknown"), None),
+    (Properties(content_type="application/x-unknown", payload_format=UTF8), None),
+    (Properties(payload_format=UTF8), 0),  # UTF-8 text without a type: text/plain
+    (Properties(payload_format=PayloadFormat.BYTES), None),
+    (Properties(response_topic="r", correlation_data=b"c"), None),
 ])
-def test_mqtt5_properties_to_content_format(props, cf):
-    assert content_format_of(Message("t", b"", properties=props)) == cf
+def test_message_properties_to_content_format(props, cf):
+    assert content_format_of(Message("t", b"", props=props)) == cf
+
+
+def test_max_age_is_the_time_a_message_has_left():
+    assert representation(Message("t", b"v", expires_at=130.9), 100.0).opt.max_age == 30
+    assert representation(Message("t", b"v", expires_at=90.0), 100.0).opt.max_age == 0
+    assert representation(Message("t", b"v"), 100.0).opt.max_age is None  # RFC 7252: 60
+
+
+@pytest.mark.parametrize("reason, context, code", [
+    (Reason.NOT_AUTHORIZED, AUTHENTICATION, UNAUTHORIZED),   # password file refusal
+    (Reason.BAD_CREDENTIALS, AUTHENTICATION, UNAUTHORIZED),
+    (Reason.NOT_AUTHORIZED, ACCESS, FORBIDDEN),              # the ACL
+    (Reason.RETAIN_NOT_SUPPORTED, ACCESS, BAD_REQUEST),
+    (Reason.SERVER_UNAVAILABLE, AUTHENTICATION, SERVICE_UNAVAILABLE),
+    (Reason.SERVER_BUSY, ACCESS, SERVICE_UNAVAILABLE),
+    (Reason.SESSION_TAKEN_OVER, AUTHENTICATION, SERVICE_UNAVAILABLE),
+])
+def test_refusal_codes(reason, context, code):
+    assert code_for(reason, context) == code
+
+
+def test_every_reason_has_a_code_in_every_context():
+    for context, table in CODES.items():
+        assert set(table) == set(Reason), context
+
+
+def test_a_5_03_refusal_says_when_to_retry():
+    busy = refusal(Denied(Reason.SERVER_UNAVAILABLE), AUTHENTICATION).to_message()
+    assert (busy.code, busy.payload) == (SERVICE_UNAVAILABLE, b"server unavailable")
+    assert busy.opt.max_age
+    forbidden = refusal(Denied(Reason.NOT_AUTHORIZED, "no"), ACCESS).to_message()
+    assert (forbidden.code, forbidden.payload, forbidden.opt.max_age) == (FORBIDDEN, b"no", None)
 
 
 @pytest.mark.parametrize("cls, names", [
