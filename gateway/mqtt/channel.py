@@ -49,6 +49,10 @@ PINGRESP = b"\xd0\x00"
 # enough for a burst from many publishers in one reactor turn, small enough to bound
 # what a stalled client costs.
 QOS0_BACKLOG_LIMIT = 4 * 1024 * 1024
+# Seconds a connection stays readable after our DISCONNECT: the client's packets in
+# flight (acknowledgements of what we sent) are read and dropped instead of meeting
+# a reset, so it can read the DISCONNECT and its reason.
+DISCONNECT_LINGER = 2.0
 
 # Errors found in these packets are answered with a DISCONNECT carrying the reason
 # at level 5; in the others the connection just closes, as Mosquitto does.
@@ -94,7 +98,7 @@ class MQTTChannel:
         "hub", "settings", "link", "clock", "peer", "listener", "state", "level",
         "session", "client", "keepalive", "last_rx", "opened", "congested", "backlog",
         "handshake", "auth_method", "aliases_in", "aliases_out", "max_out", "problem_info",
-        "_graceful", "_pending", "_may_wait", "_released", "_sweeper", "_stats",
+        "_graceful", "_pending", "_may_wait", "_released", "_sweeper", "_stats", "_linger",
         "__weakref__",
     )
 
@@ -132,6 +136,7 @@ class MQTTChannel:
         self.max_out = 0
         self.problem_info = True
         self._graceful = False
+        self._linger: Any = None        # after our DISCONNECT: the DelayedCall that closes
         self._pending: list[Any] = []
         self._may_wait = False          # an ACL plugin may need asking (gateway.hub.auth)
         self._released: Any = None      # the held packet being handled again
@@ -177,7 +182,7 @@ class MQTTChannel:
             packet_type in _DISCONNECT_AFTER or error.reason == _RC.PACKET_TOO_LARGE
             or getattr(error, "packet_type", None) in _DISCONNECT_AFTER
         ):
-            self._write(encode(Disconnect(error.reason), 5))
+            self.send_disconnect(error.reason)
         fields = dict(peer=self.peer, client_id=clip(self.client.client_id) if self.client else None,
                       reason=clip(str(error)))
         fmt = "closing connection from {peer} ({client_id}): {reason}"
@@ -197,6 +202,8 @@ class MQTTChannel:
         self.state = CLOSED
         self._sweeper.discard(self)
         self.handshake = None
+        if self._linger is not None and self._linger is not True and self._linger.active():
+            self._linger.cancel()
         session = self.session
         if session is not None:
             self.session = None
@@ -459,7 +466,7 @@ class MQTTChannel:
             self.log.info("refused {over} subscriptions of {client_id}: max_subscriptions ({limit}) reached",
                           over=over, client_id=clip(session.client_id), limit=limit)
         if level == 5:
-            granted = [r.qos if r else codes.v5_code(r.reason) for r in results]
+            granted = [r.qos if r else codes.suback_v5(r.reason) for r in results]
         elif level == 4:
             granted = [r.qos if r else 0x80 for r in results]
         else:  # MQTT 3.1 has no failure code: the requested QoS is returned
@@ -493,6 +500,8 @@ class MQTTChannel:
             expiry = p.properties.get(_P.SESSION_EXPIRY_INTERVAL) if p.properties else None
             if expiry is not None:
                 if session.expiry == 0 and expiry != 0:
+                    # MQTT-3.14.2-2; Mosquitto answers with DISCONNECT 0x82.
+                    self.send_disconnect(_RC.PROTOCOL_ERROR)
                     self.protocol_error(MQTTError("session expiry set after connecting with 0", _RC.PROTOCOL_ERROR))
                     return
                 session.expiry = None if expiry == 0xFFFFFFFF else expiry
@@ -539,7 +548,7 @@ class MQTTChannel:
         if self.state == CLOSED:
             return
         if self.level == 5 and self.state in (CONNECTED, WAITING):
-            self._write(encode(Disconnect(codes.v5_code(reason)), 5))
+            self.send_disconnect(codes.v5_code(reason))
         if self.settings.verbose and self.client is not None:
             self.log.info("client {client_id} disconnected by the server: {reason}",
                           client_id=clip(self.client.client_id), reason=reason.value)
@@ -548,7 +557,7 @@ class MQTTChannel:
     def shutdown(self) -> None:
         """The server is stopping: level 5 clients get DISCONNECT 0x8B first."""
         if self.level == 5 and self.state in (CONNECTED, WAITING):
-            self._write(encode(Disconnect(_RC.SERVER_SHUTTING_DOWN), 5))
+            self.send_disconnect(_RC.SERVER_SHUTTING_DOWN)
         self._close()
 
     # helpers -------------------------------------------------------------------------
@@ -559,14 +568,26 @@ class MQTTChannel:
         stats.bytes_sent += len(data)
         self.link.write(data)
 
+    def send_disconnect(self, code: int) -> None:
+        """A level 5 DISCONNECT with ``code``; the connection then closes with a linger."""
+        self._write(encode(Disconnect(code), 5))
+        self._linger = True
+
     def _close(self) -> None:
         if self.state != CLOSED:
             self.state = CLOSED
             self._sweeper.discard(self)
-            if getattr(self.link, "producer", None) is self:
+            link = self.link
+            if getattr(link, "producer", None) is self:
                 # A transport with a registered producer never finishes closing.
-                self.link.unregisterProducer()
-            self.link.loseConnection()
+                link.unregisterProducer()
+            if self._linger is True:
+                half_close = getattr(link, "loseWriteConnection", None)
+                if half_close is not None:
+                    half_close()  # the client sees the end at once; we still read
+                self._linger = self.clock.callLater(DISCONNECT_LINGER, link.loseConnection)
+            else:
+                link.loseConnection()
 
     # IPushProducer: the transport tells us when its outgoing buffer is full --------
 
@@ -595,7 +616,7 @@ class MQTTChannel:
                     idle=idle,
                 )
                 if self.level == 5:
-                    self._write(encode(Disconnect(_RC.KEEP_ALIVE_TIMEOUT), 5))
+                    self.send_disconnect(_RC.KEEP_ALIVE_TIMEOUT)
                 self._close()
         elif state == CLOSED:
             self._sweeper.discard(self)

@@ -220,7 +220,7 @@ def _read_props(b: bytes, i: int, end: int, ctx: int) -> tuple[dict, int]:
             raise MQTTError(f"{prop.name} not allowed here", _PROTOCOL)
         value, i = read(b, i, stop)
         if not value and prop in NONZERO:
-            raise MQTTError(f"{prop.name} is 0", _PROTOCOL)
+            raise MQTTError(f"{prop.name} is 0", ReasonCode.TOPIC_ALIAS_INVALID if prop == _TOPIC_ALIAS else _PROTOCOL)
         if prop in REPEATABLE:
             props.setdefault(prop, []).append(value)
         elif prop in props:

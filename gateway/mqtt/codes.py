@@ -42,6 +42,13 @@ V5 = {
 }
 
 
+def suback_v5(reason: Reason) -> int:
+    """A refused subscription at level 5. An ACL refusal is 0x80, as the Eclipse Paho
+    interoperability suite requires (its client accepts no other failure code);
+    other reasons keep their own code."""
+    return ReasonCode.UNSPECIFIED_ERROR if reason is Reason.NOT_AUTHORIZED else v5_code(reason)
+
+
 def connack_v3(reason: Reason) -> int:
     return CONNACK_V3.get(reason, ConnAckCode.NOT_AUTHORIZED)
 

@@ -21,7 +21,7 @@ from gateway.hub.topics import TopicError, validate_topic_name
 from gateway.mqtt import codes
 from gateway.mqtt.aliases import InboundAliases, OutboundAliases
 from gateway.mqtt.codec import MQTTError, encode
-from gateway.mqtt.packets import Auth, ConnAck, Connect, Disconnect
+from gateway.mqtt.packets import Auth, ConnAck, Connect
 from gateway.mqtt.reasons import ConnAckCode, PropertyId, ReasonCode
 from gateway.tls import certificate_username, uses_certificate_identity
 
@@ -320,7 +320,7 @@ class Reauthentication:
         ch.handshake = None
         if not result:
             self.log.info("re-authentication of {client_id} failed", client_id=clip(ch.client.client_id))
-            ch._write(encode(Disconnect(codes.v5_code(result.reason)), 5))
+            ch.send_disconnect(codes.v5_code(result.reason))
             ch._close()
             return
         if result.auth_data:

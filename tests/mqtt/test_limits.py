@@ -19,7 +19,7 @@ from gateway.mqtt.codec import Decoder, MQTTError
 from gateway.mqtt.reasons import ReasonCode
 from gateway.mqtt.transport import CONNECT_REMAINING, PUBLISH_OVERHEAD, connect_limit, packet_limit
 from tests import wire
-from tests.mqtt.test_channel import ADDR, Broker, Client
+from tests.mqtt.helpers import ADDR, Broker, Client
 
 
 def announce(first: int, remaining_length: int) -> bytes:

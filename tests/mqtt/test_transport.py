@@ -12,7 +12,7 @@ import pytest
 
 from gateway.mqtt.channel import MQTTSettings
 from tests import wire
-from tests.mqtt.test_channel import ADDR, Broker, RecordingTransport
+from tests.mqtt.helpers import ADDR, Broker, RecordingTransport
 
 BAD = wire.packet(0x36, b"\x00\x01a\x00\x01")  # PUBLISH with QoS 3
 
