@@ -61,10 +61,18 @@ def peer_host(peer: str) -> str:
 
 
 def _dollar_denied(access: str, topic: str) -> bool:
-    """Mosquitto's ``acl__check_dollar``: nobody publishes to ``$SYS``; ``$share/`` is
-    only a subscription prefix."""
-    return access != "subscribe" and (
-        (access == "write" and topic.startswith("$SYS")) or topic.startswith("$share/"))
+    """Mosquitto's ``acl__check_dollar``: nobody publishes to ``$SYS`` but a bridge to
+    its own ``$SYS/broker/connection/NAME/state``; ``$share/`` is only a subscription
+    prefix."""
+    if access == "subscribe":
+        return False
+    if topic.startswith("$share/"):
+        return True
+    if access != "write" or not topic.startswith("$SYS"):
+        return False
+    levels = topic.split("/")
+    return not (len(levels) == 5 and levels[1] == "broker" and levels[2] == "connection"
+                and levels[4] == "state" and levels[3] not in ("+", "#"))
 
 
 def _dollar_guard(client: Any, access: str, topic: str) -> bool:

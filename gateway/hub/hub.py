@@ -119,6 +119,7 @@ class Hub:
         expiry: int | None = 0,
         will: Message | None = None,
         will_delay: int = 0,
+        will_expiry: int | None = None,
     ) -> tuple[Session, bool]:
         """Attach ``endpoint`` to the client id's session; returns (session, present).
 
@@ -156,6 +157,7 @@ class Hub:
             session.expiry = expiry
         session.will = will
         session.will_delay = will_delay
+        session.will_expiry = will_expiry
         session.receive_maximum = 0
         session.endpoint = endpoint
         session.disconnected_at = None
@@ -181,13 +183,14 @@ class Hub:
         will, session.will = session.will, None
         if will is not None and not graceful:
             delay = session.will_delay
+            will_expiry = session.will_expiry
             if delay and expiry != 0:
                 if expiry is not None:
                     delay = min(delay, expiry)
                 self.deadlines.schedule(("will", session), self.now() + delay,
-                                        lambda: self._publish_will(session, will))
+                                        lambda: self._publish_will(session, will, will_expiry))
             else:
-                self._publish_will(session, will)
+                self._publish_will(session, will, will_expiry)
         if expiry == 0:
             self._discard(session)
             return
@@ -201,10 +204,12 @@ class Hub:
             return self.settings.persistent_client_expiration
         return session.expiry
 
-    def _publish_will(self, session: Session, will: Message) -> None:
+    def _publish_will(self, session: Session, will: Message, expiry: int | None) -> None:
         self.deadlines.cancel(("will", session))
         if self.authorize(session.client, WRITE, will.topic):
             will.source = session.client
+            if expiry is not None:
+                will.expires_at = self.now() + expiry  # counted from publication
             self.publish(will)
 
     def _expire(self, session: Session) -> None:

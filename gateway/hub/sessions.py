@@ -40,9 +40,10 @@ class Limits:
 
 
 class Outgoing:
-    """One delivery to this session: queued, or in flight under a packet id."""
+    """One delivery to this session: queued, or in flight under a packet id. A queued
+    one has its packet id already when ids are free (as in Mosquitto), 0 otherwise."""
 
-    __slots__ = ("message", "qos", "retain", "sub_ids", "share", "state")
+    __slots__ = ("message", "qos", "retain", "sub_ids", "share", "state", "pid")
 
     def __init__(self, message: Message, qos: int, retain: bool, sub_ids: tuple[int, ...],
                  share: ShareGroup | None = None) -> None:
@@ -52,6 +53,7 @@ class Outgoing:
         self.sub_ids = sub_ids
         self.share = share
         self.state = AWAIT_ACK
+        self.pid = 0
 
 
 class Session:
@@ -64,8 +66,8 @@ class Session:
 
     __slots__ = (
         "client_id", "client", "expiry", "endpoint", "subscriptions", "inflight", "queue",
-        "inbound_qos2", "will", "will_delay", "disconnected_at", "extra", "receive_maximum",
-        "_hub", "_limits", "_stats", "_next_pid", "_inflight_bytes", "_queued_bytes",
+        "inbound_qos2", "will", "will_delay", "will_expiry", "disconnected_at", "extra", "receive_maximum",
+        "_hub", "_limits", "_stats", "_next_pid", "_inflight_bytes", "_queued_bytes", "_reserved",
     )
 
     def __init__(self, client: ClientInfo, expiry: int | None, hub: Hub) -> None:
@@ -82,6 +84,7 @@ class Session:
         self.inbound_qos2: dict[int, tuple[int, Message | None]] | tuple[()] = ()
         self.will: Message | None = None
         self.will_delay = 0
+        self.will_expiry: int | None = None  # the will's message expiry, from publication
         self.disconnected_at: float | None = None
         self.extra: dict[str, Any] = {}
         # The client's own bound on QoS 1/2 messages in flight to it (MQTT 5's Receive
@@ -93,6 +96,7 @@ class Session:
         self._next_pid = 0
         self._inflight_bytes = 0
         self._queued_bytes = 0
+        self._reserved: set[int] | tuple[()] = ()  # packet ids of queued messages
 
     def __repr__(self) -> str:
         return f"<Session {self.client_id!r} expiry={self.expiry} online={self.endpoint is not None}>"
@@ -131,7 +135,19 @@ class Session:
             queue = self.queue = deque()
         queue.append(out)
         self._queued_bytes += size
+        if not out.pid and len(self.inflight) + len(self._reserved) < MAX_PACKET_IDS:
+            out.pid = self._allocate_pid()
+            reserved = self._reserved
+            if not reserved:
+                reserved = self._reserved = set()
+            reserved.add(out.pid)  # type: ignore[union-attr]
         return True
+
+    def _unqueued(self, out: Outgoing) -> None:
+        """``out`` left the queue: its byte count and reserved packet id go."""
+        self._queued_bytes -= len(out.message.payload)
+        if out.pid:
+            self._reserved.discard(out.pid)  # type: ignore[union-attr]
 
     def window_open(self) -> bool:
         """Whether a new QoS 1/2 message would go out now (shared subscriptions ask)."""
@@ -151,7 +167,8 @@ class Session:
         return True
 
     def _send_new(self, endpoint: Endpoint, out: Outgoing) -> None:
-        pid = self._allocate_pid()
+        pid = out.pid or self._allocate_pid()
+        out.pid = pid
         self.inflight[pid] = out
         message = out.message
         self._inflight_bytes += len(message.payload)
@@ -163,9 +180,10 @@ class Session:
     def _allocate_pid(self) -> int:
         pid = self._next_pid
         inflight = self.inflight
+        reserved = self._reserved
         while True:
             pid = pid + 1 if pid < 65535 else 1
-            if pid not in inflight:
+            if pid not in inflight and pid not in reserved:
                 self._next_pid = pid
                 return pid
 
@@ -179,7 +197,7 @@ class Session:
             if not self._window_open(message):
                 return
             queue.popleft()  # type: ignore[union-attr]
-            self._queued_bytes -= len(message.payload)
+            self._unqueued(out)
             if message.expires_at is not None and message.expired(hub.now()):
                 self._stats.expired += 1
                 continue
@@ -235,6 +253,7 @@ class Session:
             if out.share is not None and out.state == AWAIT_ACK:
                 del self.inflight[pid]
                 self._inflight_bytes -= len(out.message.payload)
+                out.pid = 0
                 taken.append(out)
         if self.queue and any(o.share is not None for o in self.queue):
             kept: deque[Outgoing] = deque()
@@ -242,7 +261,8 @@ class Session:
                 if out.share is None:
                     kept.append(out)
                 else:
-                    self._queued_bytes -= len(out.message.payload)
+                    self._unqueued(out)
+                    out.pid = 0
                     taken.append(out)
             self.queue = kept if kept else ()
         return taken
@@ -292,3 +312,4 @@ class Session:
         self.extra.clear()
         self._inflight_bytes = 0
         self._queued_bytes = 0
+        self._reserved = ()

@@ -39,7 +39,9 @@ MAX_PACKET_SIZE = 1 + 4 + MAX_REMAINING_LENGTH
 
 _MALFORMED = ReasonCode.MALFORMED_PACKET
 _PROTOCOL = ReasonCode.PROTOCOL_ERROR
-_TOPIC_INVALID = ReasonCode.TOPIC_NAME_INVALID
+# A wildcard or too many levels in a topic name: a protocol error, as Mosquitto reads
+# it (MQTT 5 DISCONNECT 0x82).
+_TOPIC_INVALID = ReasonCode.PROTOCOL_ERROR
 _TOPIC_ALIAS = PropertyId.TOPIC_ALIAS
 _SUB_ID = PropertyId.SUBSCRIPTION_IDENTIFIER
 
@@ -74,14 +76,18 @@ def _first_byte_error(b0: int, level: int) -> tuple[str, ReasonCode] | None:
             return "PUBLISH with QoS 0 and DUP set", _MALFORMED
         return None
     want = 2 if ptype in (PacketType.PUBREL, PacketType.SUBSCRIBE, PacketType.UNSUBSCRIBE) else 0
+    if level == 3 and want and flags == 0x0A:
+        return None  # MQTT 3.1 lets a client set DUP on these QoS 1 packets when resending
     if flags != want:
         return f"{PacketType(ptype).name} with reserved flags {flags:#06b}", _MALFORMED
     return None
 
 
 # One lookup per packet instead of a chain of tests: None means the byte is fine.
+_FIRST_V3 = tuple(_first_byte_error(b, 3) for b in range(256))
 _FIRST_V4 = tuple(_first_byte_error(b, 4) for b in range(256))
 _FIRST_V5 = tuple(_first_byte_error(b, 5) for b in range(256))
+_FIRST_BY_LEVEL = {3: _FIRST_V3, 4: _FIRST_V4, 5: _FIRST_V5}
 # Awaiting CONNECT, any other type ends the connection at its first byte (as Mosquitto's
 # packet__read), before a remaining length is read or a body buffered.
 _FIRST_CONNECT = tuple(
@@ -519,7 +525,7 @@ class Decoder:
         if self.protocol_level is None:
             first = _FIRST_CONNECT
         else:
-            first = _FIRST_V5 if level == 5 else _FIRST_V4
+            first = _FIRST_BY_LEVEL[level]
         fixed = _FIXED_V5 if level == 5 else _FIXED_V4
         max_size = self.max_packet_size
         append = out.append

@@ -43,6 +43,7 @@ class Handshake:
         self.p = p
         self.will: Message | None = None
         self.will_delay = 0
+        self.will_expiry: int | None = None
         self.method: Any = None        # the enhanced authentication method, if any
         self.method_state: Any = None
         self.assigned = False
@@ -141,9 +142,9 @@ class Handshake:
         if v5 and props.get(_P.PAYLOAD_FORMAT_INDICATOR) == 1 and not codes.valid_utf8(w.payload):
             self._refuse_code(_RC.PAYLOAD_FORMAT_INVALID, "will payload is not UTF-8")
             return False
-        self.will = Message(topic, w.payload, w.qos, w.retain, codes.hub_properties(props),
-                            codes.expires_at(props, ch.hub.now()) if props else None)
+        self.will = Message(topic, w.payload, w.qos, w.retain, codes.hub_properties(props))
         self.will_delay = props.get(_P.WILL_DELAY_INTERVAL, 0) if props else 0
+        self.will_expiry = props.get(_P.MESSAGE_EXPIRY_INTERVAL) if props else None
         return True
 
     # authentication ----------------------------------------------------------------
@@ -235,7 +236,8 @@ class Handshake:
             expiry: int | None = None if interval == NEVER else interval
         else:
             expiry = 0 if p.clean_session else None
-        session, present = ch.hub.connect(client, ch, p.clean_session, expiry, will, self.will_delay)
+        session, present = ch.hub.connect(client, ch, p.clean_session, expiry, will, self.will_delay,
+                                          self.will_expiry)
         if level == 5:
             session.receive_maximum = self.receive_maximum
             ch._write(encode(ConnAck(0, present, self._connack_props(result)), 5))

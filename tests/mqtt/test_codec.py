@@ -371,13 +371,13 @@ MALFORMED = [
     pytest.param(4, wire.subscribe(1, [("a\x00", 0)]), R.MALFORMED_PACKET, id="filter-nul"),
     pytest.param(4, wire.unsubscribe(1, [b"\xff"]), R.MALFORMED_PACKET, id="unsub-filter-bad-utf8"),
     # topic names
-    pytest.param(4, PUB("a/+"), R.TOPIC_NAME_INVALID, id="topic-plus"),
-    pytest.param(4, PUB("a/#", qos=1, mid=1), R.TOPIC_NAME_INVALID, id="topic-hash"),
-    pytest.param(5, PUB("#", proto_ver=5), R.TOPIC_NAME_INVALID, id="topic-hash-v5"),
-    pytest.param(4, PUB(""), R.TOPIC_NAME_INVALID, id="topic-empty"),
+    pytest.param(4, PUB("a/+"), R.PROTOCOL_ERROR, id="topic-plus"),
+    pytest.param(4, PUB("a/#", qos=1, mid=1), R.PROTOCOL_ERROR, id="topic-hash"),
+    pytest.param(5, PUB("#", proto_ver=5), R.PROTOCOL_ERROR, id="topic-hash-v5"),
+    pytest.param(4, PUB(""), R.PROTOCOL_ERROR, id="topic-empty"),
     pytest.param(5, PUB("", proto_ver=5), R.PROTOCOL_ERROR, id="topic-empty-no-alias-v5"),
-    pytest.param(4, C("c", will_topic="w/+"), R.TOPIC_NAME_INVALID, id="will-topic-wildcard"),
-    pytest.param(4, C("c", will_topic=""), R.TOPIC_NAME_INVALID, id="will-topic-empty"),
+    pytest.param(4, C("c", will_topic="w/+"), R.PROTOCOL_ERROR, id="will-topic-wildcard"),
+    pytest.param(4, C("c", will_topic=""), R.PROTOCOL_ERROR, id="will-topic-empty"),
     # packet identifiers
     pytest.param(4, PUB("a", qos=1, mid=0), R.PROTOCOL_ERROR, id="publish-mid-0"),
     pytest.param(5, PUB("a", qos=2, mid=0, proto_ver=5), R.PROTOCOL_ERROR, id="publish-mid-0-v5"),
@@ -479,11 +479,11 @@ MALFORMED = [
         id="will-property-not-allowed",
     ),
     # Mosquitto's TOPIC_HIERARCHY_LIMIT: 200 separators
-    pytest.param(4, PUB("a/" * 201, b"x"), R.TOPIC_NAME_INVALID, id="topic-201-separators"),
-    pytest.param(4, PUB("/" * 65535, b"x"), R.TOPIC_NAME_INVALID, id="topic-65535-separators"),
-    pytest.param(5, PUB("a/" * 201, b"x", proto_ver=5), R.TOPIC_NAME_INVALID,
+    pytest.param(4, PUB("a/" * 201, b"x"), R.PROTOCOL_ERROR, id="topic-201-separators"),
+    pytest.param(4, PUB("/" * 65535, b"x"), R.PROTOCOL_ERROR, id="topic-65535-separators"),
+    pytest.param(5, PUB("a/" * 201, b"x", proto_ver=5), R.PROTOCOL_ERROR,
                  id="topic-201-separators-v5"),
-    pytest.param(4, C("c", will_topic="/" * 201), R.TOPIC_NAME_INVALID, id="will-topic-201-separators"),
+    pytest.param(4, C("c", will_topic="/" * 201), R.PROTOCOL_ERROR, id="will-topic-201-separators"),
 ]
 
 
