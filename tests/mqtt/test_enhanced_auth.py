@@ -15,6 +15,7 @@ import pytest
 from scramp import ScramClient
 
 from gateway.config import Listener, parse
+from gateway.errors import ConfigError
 from twisted.internet.defer import Deferred
 
 from gateway.hub.api import Allowed, AuthContinue, Message
@@ -405,3 +406,14 @@ def test_a_method_refusing_or_failing(rounds, result, code):
     else:
         d.callback(result)
     assert client.take() == wire.connack(code, proto_ver=5) and client.closed
+
+
+def test_a_bad_scram_file_stops_loading_and_a_failed_reload_keeps_the_old_one(rig, scram_file, tmp_path):
+    scram_file.write_text(f"alice:{make_entry('secret')}\nbob:SCRAM-SHA-256$4096\n")
+    with pytest.raises(ConfigError) as e:
+        rig.reload()
+    assert str(e.value) == f"{scram_file}:2: expected SCRAM-SHA-256$ITERATIONS:SALT$STOREDKEY:SERVERKEY"
+    scram_login(rig, "bob", "hunter2")                       # the old entries still hold
+    with pytest.raises(ConfigError) as e:
+        load_security(parse(f"listener 1883\n\nscram_file {tmp_path / 'missing'}\n", "gw.conf"))
+    assert str(e.value).startswith("gw.conf:3: scram_file: cannot read SCRAM file")
