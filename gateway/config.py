@@ -59,6 +59,7 @@ class Listener:
     allow_anonymous: bool | None = None
     password_file: str | None = None
     acl_file: str | None = None
+    scram_file: str | None = None
     plugins: list[PluginSpec] = field(default_factory=list)
     allow_zero_length_clientid: bool | None = None
     auto_id_prefix: str | None = None
@@ -132,6 +133,7 @@ class Config:
     explicit_listeners: bool = False             # the file defined a listener, port or bind_address
     password_file: str | None = None
     acl_file: str | None = None
+    scram_file: str | None = None                # SCRAM-SHA-256 credentials (MQTT 5 AUTH)
     plugins: list[PluginSpec] = field(default_factory=list)
     lines: dict[str, tuple[str, int]] = field(default_factory=dict, compare=False, repr=False)
 
@@ -650,6 +652,7 @@ KEYS: dict[str, _Key] = {
     # authentication and ACL (gateway.hub.auth)
     "password_file": _Key(_text, _S, _Parser.store_once),
     "acl_file": _Key(_text, _S, _Parser.store_once),
+    "scram_file": _Key(_text, _S, _Parser.store_once),
     "plugin": _Key(_text, _S, _Parser.add_plugin),
     "plugin_opt_": _Key(_text, _S, _Parser.plugin_option),
     # TLS (gateway.tls)

@@ -101,8 +101,8 @@ def test_every_key_parsed():
         "qos1", "qos2", "con")
     assert cfg.explicit_listeners is True
     assert cfg.listeners == [
-        Listener(1885, "0.0.0.0", source=(path, 31)),
-        Listener(8883, "::1", "mqtt", 10, "ipv6", source=(path, 34),
+        Listener(1885, "0.0.0.0", source=(path, 32)),
+        Listener(8883, "::1", "mqtt", 10, "ipv6", source=(path, 35),
                  cafile="/etc/mqttgateway/ca.pem", capath="/etc/ssl/certs",
                  certfile="/etc/mqttgateway/server.pem", keyfile="/etc/mqttgateway/server.key",
                  crlfile="/etc/mqttgateway/ca.crl", ciphers="ECDHE+AESGCM",
@@ -110,9 +110,10 @@ def test_every_key_parsed():
                  use_identity_as_username=True, max_keepalive=30,
                  max_connection_rate=(5, 10.0), max_qos=1, max_topic_alias=4,
                  mount_point="site-a/", accept_protocol_versions=frozenset({4, 5})),
-        Listener(1886, None, "mqttsn", source=(path, 56), mqttsn_multicast=("225.1.1.1", 1883)),
+        Listener(1886, None, "mqttsn", source=(path, 57), mqttsn_multicast=("225.1.1.1", 1883)),
     ]
     assert (cfg.password_file, cfg.acl_file) == ("/etc/mqttgateway/passwd", "/etc/mqttgateway/acl")
+    assert cfg.scram_file == "/etc/mqttgateway/scram"
     assert [(p.path, p.options) for p in cfg.plugins] == [
         ("plugins.sql_auth", {"database": "/var/lib/mqttgateway/auth.db"})]
 

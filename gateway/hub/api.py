@@ -22,11 +22,15 @@ Values
     What a client asked for with one filter. ``$share/GROUP/FILTER`` filters are
     shared subscriptions for every protocol: one member of the group gets each message.
 
-``ClientInfo(client_id, protocol, peer, username, listener, certificate)``
+``ClientInfo(client_id, protocol, peer, username, listener, certificate, auth_method)``
     Who is connecting, as authentication and ACL see it.
 
 ``Allowed`` / ``Denied(reason, text)``
     Results of authentication, publish and subscribe checks; ``Reason`` is neutral.
+
+``AuthMethod``, ``AuthContinue``
+    An enhanced authentication method (challenge and response over several rounds);
+    ``hub.auth_methods`` holds those offered, by name.
 
 ``Endpoint`` (implemented by each channel)
     ``send_publish(message, qos, packet_id, dup, retain, sub_ids) -> bool``: write one
@@ -296,6 +300,7 @@ class ClientInfo:
 
     ``certificate`` is True when the username comes from a verified TLS client
     certificate (``use_identity_as_username``): it is then the credential itself.
+    ``auth_method`` names the enhanced authentication method the client logged in with.
     """
 
     client_id: str
@@ -304,13 +309,16 @@ class ClientInfo:
     username: str | None = None
     listener: Any = None
     certificate: bool = False
+    auth_method: str | None = None
 
 
 class AuthMethod(Protocol):
     """An enhanced (challenge/response) authentication method, such as SCRAM-SHA-256.
 
-    ``start`` sees the client's first data, ``step`` each later answer; each returns
-    ``AuthContinue``, ``Allowed`` or ``Denied`` (or a Deferred firing with one).
+    ``start`` sees the client's first data, ``step`` each later answer with the
+    ``state`` of the ``AuthContinue`` before it; each returns ``AuthContinue``,
+    ``Allowed`` or ``Denied`` (or a Deferred firing with one). ``start`` runs again
+    for a re-authentication; ``client.username`` is then the one established before.
     """
 
     name: str

@@ -20,6 +20,13 @@ Authentication follows Mosquitto 2.0's ``mosquitto_unpwd_check``:
 Failed logins are logged with the peer address, and an address that keeps failing
 is answered more and more slowly (``LoginThrottle``).
 
+Enhanced authentication (MQTT 5's AUTH exchange): each policy lists the methods it
+offers (``Policy.auth_methods``, built by the service layer: SCRAM from a
+``scram_file``, methods from plugins); ``install`` gives the hub one ``OfferedMethod``
+per name, which runs the method of the client's listener, so a listener whose scope
+lacks a method answers as for an unknown one. Failures count towards the same login
+throttle and are logged the same way.
+
 Authorization (``authorize(client, access, topic) -> bool``, synchronous because the
 hub calls it per delivered message): clients never publish to ``$SYS`` or ``$share``;
 then plugins (through their answer cache, see ``gateway.security.plugins``), then the ACL
@@ -34,10 +41,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet import task
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.logger import Logger
 
-from gateway.hub.api import ALLOWED, AuthResult, Denied, Reason, as_result
+from gateway.hub.api import ALLOWED, AuthContinue, AuthResult, Denied, Reason, as_result
 from gateway.logtext import clip
 
 FREE_FAILURES = 3          # failures from one address before answers slow down
@@ -131,13 +138,14 @@ class LoginThrottle:
 @dataclass
 class Policy:
     """The security settings of one scope (the whole broker, or one listener), as the
-    service layer built them: a password check, an ACL, plugins (duck-typed objects
-    from ``gateway.security``)."""
+    service layer built them: a password check, an ACL, plugins, enhanced
+    authentication methods by name (duck-typed objects from ``gateway.security``)."""
 
     allow_anonymous: bool
     passwords: Any = None
     acl: Any = None
     plugins: list[Any] = field(default_factory=list)
+    auth_methods: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.auth_plugins = [p for p in self.plugins if p.has_auth]
@@ -194,8 +202,10 @@ class Security:
         return any(p.restricts for p in self.policies())
 
     def install(self, hub: Any) -> None:
-        """Hand the hub the functions it calls; again after each reload."""
+        """Hand the hub the functions and methods it calls; again after each reload."""
         hub.set_security(self.authenticate, self.fast_authorizer(), self.restricts)
+        names = sorted({name for policy in self.policies() for name in policy.auth_methods})
+        hub.auth_methods = {name: OfferedMethod(self, name) for name in names}
         _installed[hub] = self
 
     def fast_authorizer(self) -> Any:
@@ -350,6 +360,8 @@ class Security:
             return False
         if client.certificate:
             return client.username is not None
+        if client.auth_method is not None:
+            return self._method_still_allows(client, old, policy)
         username = client.username
         if username is None:
             return policy.allow_anonymous
@@ -362,6 +374,22 @@ class Security:
         if not policy.passwords and not policy.auth_plugins:
             return policy.allow_anonymous
         return True
+
+    @staticmethod
+    def _method_still_allows(client: Any, old: Policy | None, policy: Policy) -> bool:
+        """A client of an enhanced method stays while its scope offers the method and,
+        for a method with stored entries (SCRAM), its entry is unchanged."""
+        name = client.auth_method
+        method = policy.auth_methods.get(name)
+        if method is None:
+            return False
+        if not hasattr(method, "entry_text"):
+            return True        # a plugin's method: nothing stored to compare
+        before = old.auth_methods.get(name) if old else None
+        if before is None or not hasattr(before, "entry_text"):
+            return False
+        entry = before.entry_text(client.username)
+        return entry is not None and entry == method.entry_text(client.username)
 
     def recheck(self, hub: Any, old_policies: dict[Any, Policy | None]) -> int:
         """Disconnect connected clients the reloaded rules no longer let in."""
@@ -390,6 +418,46 @@ class Security:
 
     def close(self) -> Deferred[Any]:
         return close_policies(self.policies())
+
+
+class OfferedMethod:
+    """An enhanced authentication method as the hub offers it (``hub.auth_methods``):
+    each exchange runs the method of the client's scope, found when it starts and kept
+    in the state until it ends, so a reload cannot switch methods midway."""
+
+    def __init__(self, security: Security, name: str) -> None:
+        self.security = security
+        self.name = name
+
+    def start(self, client: Any, data: bytes | None) -> Any:
+        policy = self.security.policy(client.listener)
+        method = policy.auth_methods.get(self.name) if policy is not None else None
+        if method is None:
+            return Denied(Reason.BAD_AUTHENTICATION_METHOD, f"{self.name} is not offered here")
+        host = peer_host(client.peer)
+        delay = self.security.throttle.delay(host)
+        if delay:
+            d = task.deferLater(self.security.clock, delay, maybeDeferred, method.start, client, data)
+        else:
+            d = maybeDeferred(method.start, client, data)
+        return d.addCallback(self._outcome, method, client)
+
+    def step(self, client: Any, state: Any, data: bytes | None) -> Any:
+        method, inner = state
+        return maybeDeferred(method.step, client, inner, data).addCallback(self._outcome, method, client)
+
+    def _outcome(self, result: Any, method: Any, client: Any) -> Any:
+        if isinstance(result, AuthContinue):
+            return AuthContinue(result.data, (method, result.state))
+        result = as_result(result)
+        if not result:
+            self.security.throttle.failed(peer_host(client.peer))
+            self.security.log.warn(
+                "{method} authentication failed for {client_id} from {peer}: {reason}",
+                method=self.name, client_id=clip(client.client_id), peer=client.peer,
+                reason=clip(result.text) or "refused",
+            )
+        return result
 
 
 _installed: weakref.WeakKeyDictionary[Any, Security] = weakref.WeakKeyDictionary()

@@ -55,8 +55,10 @@ QOS0_BACKLOG_LIMIT = 4 * 1024 * 1024
 DISCONNECT_LINGER = 2.0
 
 # Errors found in these packets are answered with a DISCONNECT carrying the reason
-# at level 5; in the others the connection just closes, as Mosquitto does.
-_DISCONNECT_AFTER = frozenset({PacketType.PUBLISH, PacketType.SUBSCRIBE, PacketType.UNSUBSCRIBE})
+# at level 5 (once connected); in the others the connection just closes, as Mosquitto
+# does.
+_DISCONNECT_AFTER = frozenset({PacketType.PUBLISH, PacketType.SUBSCRIBE, PacketType.UNSUBSCRIBE,
+                               PacketType.AUTH})
 
 _P = PropertyId
 _RC = ReasonCode
@@ -163,8 +165,9 @@ class MQTTChannel:
 
             self.handshake = Handshake(self, packet)
             self.handshake.begin()
-        elif state == AUTHENTICATING and type(packet) is Auth and self.handshake is not None:
-            self.handshake.auth_packet(packet)
+        elif state == AUTHENTICATING and self.handshake is not None and (
+                type(packet) is Auth or self.handshake.method is not None):
+            self.handshake.packet(packet)
         elif state == AUTHENTICATING or state == WAITING:
             self._pending.append(packet)
 

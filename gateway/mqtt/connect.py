@@ -15,14 +15,14 @@ from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from gateway.hub.api import WRITE, Allowed, AuthContinue, ClientInfo, Denied, Message, Reason
+from gateway.hub.api import WRITE, Allowed, AuthContinue, ClientInfo, Denied, Message, Reason, as_result
 from gateway.logtext import clip
 from gateway.hub.topics import TopicError, validate_topic_name
 from gateway.mqtt import codes
 from gateway.mqtt.aliases import InboundAliases, OutboundAliases
 from gateway.mqtt.codec import MQTTError, encode
-from gateway.mqtt.packets import Auth, ConnAck, Connect
-from gateway.mqtt.reasons import ConnAckCode, PropertyId, ReasonCode
+from gateway.mqtt.packets import Auth, ConnAck, Connect, Disconnect
+from gateway.mqtt.reasons import ConnAckCode, PacketType, PropertyId, ReasonCode
 from gateway.tls import certificate_username, uses_certificate_identity
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ class Handshake:
         self.will_expiry: int | None = None
         self.method: Any = None        # the enhanced authentication method, if any
         self.method_state: Any = None
+        self.awaiting = False          # an AUTH 0x18 went out; the client's answer is due
         self.assigned = False
         self.receive_maximum = 0
 
@@ -100,6 +101,9 @@ class Handshake:
 
         ch.state = AUTHENTICATING
         method_name = props.get(_P.AUTHENTICATION_METHOD) if level == 5 else None
+        if method_name is None and level == 5 and _P.AUTHENTICATION_DATA in props:
+            ch.protocol_error(MQTTError("Authentication Data without a method", _RC.PROTOCOL_ERROR))
+            return
         if method_name is not None:
             self.method = ch.hub.auth_methods.get(method_name)
             if self.method is None:
@@ -167,23 +171,40 @@ class Handshake:
 
         if self.ch.state != AUTHENTICATING or self.ch.handshake is not self:
             return
-        if isinstance(result, AuthContinue):
+        if isinstance(result, AuthContinue) and self.method is not None:
             self.method_state = result.state
+            self.awaiting = True
             self.ch._write(encode(Auth(_RC.CONTINUE_AUTHENTICATION, self._auth_props(result.data)), 5))
             return
+        if isinstance(result, AuthContinue):      # only a method may ask for another round
+            result = Denied(Reason.UNSPECIFIED, "authentication backend asked for another round")
+        result = as_result(result)
         if not result:
             self._refuse(result)
             return
         self._accept(result)
 
+    def packet(self, p: Any) -> None:
+        """A packet before CONNACK that is not queued: any AUTH, and everything from a
+        client using an enhanced method, which may send only AUTH and DISCONNECT until
+        CONNACK (MQTT-3.1.2-30)."""
+        if type(p) is Auth:
+            self.auth_packet(p)
+        elif type(p) is Disconnect:
+            self.ch._close()
+        else:
+            self.ch.protocol_error(MQTTError(f"{type(p).__name__} during enhanced authentication",
+                                             _RC.PROTOCOL_ERROR))
+
     def auth_packet(self, p: Auth) -> None:
         """The client's next step of an enhanced authentication."""
-        if self.method is None or self.method_state is None and p.reason_code != _RC.CONTINUE_AUTHENTICATION:
+        if self.method is None or not self.awaiting:
             self.ch.protocol_error(MQTTError("unexpected AUTH", _RC.PROTOCOL_ERROR))
             return
         if p.reason_code != _RC.CONTINUE_AUTHENTICATION or p.properties.get(_P.AUTHENTICATION_METHOD) != self.method.name:
             self.ch.protocol_error(MQTTError("AUTH with another method or reason", _RC.PROTOCOL_ERROR))
             return
+        self.awaiting = False
         self._run(self.method.step, self.ch.client, self.method_state, p.properties.get(_P.AUTHENTICATION_DATA))
 
     def _auth_props(self, data: bytes | None) -> dict[int, Any]:
@@ -208,7 +229,7 @@ class Handshake:
                 props[_P.REASON_STRING] = denied.text
             if denied.user_properties:
                 props[_P.USER_PROPERTY] = list(denied.user_properties)
-            ch._write(encode(ConnAck(codes.v5_code(denied.reason), False, props), 5))
+            ch._write(self._connack_v5(codes.v5_code(denied.reason), False, props))
         else:
             ch._write(encode(ConnAck(codes.connack_v3(denied.reason))))
         ch._close()
@@ -226,6 +247,8 @@ class Handshake:
         assert client is not None
         if result.username is not None:
             client.username = result.username
+        if self.method is not None:
+            client.auth_method = self.method.name
         will = self.will
         if will is not None and not ch.hub.authorize(client, WRITE, will.topic):
             self._refuse(Denied(Reason.NOT_AUTHORIZED, "will topic not authorized"))
@@ -240,7 +263,7 @@ class Handshake:
                                           self.will_expiry)
         if level == 5:
             session.receive_maximum = self.receive_maximum
-            ch._write(encode(ConnAck(0, present, self._connack_props(result)), 5))
+            ch._write(self._connack_v5(0, present, self._connack_props(result)))
         else:
             ch._write(encode(ConnAck(0, present and level == 4)))
         if ch.settings.verbose:
@@ -252,6 +275,16 @@ class Handshake:
         if self.method is not None:
             ch.auth_method = self.method
         ch.connected(session)
+
+    def _connack_v5(self, code: int, present: bool, props: dict[int, Any]) -> bytes:
+        """A level 5 CONNACK within the client's Maximum Packet Size: the Reason String
+        and User Properties go first when it would not be (MQTT-3.2.2-19, -20)."""
+        data = encode(ConnAck(code, present, props), 5)
+        limit = self.ch.max_out
+        if limit and len(data) > limit:
+            props = {k: v for k, v in props.items() if k not in (_P.REASON_STRING, _P.USER_PROPERTY)}
+            data = encode(ConnAck(code, present, props), 5)
+        return data
 
     def _connack_props(self, result: Allowed) -> dict[int, Any]:
         """What the server announces, in Mosquitto's order (only what differs from
@@ -283,7 +316,8 @@ class Handshake:
 
 
 class Reauthentication:
-    """AUTH 0x19 from a connected level 5 client: the CONNECT's method runs again."""
+    """AUTH 0x19 from a connected level 5 client: the CONNECT's method runs again while
+    the connection goes on. A failure ends the connection with DISCONNECT."""
 
     log = Logger()
 
@@ -291,22 +325,39 @@ class Reauthentication:
         self.ch = ch
         self.method = ch.auth_method
         self.method_state: Any = None
+        self.started = False           # AUTH 0x19 seen
+        self.awaiting = False          # an AUTH 0x18 went out; the client's answer is due
 
     def auth_packet(self, p: Auth) -> None:
         ch = self.ch
         name = p.properties.get(_P.AUTHENTICATION_METHOD)
         if self.method is None or name != self.method.name:
-            ch.protocol_error(MQTTError("re-authentication with another method", _RC.PROTOCOL_ERROR))
+            self._protocol_error("AUTH without the CONNECT's authentication method")
             return
         data = p.properties.get(_P.AUTHENTICATION_DATA)
-        if p.reason_code == _RC.RE_AUTHENTICATE and self.method_state is None:
+        if p.reason_code == _RC.RE_AUTHENTICATE and not self.started:
+            self.started = True
             d = maybeDeferred(self.method.start, ch.client, data)
-        elif p.reason_code == _RC.CONTINUE_AUTHENTICATION and self.method_state is not None:
+        elif p.reason_code == _RC.CONTINUE_AUTHENTICATION and self.awaiting:
+            self.awaiting = False
             d = maybeDeferred(self.method.step, ch.client, self.method_state, data)
         else:
-            ch.protocol_error(MQTTError("unexpected AUTH reason code", _RC.PROTOCOL_ERROR))
+            self._protocol_error(f"unexpected AUTH reason code {p.reason_code:#04x}")
             return
-        d.addCallbacks(self._answered, lambda f: self._answered(Denied(Reason.SERVER_UNAVAILABLE)))
+        d.addErrback(self._backend_failed)
+        d.addCallback(self._answered)
+        d.addErrback(self._internal_error)
+
+    def _protocol_error(self, why: str) -> None:
+        self.ch.protocol_error(MQTTError(why, _RC.PROTOCOL_ERROR), PacketType.AUTH)
+
+    def _backend_failed(self, failure: Failure) -> Denied:
+        self.log.failure("re-authentication backend failed", failure)
+        return Denied(Reason.SERVER_UNAVAILABLE)
+
+    def _internal_error(self, failure: Failure) -> None:
+        self.log.failure("internal error while re-authenticating {peer}", failure, peer=self.ch.peer)
+        self.ch._close()
 
     def _answered(self, result: Any) -> None:
         ch = self.ch
@@ -315,13 +366,18 @@ class Reauthentication:
         props: dict[int, Any] = {_P.AUTHENTICATION_METHOD: self.method.name}
         if isinstance(result, AuthContinue):
             self.method_state = result.state
+            self.awaiting = True
             if result.data:
                 props[_P.AUTHENTICATION_DATA] = result.data
             ch._write(encode(Auth(_RC.CONTINUE_AUTHENTICATION, props), 5))
             return
         ch.handshake = None
+        result = as_result(result)
+        if result and result.username is not None and result.username != ch.client.username:
+            result = Denied(Reason.NOT_AUTHORIZED, "re-authenticated as another user")
         if not result:
-            self.log.info("re-authentication of {client_id} failed", client_id=clip(ch.client.client_id))
+            self.log.info("re-authentication of {client_id} failed: {reason}",
+                          client_id=clip(ch.client.client_id), reason=clip(result.text) or result.reason.value)
             ch.send_disconnect(codes.v5_code(result.reason))
             ch._close()
             return

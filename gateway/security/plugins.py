@@ -11,11 +11,17 @@ with a factory::
 the prefix. The returned object may define any of these methods; a missing one means
 "no opinion" (the next backend decides):
 
-``authenticate(client, password) -> bool | None | Deferred[bool | None]``
+``authenticate(client, password) -> answer | Deferred[answer]``
     ``client`` is a ``gateway.hub.api.ClientInfo`` (client_id, protocol, peer,
-    username), ``password`` bytes or None. True lets the client in, False refuses it,
-    None defers to the next plugin, then to the password file, then to
-    ``allow_anonymous`` for clients without a username.
+    username), ``password`` bytes or None. True (or ``Allowed(user_properties=...)``)
+    lets the client in, False (or ``Denied(Reason.X, text, user_properties)``) refuses
+    it, None defers to the next plugin, then to the password file, then to
+    ``allow_anonymous`` for clients without a username. Each protocol turns the
+    ``Reason`` into its own code; MQTT 5 clients also get the text as Reason String and
+    the user properties.
+``auth_methods() -> list of gateway.hub.api.AuthMethod``
+    Enhanced authentication methods (MQTT 5 AUTH) this plugin offers, asked once at
+    load; a name may be offered by one backend of a scope only.
 ``acl_check(client, access, topic) -> bool | None | Deferred[bool | None]``
     ``access`` is ``"read"``, ``"write"`` or ``"subscribe"`` (then ``topic`` is a
     filter). None defers to the next plugin, then to the ACL file.
@@ -140,6 +146,24 @@ class LoadedPlugin:
 
     def authenticate(self, client: Any, password: bytes | None) -> Deferred[bool | None]:
         return _as_deferred(self.obj.authenticate, client, password)
+
+    def auth_methods(self) -> list[Any]:
+        """The plugin's enhanced authentication methods, checked for the interface;
+        ConfigError at the ``plugin`` line otherwise."""
+        offer = getattr(self.obj, "auth_methods", None)
+        if offer is None:
+            return []
+        path, line = self.spec.source
+        try:
+            methods = list(offer())
+        except Exception as e:  # a plugin may fail in any way; report it at its line
+            raise ConfigError(f"{self.spec.path}: auth_methods() failed: {e}", path, line, "plugin") from None
+        for method in methods:
+            if not (isinstance(getattr(method, "name", None), str) and callable(getattr(method, "start", None))
+                    and callable(getattr(method, "step", None))):
+                raise ConfigError(f"{self.spec.path}: auth_methods() must return objects with "
+                                  "name, start() and step()", path, line, "plugin")
+        return methods
 
     # -- ACL -------------------------------------------------------------------------
 

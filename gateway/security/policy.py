@@ -15,6 +15,7 @@ from gateway.hub.auth import Policies, Policy, Security, close_policies, listene
 from gateway.security.acl import AclFile
 from gateway.security.passwords import PasswordFile
 from gateway.security.plugins import LoadedPlugin, PluginSpec
+from gateway.security.scram import ScramFile, ScramMethod
 
 
 def _scope_settings(config: Config, listener: Listener | None) -> Any:
@@ -38,12 +39,34 @@ def build_policy(config: Config, listener: Listener | None, clock: Any) -> Polic
     scope = _scope_settings(config, listener)
     password_file = getattr(scope, "password_file", None)
     acl_file = getattr(scope, "acl_file", None)
+    scram_file = getattr(scope, "scram_file", None)
     specs: list[PluginSpec] = list(getattr(scope, "plugins", None) or [])
     passwords = _load_named(scope, "password_file", PasswordFile.load) if password_file else None
     acl = _load_named(scope, "acl_file", AclFile.load) if acl_file else None
-    plugins = [LoadedPlugin.load(spec, clock) for spec in specs]
+    methods: dict[str, Any] = {}
+    if scram_file:
+        methods[ScramMethod.name] = ScramMethod(_load_named(scope, "scram_file", ScramFile.load))
+    plugins: list[LoadedPlugin] = []
+    try:
+        for spec in specs:
+            plugins.append(LoadedPlugin.load(spec, clock))
+            _add_methods(methods, plugins[-1])
+    except Exception:
+        close_policies([Policy(False, plugins=plugins)])
+        raise
     probe = listener if listener is not None else Listener(0)
-    return Policy(anonymous_allowed(config, probe), passwords, acl, plugins)
+    return Policy(anonymous_allowed(config, probe), passwords, acl, plugins, methods)
+
+
+def _add_methods(methods: dict[str, Any], plugin: LoadedPlugin) -> None:
+    """A plugin's enhanced authentication methods; a name offered twice is an error at
+    the second one's ``plugin`` line."""
+    for method in plugin.auth_methods():
+        if method.name in methods:
+            path, line = plugin.spec.source
+            raise ConfigError(f"{plugin.spec.path}: authentication method {method.name!r} is already offered",
+                              path, line, "plugin")
+        methods[method.name] = method
 
 
 def build_policies(config: Config, clock: Any) -> Policies:

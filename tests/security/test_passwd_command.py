@@ -11,9 +11,11 @@ import time
 
 import pytest
 
-from gateway.security.passwords import PBKDF2, SHA512, PasswordFile
+from gateway.security.passwords import PBKDF2, SHA512, PasswordFile, make_hash
+from gateway.security.scram import ScramFile, ScramMethod, make_entry
 from tests.conftest import free_port, gateway_env
 from tests.security.helpers import WAIT
+from tests.security.test_scram import exchange
 
 
 def passwd(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -77,6 +79,91 @@ def test_bad_username_and_missing_file(tmp_path):
     assert "':' character" in passwd("-c", "-b", path, "a:b", "pw").stderr
     done = passwd("-b", path, "alice", "pw")
     assert done.returncode == 1 and "No such file" in done.stderr
+
+
+# -- -s: the SCRAM file next to the password file ------------------------------------
+
+
+def scram_logs_in(path, username: str, password: str) -> bool:
+    """A whole SCRAM exchange (scramp's client) against the file at ``path``."""
+    return bool(exchange(ScramMethod(ScramFile.load(str(path))), username, password))
+
+
+def test_scram_entries_follow_create_batch_and_delete(tmp_path):
+    pw, scram = str(tmp_path / "pw"), tmp_path / "scram"
+    assert passwd("-s", str(scram), "-c", "-b", pw, "alice", "secret").returncode == 0
+    assert stat.S_IMODE(os.stat(scram).st_mode) == 0o600
+    assert passwd("-s", str(scram), "-b", pw, "bob", "hunter2").returncode == 0
+    assert passwd("-b", pw, "carol", "pw").returncode == 0               # no -s: password file only
+    assert passwd("-s", str(scram), "-b", pw, "alice", "changed").returncode == 0
+    assert list(ScramFile.load(str(scram)).users) == ["alice", "bob"]
+    assert scram_logs_in(scram, "alice", "changed") and not scram_logs_in(scram, "alice", "secret")
+    assert scram_logs_in(scram, "bob", "hunter2")
+    assert PasswordFile.load(pw).check("alice", b"changed")
+    assert passwd("-s", str(scram), "-D", pw, "bob").returncode == 0
+    assert "bob" not in PasswordFile.load(pw).users and "bob" not in ScramFile.load(str(scram)).users
+    assert passwd("-s", str(scram), "-D", pw, "carol").returncode == 0   # only in the password file
+    missing = passwd("-s", str(scram), "-D", pw, "carol")
+    assert missing.returncode == 1 and "User carol not found" in missing.stderr
+
+
+def test_scram_file_is_created_beside_an_existing_password_file(tmp_path):
+    pw, scram = str(tmp_path / "pw"), tmp_path / "scram"
+    assert passwd("-c", "-b", pw, "alice", "secret").returncode == 0
+    done = passwd("-s", str(scram), pw, "bob", stdin="s3cret\ns3cret\n")
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(os.stat(scram).st_mode) == 0o600
+    assert list(PasswordFile.load(pw).users) == ["alice", "bob"]
+    assert scram_logs_in(scram, "bob", "s3cret")
+
+
+def test_create_starts_both_files_afresh(tmp_path):
+    pw, scram = str(tmp_path / "pw"), tmp_path / "scram"
+    assert passwd("-s", str(scram), "-c", "-b", pw, "alice", "secret").returncode == 0
+    assert passwd("-s", str(scram), "-c", "-b", pw, "bob", "pw").returncode == 0
+    assert list(ScramFile.load(str(scram)).users) == ["bob"]
+
+
+def test_scram_iterations_are_at_least_4096(tmp_path):
+    pw, scram = str(tmp_path / "pw"), str(tmp_path / "scram")
+    assert passwd("-s", scram, "-c", "-b", pw, "alice", "pw").returncode == 0
+    assert passwd("-s", scram, "-I", "5000", "-b", pw, "bob", "pw").returncode == 0
+    users = ScramFile.load(scram).users
+    assert (users["alice"].iterations, users["bob"].iterations) == (4096, 5000)
+    assert PasswordFile.load(pw).users["bob"].iterations == 5000
+
+
+def test_corrupt_scram_file_is_reported_before_the_prompt(tmp_path):
+    pw, scram = str(tmp_path / "pw"), tmp_path / "scram"
+    assert passwd("-c", "-b", pw, "alice", "secret").returncode == 0
+    scram.write_text("alice:$7$101$abc$def\n")
+    before = (tmp_path / "pw").read_text()
+    done = passwd("-s", str(scram), pw, "bob")            # no stdin: it must not prompt
+    assert done.returncode == 1 and "Corrupt SCRAM file at line 1." in done.stderr
+    assert (tmp_path / "pw").read_text() == before
+
+
+def test_update_writes_scram_entries_for_plain_text_passwords(tmp_path):
+    plain, scram = tmp_path / "pw", tmp_path / "scram"
+    plain.write_text(f"alice:secret\nbob:{make_hash(b'hunter2')}\ncarol:pw\n")
+    done = passwd("-s", str(scram), "-U", str(plain))
+    assert done.returncode == 0
+    assert "bob's password was already hashed" in done.stderr
+    assert list(ScramFile.load(str(scram)).users) == ["alice", "carol"]
+    assert scram_logs_in(scram, "alice", "secret") and scram_logs_in(scram, "carol", "pw")
+    assert PasswordFile.load(str(plain)).check("alice", b"secret")
+
+
+def test_update_refuses_a_scram_file(tmp_path):
+    path = tmp_path / "scram"
+    path.write_text(f"alice:{make_entry('pw')}\n")
+    done = passwd("-U", str(path))
+    assert done.returncode == 1 and "Line 1 is a SCRAM entry" in done.stderr
+
+
+def test_usage_mentions_the_scram_option():
+    done = passwd("-s")
+    assert done.returncode == 1 and "-s needs an argument" in done.stderr and " -s : " in done.stderr
 
 
 def test_file_from_mosquitto_passwd_is_edited_in_place(tmp_path):
