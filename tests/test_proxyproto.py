@@ -8,8 +8,11 @@ import struct
 
 import pytest
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 
-from gateway.proxyproto import V2_SIGNATURE, HeaderError, read_header
+from gateway.proxyproto import V2_SIGNATURE, HeaderError, ProxyHeaderFactory, read_header
 
 
 def v2(command: int = 1, family: int = 0x11, body: bytes | None = None) -> bytes:
@@ -99,3 +102,51 @@ def test_v2_cut_short_waits(cut):
 def test_v2_refuses(data):
     with pytest.raises(HeaderError):
         read_header(data, 2)
+
+
+# --- the wrapper, on an in-memory transport -------------------------------------------
+
+class Recorder(Protocol):
+    def connectionMade(self):
+        self.peer = self.transport.getPeer()
+        self.data = b""
+
+    def dataReceived(self, data):
+        self.data += data
+
+
+def wrapper(version: int = 1):
+    clock = Clock()
+    factory = ProxyHeaderFactory(Factory.forProtocol(Recorder), version, clock, 10.0)
+    proto = factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 5000))
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 5000))
+    proto.makeConnection(transport)
+    return clock, proto, transport
+
+
+def test_the_inner_protocol_is_built_for_the_proxied_address():
+    clock, proto, transport = wrapper()
+    proto.dataReceived(V1[:10])
+    assert proto.wrappedProtocol is None
+    proto.dataReceived(V1[10:] + b"mqtt")
+    inner = proto.wrappedProtocol
+    assert (inner.peer, inner.data) == (IPv4Address("TCP", "203.0.113.7", 40000), b"mqtt")
+    clock.advance(60)
+    assert not transport.disconnecting          # the deadline was for the header only
+
+
+def test_no_header_in_time_closes_the_connection():
+    clock, proto, transport = wrapper()
+    proto.dataReceived(b"PROXY TCP4")
+    clock.advance(9.9)
+    assert not transport.disconnecting
+    clock.advance(0.1)
+    assert transport.disconnecting and proto.wrappedProtocol is None
+
+
+def test_a_refused_inner_protocol_closes_the_connection():
+    # As MQTTFactory does at max_connections or max_connection_rate.
+    clock, proto, transport = wrapper()
+    proto.factory.wrappedFactory.buildProtocol = lambda addr: None
+    proto.dataReceived(V1)
+    assert transport.disconnecting and proto.wrappedProtocol is None

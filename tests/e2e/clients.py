@@ -147,9 +147,11 @@ class PahoClient:
         will: tuple[str, bytes, int, bool] | None = None,
         transport: str = "tcp",
         ca: str | None = None,
+        cert: tuple[str, str] | None = None,
     ) -> None:
         """``transport="websockets"`` speaks MQTT over WebSockets (path ``/mqtt``);
-        ``ca`` turns TLS on, trusting that CA."""
+        ``ca`` turns TLS on, trusting that CA; ``cert`` is a client certificate and
+        its key."""
         self.port = port
         self.keepalive = keepalive
         self.protocol = protocol
@@ -164,7 +166,8 @@ class PahoClient:
         if transport == "websockets":
             self.client.ws_set_options(path="/mqtt")
         if ca is not None:
-            self.client.tls_set(ca_certs=ca)
+            certfile, keyfile = cert or (None, None)
+            self.client.tls_set(ca_certs=ca, certfile=certfile, keyfile=keyfile)
         if will is not None:
             topic, payload, qos, retain = will
             self.client.will_set(topic, payload, qos, retain)
