@@ -25,6 +25,7 @@ from gateway.mqtt.transport import MQTTFactory, MQTTProtocol
 #: The Sec-WebSocket-Protocol names of MQTT (3.1.1 and 5, and 3.1).
 SUBPROTOCOLS = ("mqtt", "mqttv3.1")
 UNSUPPORTED_DATA = 1003      # close code for a text message
+log = Logger(namespace=__name__)
 
 
 class WebSocketLink:
@@ -123,7 +124,7 @@ class MQTTWebSocketProtocol(WebSocketServerProtocol):
         super().failHandshake(reason, code, responseHeaders)
 
     def _summarised(self, kind: str, fmt: str, reason: str) -> None:
-        summary = summary_for(self.factory.mqtt.clock, "refused WebSocket connections", self.factory.log)
+        summary = summary_for(self.factory.mqtt.clock, "refused WebSocket connections", log)
         summary.event(kind, self.peer_text.rpartition(":")[0], LogLevel.info, fmt,
                       peer=self.peer_text, reason=clip(reason))
 
@@ -163,7 +164,6 @@ class MQTTWebSocketFactory(WebSocketServerFactory):
     (which enforces ``max_connections`` and ``max_connection_rate``)."""
 
     protocol = MQTTWebSocketProtocol
-    log = Logger()
     noisy = False
 
     def __init__(
