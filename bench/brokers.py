@@ -4,6 +4,8 @@ Both brokers get the same generated Mosquitto-syntax config file::
 
     listener PORT 127.0.0.1
     allow_anonymous true
+    listener WS_PORT 127.0.0.1
+    protocol websockets
 
 plus ``max_inflight_messages 20`` (Mosquitto's default, written out so both
 brokers are told the same thing).  Every broker runs with RLIMIT_NOFILE
@@ -34,6 +36,8 @@ CONFIG = """\
 listener {port} {host}
 allow_anonymous true
 max_inflight_messages 20
+listener {ws_port} {host}
+protocol websockets
 """
 
 
@@ -135,11 +139,14 @@ class Server:
 
 
 class Broker(Server):
-    """A broker from ``start``, serving MQTT on ``port``."""
+    """A broker from ``start``, serving MQTT on ``port`` and MQTT over WebSockets on
+    ``ws_port``."""
 
-    def __init__(self, name: str, port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    def __init__(self, name: str, port: int, proc: subprocess.Popen[bytes], log: Path,
+                 ws_port: int = 0) -> None:
         super().__init__(name, proc, log)
         self.port = port
+        self.ws_port = ws_port
 
 
 def wait_port(proc: subprocess.Popen[bytes], port: int, timeout: float = 10.0) -> None:
@@ -158,12 +165,13 @@ def wait_port(proc: subprocess.Popen[bytes], port: int, timeout: float = 10.0) -
 
 def start(name: str, workdir: Path) -> Broker:
     """Start ``name`` on a free port; raise BrokerError with the log tail."""
-    port = free_port()
+    port, ws_port = free_port(), free_port()
     conf = workdir / f"{name}-{port}.conf"
-    conf.write_text(CONFIG.format(port=port, host=HOST))
+    conf.write_text(CONFIG.format(port=port, ws_port=ws_port, host=HOST))
     log = workdir / f"{name}-{port}.log"
-    broker = Broker(name, port, spawn(name, conf, log), log)
+    broker = Broker(name, port, spawn(name, conf, log), log, ws_port)
     broker.wait_port(port)
+    broker.wait_port(ws_port)
     return broker
 
 

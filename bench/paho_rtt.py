@@ -9,6 +9,7 @@ what a request/response application on one connection sees.  Unlike the raw
 ``qos1`` scenario, nothing is tuned on the client side: a broker that leaves the
 ACK of the client's last packet (its PUBACK or PUBCOMP for the delivery) to the
 kernel's delayed-ACK timer makes paho's next PUBLISH wait for it (40 ms on Linux).
+``ws-rtt`` (``bench/run.py``) is the same over WebSockets (paho's websocket transport).
 
 Each level runs ``count`` round trips after ``WARMUP`` unmeasured ones, or stops
 after ``seconds``, whichever comes first.  A message that does not come back
@@ -28,7 +29,7 @@ TIMEOUT = 10.0  # seconds for a SUBACK or a round trip; only to avoid hangs
 
 
 def roundtrips(host: str, port: int, qos: int, count: int, seconds: float,
-               payload_len: int) -> list[float]:
+               payload_len: int, transport: str = "tcp") -> list[float]:
     """Round-trip times in seconds at ``qos``, one message at a time."""
     import paho.mqtt.client as mqtt
 
@@ -45,7 +46,9 @@ def roundtrips(host: str, port: int, qos: int, count: int, seconds: float,
             wrong.append(msg.payload[:8])
 
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-rtt-{qos}",
-                         protocol=mqtt.MQTTv311)
+                         protocol=mqtt.MQTTv311, transport=transport)
+    if transport == "websockets":
+        client.ws_set_options(path="/mqtt")
     client.on_message = on_message
     client.on_subscribe = lambda *_: subscribed.set()
     client.connect(host, port, keepalive=60)
@@ -80,11 +83,11 @@ def roundtrips(host: str, port: int, qos: int, count: int, seconds: float,
 
 
 def worker(host: str, port: int, count: int, seconds: float, payload_len: int,
-           barrier: Any, results: Any) -> None:
+           barrier: Any, results: Any, transport: str = "tcp") -> None:
     """Forked generator process: every level in turn, latencies to ``results``."""
     try:
         barrier.wait()
-        out = {qos: roundtrips(host, port, qos, count, seconds, payload_len)
+        out = {qos: roundtrips(host, port, qos, count, seconds, payload_len, transport)
                for qos in LEVELS}
     except Exception as exc:  # noqa: BLE001 - reported to the parent
         barrier.abort()

@@ -57,7 +57,7 @@ HOST = brokers.HOST
 SATURATED = 90.0  # % of one core: a generator process this busy is flagged
 NOISY = 25.0      # % of one core used by unrelated processes: flagged
 CORES = psutil.cpu_count() or 1
-SCENARIOS = ("fanin", "fanout", "qos1", "paho-rtt", "idle")
+SCENARIOS = ("fanin", "fanout", "qos1", "paho-rtt", "ws-rtt", "idle")
 CTX = mp.get_context("fork")
 
 
@@ -305,10 +305,12 @@ def qos1(broker: brokers.Broker, args: argparse.Namespace) -> list[Metric]:
     return metrics
 
 
-def paho_roundtrip(broker: brokers.Broker, args: argparse.Namespace) -> list[Metric]:
+def paho_roundtrip(broker: brokers.Broker, args: argparse.Namespace,
+                   transport: str = "tcp") -> list[Metric]:
     pool = Pool(1)
-    pool.spawn(paho_rtt.worker, HOST, broker.port, args.rtt_count, args.duration,
-               args.payload, pool.barrier, pool.results)
+    port = broker.ws_port if transport == "websockets" else broker.port
+    pool.spawn(paho_rtt.worker, HOST, port, args.rtt_count, args.duration,
+               args.payload, pool.barrier, pool.results, transport)
     pool.ready()
     try:
         results = pool.drain(len(paho_rtt.LEVELS) * (args.duration + 2 * paho_rtt.TIMEOUT))
@@ -369,7 +371,8 @@ def idle(broker: brokers.Broker, args: argparse.Namespace) -> list[Metric]:
 
 
 RUNNERS: dict[str, Callable[[brokers.Broker, argparse.Namespace], list[Metric]]] = {
-    "fanin": fanin, "fanout": fanout, "qos1": qos1, "paho-rtt": paho_roundtrip, "idle": idle}
+    "fanin": fanin, "fanout": fanout, "qos1": qos1, "paho-rtt": paho_roundtrip,
+    "ws-rtt": lambda broker, args: paho_roundtrip(broker, args, "websockets"), "idle": idle}
 
 
 def table(results: dict[str, dict[str, list[Metric] | str]], names: list[str]) -> str:

@@ -33,7 +33,7 @@ __all__ = [
 
 DEFAULT_PORT = 1883
 LOCAL_ONLY_ADDRESS = "127.0.0.1"
-PROTOCOLS = frozenset({"mqtt", "coap", "mqttsn"})   # "websockets" joins later
+PROTOCOLS = frozenset({"mqtt", "websockets", "coap", "mqttsn"})
 COAP_PORT = 5683                            # the usual port of a "protocol coap" listener
 COAP_QOS_CHOICES = frozenset({"qos0", "qos1", "qos2", "coap"})   # as EMQX: coap = CON 1, NON 0
 COAP_NOTIFY_TYPES = frozenset({"non", "con", "qos"})
@@ -45,6 +45,7 @@ ALL_LOG_TYPES = ("debug", "error", "warning", "notice", "information",
 DEFAULT_LOG_TYPES = ("error", "warning", "notice", "information")
 LOG_DESTS = frozenset({"stderr", "stdout", "syslog", "topic", "dlt"})  # plus "file PATH", "none"
 MAX_PAYLOAD = 268435455                     # largest MQTT remaining length
+WEBSOCKETS_HEADERS_SIZE = 4096            # Mosquitto 2.1's default; 0 in the file means it
 DURATION_UNITS = {"h": 3600, "d": 86400, "w": 7 * 86400, "m": 30 * 86400, "y": 365 * 86400}
 
 @dataclass
@@ -81,6 +82,8 @@ class Listener:
     max_topic_alias: int = 10                    # MQTT 5 topic aliases a client may define
     mount_point: str = ""                        # prefix of this listener's clients' topics
     accept_protocol_versions: frozenset[int] = frozenset({3, 4, 5})
+    websockets_origin: list[str] = field(default_factory=list)   # Origin values allowed; [] any
+    enable_proxy_protocol: int = 0               # PROXY protocol version expected; 0 none
     lines: dict[str, tuple[str, int]] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -112,6 +115,8 @@ class Config:
     check_retain_source: bool = False
     persistent_client_expiration: int | None = None   # seconds; None = never
     set_tcp_nodelay: bool = False
+    websockets_headers_size: int = WEBSOCKETS_HEADERS_SIZE   # bytes of HTTP request headers
+    websockets_log_level: int = 0                # libwebsockets' bit mask: accepted, no effect
     per_listener_settings: bool = False
     # CoAP listeners (gateway.coap); the names follow EMQX's CoAP gateway where it has one.
     coap_max_requests_per_second: int = 1000     # per source address; 0 = unlimited
@@ -326,6 +331,14 @@ def _mqttsn_multicast(args: str) -> tuple[str, int]:
     return str(group), _to_int(words[1], 1, 65535)
 
 
+def _headers_size(args: str) -> int:
+    return _to_int(_word(args), 0, 65535) or WEBSOCKETS_HEADERS_SIZE
+
+
+def _add_origin(parser: _Parser, line: _Line, value: object, scope: Scope) -> None:
+    parser.target(line, scope).websockets_origin.append(value)  # type: ignore[union-attr]
+
+
 def _add_mqttsn_predefined(parser: _Parser, line: _Line, value: object, scope: Scope) -> None:
     topic_id, topic = value  # type: ignore[misc]
     table = parser.config.mqttsn_predefined_topics
@@ -377,6 +390,9 @@ class _Line(NamedTuple):
 
 
 _LISTENER_FIELDS = frozenset(f.name for f in fields(Listener))
+# Listener keys that only some protocols have.
+_ONLY_FOR = {"mqttsn_multicast": ("mqttsn",), "websockets_origin": ("websockets",),
+             "enable_proxy_protocol": ("mqtt", "websockets")}
 
 
 def _mosquitto_order(name: str) -> list[tuple[str, str]]:
@@ -443,9 +459,11 @@ class _Parser:
                 raise line.error(f"duplicate listener on {on}{listener.port} "
                                  f"(first defined at {where.path}:{where.number})")
         for listener, _ in self.created:
-            if listener.mqttsn_multicast and listener.protocol != "mqttsn":
-                path, number = listener.lines["mqttsn_multicast"]
-                raise ConfigError("only for a protocol mqttsn listener", path, number, "mqttsn_multicast")
+            for key, protocols in _ONLY_FOR.items():
+                if key in listener.lines and listener.protocol not in protocols:
+                    path, number = listener.lines[key]
+                    raise ConfigError(f"only for a protocol {' or '.join(protocols)} listener",
+                                      path, number, key)
         config.listeners = [listener for listener, _ in self.created]
         if not config.listeners:
             config.listeners = default_config().listeners
@@ -604,6 +622,11 @@ KEYS: dict[str, _Key] = {
     "protocol": _Key(_choice(PROTOCOLS, "unsupported protocol {!r}"), _L),
     "max_connections": _Key(_integer(-1), _L),
     "socket_domain": _Key(_choice(SOCKET_DOMAINS, "expected ipv4 or ipv6, got {!r}"), _L),
+    "enable_proxy_protocol": _Key(_integer(1, 2), _L),
+    # MQTT over WebSockets (gateway.mqtt.websocket)
+    "websockets_origin": _Key(_word, _L, _add_origin),
+    "websockets_headers_size": _Key(_headers_size, _G),
+    "websockets_log_level": _Key(_integer(0), _G),
     # security
     "per_listener_settings": _Key(_boolean, _G, _Parser.set_per_listener_settings),
     "allow_anonymous": _Key(_boolean, _S),

@@ -42,16 +42,21 @@ class ListenerContext:
 
 
 class TCPHandle:
-    """A listening port plus the live connections of its factory."""
+    """A listening port plus the live connections of its factory (and those still
+    waiting for their PROXY header, if the listener expects one)."""
 
-    def __init__(self, port: Any, factory: MQTTFactory, reactor: Any) -> None:
+    def __init__(self, port: Any, factory: MQTTFactory, reactor: Any, proxy: Any = None) -> None:
         self.port = port
         self.factory = factory
         self.reactor = reactor
+        self.proxy = proxy
 
     def close(self, timeout: float = 5.0) -> defer.Deferred[None]:
         factory = self.factory
         stopped = defer.maybeDeferred(self.port.stopListening)
+        for wrapper in list(self.proxy.protocols if self.proxy is not None else ()):
+            if wrapper.wrappedProtocol is None:
+                wrapper.loseConnection()
         for proto in list(factory.protocols):
             channel = getattr(proto, "channel", None)
             if channel is not None:
@@ -71,26 +76,53 @@ class TCPHandle:
         return defer.ensureDeferred(wait())
 
 
-def start_mqtt(ctx: ListenerContext, listener: Listener) -> TCPHandle:
-    """MQTT over TCP, or over TLS when the listener has certfile/keyfile."""
-    from gateway.hub.auth import listener_key
+def _mqtt_factory(ctx: ListenerContext, listener: Listener) -> MQTTFactory:
+    """The MQTT connections of one listener, with its limits (any transport)."""
     from gateway.ratelimit import RateLimitedMQTTFactory
 
     settings = ctx.settings_for(listener) if ctx.settings_for else ctx.mqtt_settings
     args = (ctx.hub, settings, ctx.reactor, listener, listener.max_connections,
             ctx.config.set_tcp_nodelay)
     rate = getattr(listener, "max_connection_rate", None)
-    factory = RateLimitedMQTTFactory(*args, rate=rate) if rate else MQTTFactory(*args)
+    return RateLimitedMQTTFactory(*args, rate=rate) if rate else MQTTFactory(*args)
+
+
+def _listen(ctx: ListenerContext, listener: Listener, factory: Any, mqtt: MQTTFactory) -> TCPHandle:
+    """Open a stream listener: TLS when it has certfile/keyfile, the PROXY header first
+    when it has ``enable_proxy_protocol`` (then TLS, if any, follows the header)."""
+    from gateway.hub.auth import listener_key
+
     tls = ctx.tls.get(listener_key(listener))
-    if tls is not None:
-        port = ctx.reactor.listenSSL(
-            listener.port, factory, tls, backlog=LISTEN_BACKLOG, interface=interface(listener)
-        )
+    where = dict(backlog=LISTEN_BACKLOG, interface=interface(listener))
+    proxy = None
+    if listener.enable_proxy_protocol:
+        from gateway.proxyproto import ProxyHeaderFactory
+
+        proxy = ProxyHeaderFactory(factory, listener.enable_proxy_protocol, ctx.reactor,
+                                   mqtt.settings.connect_timeout, tls)
+        port = ctx.reactor.listenTCP(listener.port, proxy, **where)
+    elif tls is not None:
+        port = ctx.reactor.listenSSL(listener.port, factory, tls, **where)
     else:
-        port = ctx.reactor.listenTCP(
-            listener.port, factory, backlog=LISTEN_BACKLOG, interface=interface(listener)
-        )
-    return TCPHandle(port, factory, ctx.reactor)
+        port = ctx.reactor.listenTCP(listener.port, factory, **where)
+    return TCPHandle(port, mqtt, ctx.reactor, proxy)
+
+
+def start_mqtt(ctx: ListenerContext, listener: Listener) -> TCPHandle:
+    """MQTT over TCP, or over TLS when the listener has certfile/keyfile."""
+    factory = _mqtt_factory(ctx, listener)
+    return _listen(ctx, listener, factory, factory)
+
+
+def start_websockets(ctx: ListenerContext, listener: Listener) -> TCPHandle:
+    """MQTT over WebSockets (ws://, or wss:// with certfile/keyfile)."""
+    from gateway.mqtt.websocket import MQTTWebSocketFactory
+
+    mqtt = _mqtt_factory(ctx, listener)
+    ws = MQTTWebSocketFactory(mqtt, ctx.reactor, listener.websockets_origin,
+                              ctx.config.websockets_headers_size, ctx.config.set_tcp_nodelay,
+                              mqtt.settings.connect_timeout)
+    return _listen(ctx, listener, ws, mqtt)
 
 
 def start_mqttsn(ctx: ListenerContext, listener: Listener) -> ListenerHandle:
@@ -109,6 +141,7 @@ def start_coap(ctx: ListenerContext, listener: Listener) -> ListenerHandle:
 
 STARTERS: dict[str, Callable[[ListenerContext, Listener], ListenerHandle]] = {
     "mqtt": start_mqtt,
+    "websockets": start_websockets,
     "coap": start_coap,
     "mqttsn": start_mqttsn,
 }

@@ -13,10 +13,11 @@ from __future__ import annotations
 import atexit
 import os
 import sys
+import syslog
 import threading
 import time
 import weakref
-from typing import IO
+from typing import IO, Callable
 
 from twisted.logger import (
     FilteringLogObserver,
@@ -24,6 +25,7 @@ from twisted.logger import (
     Logger,
     LogLevel,
     LogLevelFilterPredicate,
+    eventAsText,
     textFileLogObserver,
 )
 
@@ -127,6 +129,58 @@ class Writer:
         self._queued = sum(map(len, self._lines))
 
 
+class SyslogWriter(Writer):
+    """syslog(3) as Mosquitto uses it (ident ``mqttgateway``, facility daemon), called
+    from the writer thread: a stalled syslog daemon must not stall the reactor."""
+
+    def __init__(self, send: Callable[[int, str], None] | None = None) -> None:
+        super().__init__(-1)
+        self.send = send or self._syslog
+        self._opened = False
+
+    def _syslog(self, priority: int, text: str) -> None:
+        if not self._opened:
+            syslog.openlog("mqttgateway", syslog.LOG_PID, syslog.LOG_DAEMON)
+            self._opened = True
+        syslog.syslog(priority, text)
+
+    def _write_all(self, data: bytes) -> None:
+        for record in data.split(b"\x1e"):
+            if record:
+                priority, _, text = record.partition(b" ")
+                self.send(int(priority), text.decode("utf-8", "replace"))
+
+
+SYSLOG_PRIORITY = {LogLevel.critical: syslog.LOG_CRIT, LogLevel.error: syslog.LOG_ERR,
+                   LogLevel.warn: syslog.LOG_WARNING, LogLevel.info: syslog.LOG_INFO,
+                   LogLevel.debug: syslog.LOG_DEBUG}
+#: Mosquitto's ``$SYS/broker/log/`` topics by level; debug lines are not published.
+LOG_TOPICS = {LogLevel.critical: "E", LogLevel.error: "E", LogLevel.warn: "W", LogLevel.info: "I"}
+
+
+def syslog_observer(writer: Writer) -> ILogObserver:
+    def observe(event: dict) -> None:
+        priority = SYSLOG_PRIORITY.get(event.get("log_level", LogLevel.info), syslog.LOG_INFO)
+        text = eventAsText(event, includeTimestamp=False).rstrip("\n")
+        writer.write(f"{priority} {text}\x1e")
+    return observe  # type: ignore[return-value]
+
+
+def topic_observer(publish: Callable[[str, bytes], None]) -> ILogObserver:
+    """Each line at information level or above as a message on ``$SYS/broker/log/X``,
+    as Mosquitto's ``log_dest topic``. Published on a later reactor turn: an event may
+    come from another thread, or from inside a delivery."""
+    from twisted.internet import reactor
+
+    def observe(event: dict) -> None:
+        letter = LOG_TOPICS.get(event.get("log_level"))  # type: ignore[arg-type]
+        if letter is not None:
+            text = eventAsText(event, includeTimestamp=False, includeSystem=False).rstrip("\n")
+            line = f"{int(time.time())}: {text}"
+            reactor.callFromThread(publish, f"$SYS/broker/log/{letter}", line.encode())
+    return observe  # type: ignore[return-value]
+
+
 def drain_all(timeout: float = EXIT_FLUSH) -> None:
     """Give every destination up to ``timeout`` seconds in all to write its queue."""
     deadline = time.monotonic() + timeout
@@ -183,11 +237,21 @@ def _stream(dest: str, config: Config) -> IO[str] | Writer | None:
     return None
 
 
-def make_observer(config: Config, verbose: bool) -> ILogObserver:
+def make_observer(
+    config: Config, verbose: bool, publish: Callable[[str, bytes], None] | None = None
+) -> ILogObserver:
     """One observer writing to every configured destination at the configured level;
-    ``ConfigError`` when a log file cannot be opened."""
+    ``ConfigError`` when a log file cannot be opened. ``publish(topic, payload)``
+    serves ``log_dest topic``."""
     streams = [_stream(dest, config) for dest in config.log_dest]
     observers = [textFileLogObserver(stream) for stream in streams if stream is not None]  # type: ignore[arg-type]
+    if "syslog" in config.log_dest:
+        observers.append(syslog_observer(SyslogWriter()))
+    if "topic" in config.log_dest and publish is not None:
+        observers.append(topic_observer(publish))
+    if "dlt" in config.log_dest:
+        log.warn("log_dest dlt: there is no DLT (automotive Diagnostic Log and Trace) "
+                 "output; the destination is ignored")
 
     def fan_out(event: dict) -> None:
         for observer in observers:

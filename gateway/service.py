@@ -17,6 +17,7 @@ from twisted.python import usage
 from gateway import __version__
 from gateway.config import Config, Listener, default_config, load
 from gateway.errors import ConfigError, StartupFailed
+from gateway.hub.api import Message
 from gateway.hub.auth import close_policies, listener_key
 from gateway.hub.hub import Hub, HubSettings
 from gateway.hub.sessions import Limits
@@ -189,11 +190,15 @@ class GatewayService(service.MultiService):
         """twistd hands us its Application first: log where the config says, by default stderr."""
         if hasattr(parent, "setComponent") and wants_own_observer(self.config):
             try:
-                observer = make_observer(self.config, self.verbose)
+                observer = make_observer(self.config, self.verbose, self._publish_log)
             except ConfigError as e:
                 raise SystemExit(f"mqttgateway: {e}") from None
             parent.setComponent(ILogObserver, observer)
         super().setServiceParent(parent)
+
+    def _publish_log(self, topic: str, payload: bytes) -> None:
+        """``log_dest topic``: QoS 2, not retained, as Mosquitto publishes its log."""
+        self.hub.publish(Message(topic, payload, 2))
 
     def privilegedStartService(self) -> None:
         """Before twistd drops privileges (--uid): the reactor check, the pid file, the ports."""

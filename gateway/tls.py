@@ -71,8 +71,8 @@ def check_settings(listener: Any) -> None:
             if getattr(listener, key, None) not in (None, False):
                 raise _error(listener, key, "needs certfile and keyfile on the same listener")
         return
-    if getattr(listener, "protocol", "mqtt") != "mqtt":
-        raise _error(listener, "certfile", "TLS is for protocol mqtt listeners only")
+    if getattr(listener, "protocol", "mqtt") not in ("mqtt", "websockets"):
+        raise _error(listener, "certfile", "TLS is for protocol mqtt and websockets listeners only")
     if not listener.certfile:
         raise _error(listener, "keyfile", "keyfile without certfile")
     if not listener.keyfile:

@@ -17,7 +17,6 @@ _PSK = ("TLS-PSK is not implemented; give devices client certificates instead "
 _ENGINE = "OpenSSL engines (hardware keys) are not available; use a PEM key file (keyfile)"
 _PERSISTENCE = ("retained messages and persistent sessions live in memory and are lost at "
                 "restart; drop the line")
-_WEBSOCKETS = "WebSockets are not implemented yet; drop the line"
 _TIMESTAMP = "each log line starts with an ISO 8601 timestamp; drop the line"
 _BRIDGE = ("bridges are not implemented; drop the bridge section and bridge from the other "
            "broker instead, with a connection whose address is this gateway (try_private false)")
@@ -49,9 +48,8 @@ NOT_SUPPORTED: dict[str, str] = {
     "autosave_on_changes": _PERSISTENCE,
     # listeners
     "bind_interface": "bind to the interface's address instead: listener PORT ADDRESS",
-    "http_dir": _WEBSOCKETS,
-    "websockets_log_level": _WEBSOCKETS,
-    "websockets_headers_size": _WEBSOCKETS,
+    "http_dir": ("websockets listeners serve MQTT only (Mosquitto 2.1's built-in WebSockets "
+                 "have no http_dir either); drop the line and serve the files with a web server"),
     # logging
     "log_facility": ("the syslog facility is not configurable; drop the line (under systemd, "
                      "the journal takes the log from stderr)"),

@@ -111,7 +111,11 @@ def test_every_key_parsed():
                  max_connection_rate=(5, 10.0), max_qos=1, max_topic_alias=4,
                  mount_point="site-a/", accept_protocol_versions=frozenset({4, 5})),
         Listener(1886, None, "mqttsn", source=(path, 57), mqttsn_multicast=("225.1.1.1", 1883)),
+        Listener(8080, "127.0.0.1", "websockets", source=(path, 88),
+                 websockets_origin=["https://app.example", "http://localhost:3000"],
+                 enable_proxy_protocol=2),
     ]
+    assert (cfg.websockets_headers_size, cfg.websockets_log_level) == (8192, 255)
     assert (cfg.password_file, cfg.acl_file) == ("/etc/mqttgateway/passwd", "/etc/mqttgateway/acl")
     assert cfg.scram_file == "/etc/mqttgateway/scram"
     assert [(p.path, p.options) for p in cfg.plugins] == [

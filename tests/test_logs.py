@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import syslog
 import threading
 
 import pytest
@@ -11,7 +12,7 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import Logger, LogLevel, formatEvent
 
 from gateway.config import parse
-from gateway.logs import Writer, drain_all, make_observer
+from gateway.logs import SyslogWriter, Writer, drain_all, make_observer, syslog_observer
 from gateway.logtext import CLIP, Summary, clip
 
 HANG = 30.0  # seconds; only turns a hang into a failure
@@ -100,6 +101,20 @@ def test_file_destination_goes_through_a_writer(tmp_path):
     log.info("hello {who}", who=clip("a\nb"))
     drain_all(HANG)
     assert path.read_text().endswith("[test#info] hello a\\nb\n")
+
+
+def test_syslog_lines_keep_their_level():
+    # The syslog(3) call itself is replaced: this machine has no syslog daemon.
+    sent = []
+    writer = SyslogWriter(send=lambda priority, text: sent.append((priority, text)))
+    log = Logger(namespace="test", observer=syslog_observer(writer))
+    log.info("connected {who}", who="a")
+    log.warn("two\nlines")
+    log.error("bad")
+    assert writer.drain(HANG)
+    assert sent == [(syslog.LOG_INFO, "[test#info] connected a"),
+                    (syslog.LOG_WARNING, "[test#warn] two\nlines"),
+                    (syslog.LOG_ERR, "[test#error] bad")]
 
 
 def test_summary_logs_a_burst_then_one_line_per_interval():

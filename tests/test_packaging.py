@@ -85,3 +85,13 @@ def test_editable_install_is_a_twistd_plugin_from_any_directory(tmp_path):
     assert "-c, --config=" in done.stdout
     where = run([str(python), "-c", "import gateway; print(gateway.__file__)"], elsewhere)
     assert where.stdout.strip() == str(checkout / "gateway" / "__init__.py")
+
+
+def test_ci_runs_the_readme_test_command():
+    """``.ci/run`` runs README.rst's "Run the tests" command verbatim, so what a fresh
+    machine needs for the tests is installed by one command, stated once."""
+    readme = (REPO / "README.rst").read_text(encoding="utf-8")
+    section = readme[readme.index("\nRun the tests\n"):]
+    command = next(line.strip() for line in section.splitlines() if line.startswith("    apt-get"))
+    script = (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert command in [line.strip() for line in script]

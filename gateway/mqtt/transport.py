@@ -82,11 +82,13 @@ class MQTTProtocol(Protocol):
         self.authenticated = False
         self.channel = MQTTChannel(f.hub, settings, self.transport, f.clock, address, f.listener)
         transport = self.transport
-        if hasattr(transport, "SEND_LIMIT"):
-            transport.SEND_LIMIT = SEND_LIMIT
         transport.registerProducer(self.channel, True)  # type: ignore[union-attr]
-        if TCP_QUICKACK is not None:
-            self.tcp_conn = tcp_connection(transport)
+        # The TCP connection itself, under TLS, PROXY or WebSocket wrappers if any.
+        conn = tcp_connection(transport)
+        if conn is not None:
+            conn.SEND_LIMIT = SEND_LIMIT
+            if TCP_QUICKACK is not None:
+                self.tcp_conn = conn
 
     def dataReceived(self, data: bytes) -> None:
         channel = self.channel

@@ -145,7 +145,13 @@ class PahoClient:
         clean_session: bool = True,
         keepalive: int = 60,
         will: tuple[str, bytes, int, bool] | None = None,
+        transport: str = "tcp",
+        ca: str | None = None,
+        cert: tuple[str, str] | None = None,
     ) -> None:
+        """``transport="websockets"`` speaks MQTT over WebSockets (path ``/mqtt``);
+        ``ca`` turns TLS on, trusting that CA; ``cert`` is a client certificate and
+        its key."""
         self.port = port
         self.keepalive = keepalive
         self.protocol = protocol
@@ -155,7 +161,13 @@ class PahoClient:
             client_id=client_id,
             protocol=PAHO_PROTOCOLS[protocol],
             clean_session=clean_session if protocol != 5 else None,
+            transport=transport,
         )
+        if transport == "websockets":
+            self.client.ws_set_options(path="/mqtt")
+        if ca is not None:
+            certfile, keyfile = cert or (None, None)
+            self.client.tls_set(ca_certs=ca, certfile=certfile, keyfile=keyfile)
         if will is not None:
             topic, payload, qos, retain = will
             self.client.will_set(topic, payload, qos, retain)
