@@ -143,44 +143,75 @@ class PayloadFormat(enum.IntEnum):
 class Properties:
     """End-to-end message properties every protocol maps to and from.
 
-    Immutable by convention once a message is published: one object is shared by every
-    delivery and by the retained copy.
+    Kept as ``items``, (name, value) pairs in the order the publisher gave them (so a
+    message is forwarded as it came): names are ``content_type``, ``payload_format``
+    (0 bytes, 1 UTF-8 text; other values pass through), ``response_topic``,
+    ``correlation_data`` and ``user`` (a (key, value) pair, repeatable). Immutable by
+    convention once published: one object is shared by every delivery.
     """
 
-    __slots__ = ("content_type", "payload_format", "response_topic", "correlation_data",
-                 "user_properties")
+    __slots__ = ("items",)
 
     def __init__(
         self,
         content_type: str | None = None,
-        payload_format: PayloadFormat | None = None,
+        payload_format: int | None = None,
         response_topic: str | None = None,
         correlation_data: bytes | None = None,
         user_properties: tuple[tuple[str, str], ...] = (),
     ) -> None:
-        self.content_type = content_type
-        self.payload_format = payload_format
-        self.response_topic = response_topic
-        self.correlation_data = correlation_data
-        self.user_properties = user_properties
+        items: list[tuple[str, Any]] = []
+        for name, value in (("payload_format", payload_format), ("content_type", content_type),
+                            ("response_topic", response_topic), ("correlation_data", correlation_data)):
+            if value is not None:
+                items.append((name, value))
+        items.extend(("user", pair) for pair in user_properties)
+        self.items: tuple[tuple[str, Any], ...] = tuple(items)
 
-    def _key(self) -> tuple[Any, ...]:
-        return (self.content_type, self.payload_format, self.response_topic,
-                self.correlation_data, self.user_properties)
+    @classmethod
+    def from_items(cls, items: Any) -> Properties:
+        props = cls.__new__(cls)
+        props.items = tuple(items)
+        return props
+
+    def _get(self, name: str) -> Any:
+        for key, value in self.items:
+            if key == name:
+                return value
+        return None
+
+    @property
+    def content_type(self) -> str | None:
+        return self._get("content_type")
+
+    @property
+    def payload_format(self) -> int | None:
+        return self._get("payload_format")
+
+    @property
+    def response_topic(self) -> str | None:
+        return self._get("response_topic")
+
+    @property
+    def correlation_data(self) -> bytes | None:
+        return self._get("correlation_data")
+
+    @property
+    def user_properties(self) -> tuple[tuple[str, str], ...]:
+        return tuple(value for key, value in self.items if key == "user")
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Properties):
             return NotImplemented
-        return self._key() == other._key()
+        return self.items == other.items
 
     __hash__ = None  # type: ignore[assignment]
 
     def __bool__(self) -> bool:
-        return any(v for v in self._key())
+        return bool(self.items)
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__ if getattr(self, n))
-        return f"Properties({fields})"
+        return f"Properties({list(self.items)!r})"
 
 
 class Message:

@@ -130,6 +130,8 @@ class Hub:
         caller acknowledges and then calls ``session.resume(endpoint)``.
         """
         client_id = client.client_id
+        # A new connection before the will delay passed: no will (MQTT-3.1.2-8).
+        self.deadlines.cancel(("will", client_id))
         existing = self.sessions.get(client_id)
         if existing is not None and existing.endpoint is not None:
             old = existing.endpoint
@@ -140,8 +142,6 @@ class Hub:
             old.close(Reason.SESSION_TAKEN_OVER)
             existing = self.sessions.get(client_id)
         if existing is not None:
-            # A new connection before the will delay passed: no will (MQTT-3.1.2-8).
-            self.deadlines.cancel(("will", existing))
             self.deadlines.cancel(("expiry", existing))
             existing.will = None
             if clean_start:
@@ -184,15 +184,17 @@ class Hub:
         if will is not None and not graceful:
             delay = session.will_delay
             will_expiry = session.will_expiry
-            if delay and expiry != 0:
-                if expiry is not None:
+            if delay:
+                # As Mosquitto, the delay holds even for a session that ends now (the
+                # client may come back in time); otherwise the end of the session cuts it.
+                if expiry:
                     delay = min(delay, expiry)
-                self.deadlines.schedule(("will", session), self.now() + delay,
+                self.deadlines.schedule(("will", session.client_id), self.now() + delay,
                                         lambda: self._publish_will(session, will, will_expiry))
             else:
                 self._publish_will(session, will, will_expiry)
         if expiry == 0:
-            self._discard(session)
+            self._discard(session, fire_will=False)
             return
         session.disconnected_at = self.now()
         if expiry is not None:
@@ -205,7 +207,7 @@ class Hub:
         return session.expiry
 
     def _publish_will(self, session: Session, will: Message, expiry: int | None) -> None:
-        self.deadlines.cancel(("will", session))
+        self.deadlines.cancel(("will", session.client_id))
         if self.authorize(session.client, WRITE, will.topic):
             will.source = session.client
             if expiry is not None:
@@ -218,9 +220,10 @@ class Hub:
         self.log.info("session {client_id} expired", client_id=session.client_id)
         self._discard(session)
 
-    def _discard(self, session: Session) -> None:
+    def _discard(self, session: Session, fire_will: bool = True) -> None:
         """End a session: its delayed will goes out now, its state is dropped."""
-        self.deadlines.fire_now(("will", session))
+        if fire_will:
+            self.deadlines.fire_now(("will", session.client_id))
         self.deadlines.cancel(("expiry", session))
         for topic_filter in list(session.subscriptions):
             self._remove_subscription(session, topic_filter)

@@ -410,9 +410,10 @@ class MQTTChannel:
         session = self.session
         assert session is not None
         pid = p.packet_id
-        known, held = session.inbound_qos2_released(pid)
-        code = _RC.PACKET_IDENTIFIER_NOT_FOUND if not known and self.level == 5 else 0
-        self._write_ack(PubComp(pid, code))
+        # Completed even for an unknown id, reason 0 (as Mosquitto: a PUBREL repeated
+        # after a reconnect is normal).
+        _, held = session.inbound_qos2_released(pid)
+        self._write_ack(PubComp(pid))
         if held is not None:
             self.hub.publish(held, session)
 

@@ -185,6 +185,12 @@ def _read_flag(b: bytes, i: int, end: int) -> tuple[int, int]:
     return b[i], i + 1
 
 
+def _read_byte(b: bytes, i: int, end: int) -> tuple[int, int]:
+    if i >= end:
+        raise MQTTError("byte property overruns the block")
+    return b[i], i + 1
+
+
 def _read_u32(b: bytes, i: int, end: int) -> tuple[int, int]:
     if i + 4 > end:
         raise MQTTError("four-byte integer overruns the packet")
@@ -207,15 +213,38 @@ _READERS: dict[PropType, Callable[[bytes, int, int], tuple]] = {
     PropType.PAIR: _read_pair,
 }
 _PROP_SPECS = {int(p): (p, _READERS[t], allowed) for p, (t, allowed) in PROPERTIES.items()}
+# The spec fixes 0 and 1 for the Payload Format Indicator but calls no other value an
+# error (it does for the other byte properties); Mosquitto forwards any value.
+_PROP_SPECS[PropertyId.PAYLOAD_FORMAT_INDICATOR] = (
+    PropertyId.PAYLOAD_FORMAT_INDICATOR, _read_byte, PROPERTIES[PropertyId.PAYLOAD_FORMAT_INDICATOR][1])
+
+
+class OrderedProperties(dict):
+    """The properties of a PUBLISH or will, with ``order``: every (id, value) as it came,
+    so a message is forwarded with its properties in the publisher's order."""
+
+    __slots__ = ("order",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.order: list[tuple[PropertyId, object]] = []
+
+
+_ORDERED = frozenset({PacketType.PUBLISH, WILL})
 
 
 def _read_props(b: bytes, i: int, end: int, ctx: int) -> tuple[dict, int]:
-    """Read a level 5 property block; ``ctx`` is the PacketType, or WILL."""
+    """Read a level 5 property block; ``ctx`` is the PacketType, or WILL.
+
+    A property not allowed in this packet, or given twice, is a malformed packet (as
+    Mosquitto reads it: MQTT 5 DISCONNECT 0x81).
+    """
     size, i = _read_varint(b, i, end)
     stop = i + size
     if stop > end:
         raise MQTTError("properties overrun the packet")
-    props: dict = {}
+    props: dict = OrderedProperties() if ctx in _ORDERED and size else {}
+    order = props.order if type(props) is OrderedProperties else None
     while i < stop:
         ident, i = _read_varint(b, i, stop)
         spec = _PROP_SPECS.get(ident)
@@ -223,16 +252,18 @@ def _read_props(b: bytes, i: int, end: int, ctx: int) -> tuple[dict, int]:
             raise MQTTError(f"unknown property {ident:#04x}")
         prop, read, allowed = spec
         if ctx not in allowed:
-            raise MQTTError(f"{prop.name} not allowed here", _PROTOCOL)
+            raise MQTTError(f"{prop.name} not allowed here")
         value, i = read(b, i, stop)
         if not value and prop in NONZERO:
             raise MQTTError(f"{prop.name} is 0", ReasonCode.TOPIC_ALIAS_INVALID if prop == _TOPIC_ALIAS else _PROTOCOL)
         if prop in REPEATABLE:
             props.setdefault(prop, []).append(value)
         elif prop in props:
-            raise MQTTError(f"{prop.name} given twice", _PROTOCOL)
+            raise MQTTError(f"{prop.name} given twice")
         else:
             props[prop] = value
+        if order is not None:
+            order.append((prop, value))
     return props, i
 
 
@@ -328,8 +359,17 @@ def _publish_v5(b: bytes, i: int, end: int, b0: int, level: int) -> Publish:
     return Publish(topic, b[i:end], qos, bool(b0 & 1), bool(b0 & 8), pid, props)
 
 
+def _read_pid_malformed(b: bytes, i: int, end: int) -> tuple[int, int]:
+    """A SUBSCRIBE's or UNSUBSCRIBE's packet id: 0 is malformed there, as Mosquitto
+    reads it (in PUBLISH and the acks it is a protocol error)."""
+    pid, i = _read_u16(b, i, end)
+    if not pid:
+        raise MQTTError("packet identifier 0")
+    return pid, i
+
+
 def _parse_subscribe(b: bytes, i: int, end: int, b0: int, level: int) -> Subscribe:
-    pid, i = _read_pid(b, i, end)
+    pid, i = _read_pid_malformed(b, i, end)
     props: dict = {}
     if level == 5:
         props, i = _read_props(b, i, end, PacketType.SUBSCRIBE)
@@ -374,7 +414,7 @@ def _parse_suback(b: bytes, i: int, end: int, b0: int, level: int) -> SubAck:
 
 
 def _parse_unsubscribe(b: bytes, i: int, end: int, b0: int, level: int) -> Unsubscribe:
-    pid, i = _read_pid(b, i, end)
+    pid, i = _read_pid_malformed(b, i, end)
     props: dict = {}
     if level == 5:
         props, i = _read_props(b, i, end, PacketType.UNSUBSCRIBE)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.hub.api import Message, PayloadFormat, Properties, Reason, RetainHandling, Subscription
+from gateway.hub.api import Message, Properties, Reason, RetainHandling, Subscription
 from gateway.mqtt.reasons import ConnAckCode, PropertyId, ReasonCode
 
 P = PropertyId
@@ -72,20 +72,29 @@ def subscription(options: int, level: int, sub_id: int | None, max_qos: int) -> 
 # --- properties --------------------------------------------------------------------
 
 
+#: MQTT 5 property id -> name in ``Properties.items``, for the end-to-end ones.
+_HUB_NAMES = {
+    P.PAYLOAD_FORMAT_INDICATOR: "payload_format",
+    P.CONTENT_TYPE: "content_type",
+    P.RESPONSE_TOPIC: "response_topic",
+    P.CORRELATION_DATA: "correlation_data",
+    P.USER_PROPERTY: "user",
+}
+_MQTT_IDS = {name: ident for ident, name in _HUB_NAMES.items()}
+
+
 def hub_properties(props: dict) -> Properties | None:
-    """The end-to-end properties of a PUBLISH or will (None when it has none)."""
+    """The end-to-end properties of a PUBLISH or will (None when it has none), in the
+    order they came (the codec's ``OrderedProperties.order``)."""
     if not props:
         return None
-    fmt = props.get(P.PAYLOAD_FORMAT_INDICATOR)
-    users = props.get(P.USER_PROPERTY)
-    result = Properties(
-        props.get(P.CONTENT_TYPE),
-        PayloadFormat(fmt) if fmt is not None else None,
-        props.get(P.RESPONSE_TOPIC),
-        props.get(P.CORRELATION_DATA),
-        tuple(users) if users else (),
-    )
-    return result if result else None
+    order = getattr(props, "order", None)
+    if order is None:  # built by hand: the dict's order, each user property in turn
+        order = [(ident, v) for ident, value in props.items()
+                 for v in (value if ident == P.USER_PROPERTY else (value,))]
+    names = _HUB_NAMES
+    items = [(names[ident], value) for ident, value in order if ident in names]
+    return Properties.from_items(items) if items else None
 
 
 def expires_at(props: dict, now: float) -> float | None:
@@ -93,22 +102,12 @@ def expires_at(props: dict, now: float) -> float | None:
     return None if interval is None else now + interval
 
 
-def static_properties(props: Properties | None) -> dict[int, Any]:
-    """MQTT 5 properties for a message's end-to-end properties, in wire order."""
-    out: dict[int, Any] = {}
+def static_properties(props: Properties | None) -> list[tuple[int, Any]]:
+    """MQTT 5 properties for a message's end-to-end properties, in their order."""
     if props is None:
-        return out
-    if props.payload_format is not None:
-        out[P.PAYLOAD_FORMAT_INDICATOR] = int(props.payload_format)
-    if props.content_type is not None:
-        out[P.CONTENT_TYPE] = props.content_type
-    if props.response_topic is not None:
-        out[P.RESPONSE_TOPIC] = props.response_topic
-    if props.correlation_data is not None:
-        out[P.CORRELATION_DATA] = props.correlation_data
-    if props.user_properties:
-        out[P.USER_PROPERTY] = list(props.user_properties)
-    return out
+        return []
+    ids = _MQTT_IDS
+    return [(ids[name], value) for name, value in props.items]
 
 
 def remaining_expiry(message: Message, now: float) -> int | None:

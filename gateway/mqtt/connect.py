@@ -257,13 +257,20 @@ class Handshake:
         if level == 5:
             interval = p.properties.get(_P.SESSION_EXPIRY_INTERVAL, 0)
             expiry: int | None = None if interval == NEVER else interval
+            connack_props = self._connack_props(result)
+            if ch.max_out and len(self._connack_v5(0, False, connack_props)) > ch.max_out:
+                # Nothing we could send fits (as Mosquitto: no CONNACK, the connection closes).
+                self.log.info("refused {client_id} from {peer}: CONNACK above its Maximum Packet Size",
+                              client_id=clip(client.client_id), peer=ch.peer)
+                ch._close()
+                return
         else:
             expiry = 0 if p.clean_session else None
         session, present = ch.hub.connect(client, ch, p.clean_session, expiry, will, self.will_delay,
                                           self.will_expiry)
         if level == 5:
             session.receive_maximum = self.receive_maximum
-            ch._write(self._connack_v5(0, present, self._connack_props(result)))
+            ch._write(self._connack_v5(0, present, connack_props))
         else:
             ch._write(encode(ConnAck(0, present and level == 4)))
         if ch.settings.verbose:

@@ -57,19 +57,21 @@ _WRITERS: dict[PropType, Callable[[object], bytes]] = {
 }
 
 
-def props_body(props: dict) -> bytes:
-    """Encode level 5 properties without the length prefix, in the dict's order (so
-    a caller can join cached and per-delivery parts)."""
+def props_body(props: dict | list) -> bytes:
+    """Encode level 5 properties without the length prefix (so a caller can join
+    cached and per-delivery parts): a dict (a repeatable property's value is a list)
+    in its order, or a list of (id, value) pairs as they come."""
+    pairs = props if type(props) is list else [
+        (ident, v) for ident, value in props.items()
+        for v in (value if ident in REPEATABLE else (value,))]
     out = bytearray()
-    for ident, value in props.items():
-        write = _WRITERS[PROPERTIES[PropertyId(ident)][0]]
-        for v in value if ident in REPEATABLE else (value,):
-            out.append(ident)  # every identifier is below 0x80: a 1-byte varint
-            out += write(v)
+    for ident, value in pairs:
+        out.append(ident)  # every identifier is below 0x80: a 1-byte varint
+        out += _WRITERS[PROPERTIES[PropertyId(ident)][0]](value)
     return bytes(out)
 
 
-def _props(props: dict) -> bytes:
+def _props(props: dict | list) -> bytes:
     """Encode a level 5 property block, length prefix included."""
     if not props:
         return b"\x00"

@@ -97,12 +97,22 @@ def test_delayed_will_goes_out_when_the_session_ends_first():
     assert hub.session("p") is None
 
 
-def test_will_delay_with_a_session_ending_at_disconnect_publishes_at_once():
-    hub = make_hub()
+def test_will_delay_holds_for_a_session_ending_at_disconnect():
+    """As Mosquitto: the client may come back within the delay, even with a new session."""
+    clock = task.Clock()
+    hub = make_hub(clock=clock)
     watcher = join(hub, "w", subscribe=[("will", 0)])
-    c = join(hub, "p", will=Message("will", b"now"), will_delay=60)
+    c = join(hub, "p", will=Message("will", b"later"), will_delay=60)
     hub.disconnect(c.session, graceful=False)
-    assert watcher.ep.payloads() == [b"now"]
+    assert hub.session("p") is None
+    assert watcher.ep.payloads() == []
+    clock.advance(60)
+    assert watcher.ep.payloads() == [b"later"]
+    c = join(hub, "p", will=Message("will", b"cancelled"), will_delay=60)
+    hub.disconnect(c.session, graceful=False)
+    join(hub, "p")
+    clock.advance(100)
+    assert watcher.ep.payloads() == []
 
 
 def test_takeover_by_a_clean_start_publishes_the_old_will():

@@ -383,8 +383,9 @@ MALFORMED = [
     pytest.param(5, PUB("a", qos=2, mid=0, proto_ver=5), R.PROTOCOL_ERROR, id="publish-mid-0-v5"),
     pytest.param(4, wire.puback(0), R.PROTOCOL_ERROR, id="puback-mid-0"),
     pytest.param(4, wire.pubrel(0), R.PROTOCOL_ERROR, id="pubrel-mid-0"),
-    pytest.param(4, wire.subscribe(0, [("a", 0)]), R.PROTOCOL_ERROR, id="subscribe-mid-0"),
-    pytest.param(4, wire.unsubscribe(0, ["a"]), R.PROTOCOL_ERROR, id="unsubscribe-mid-0"),
+    # As Mosquitto reads them: malformed in (UN)SUBSCRIBE, a protocol error elsewhere.
+    pytest.param(4, wire.subscribe(0, [("a", 0)]), R.MALFORMED_PACKET, id="subscribe-mid-0"),
+    pytest.param(4, wire.unsubscribe(0, ["a"]), R.MALFORMED_PACKET, id="unsubscribe-mid-0"),
     # SUBSCRIBE / UNSUBSCRIBE payloads
     pytest.param(4, wire.subscribe(1, []), R.PROTOCOL_ERROR, id="subscribe-empty"),
     pytest.param(5, wire.subscribe(1, [], proto_ver=5), R.PROTOCOL_ERROR, id="subscribe-empty-v5"),
@@ -433,20 +434,20 @@ MALFORMED = [
     pytest.param(
         5,
         PUB("a", proto_ver=5, properties=wire.prop_u32(0x11, 1)),
-        R.PROTOCOL_ERROR,
+        R.MALFORMED_PACKET,  # as Mosquitto
         id="property-not-allowed",
     ),
     pytest.param(
         5,
         PUB("a", proto_ver=5, properties=wire.prop_u32(0x02, 1) * 2),
-        R.PROTOCOL_ERROR,
+        R.MALFORMED_PACKET,  # as Mosquitto
         id="property-twice",
     ),
     pytest.param(
-        5,
-        PUB("a", proto_ver=5, properties=wire.prop_byte(0x01, 2)),
+        4,
+        C("c", proto_level=5, properties=wire.prop_byte(0x17, 2)),   # request problem info
         R.PROTOCOL_ERROR,
-        id="payload-format-2",
+        id="byte-property-2",
     ),
     pytest.param(
         5,
@@ -475,7 +476,7 @@ MALFORMED = [
     pytest.param(
         4,
         C("c", proto_level=5, will_topic="w", will_properties=wire.prop_u32(0x11, 1)),
-        R.PROTOCOL_ERROR,
+        R.MALFORMED_PACKET,
         id="will-property-not-allowed",
     ),
     # Mosquitto's TOPIC_HIERARCHY_LIMIT: 200 separators

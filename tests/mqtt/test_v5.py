@@ -245,10 +245,18 @@ def test_payload_over_message_size_limit_gets_0x95():
     assert not pub.closed
 
 
-def test_pubrel_for_an_unknown_id_gets_0x92():
+def test_pubrel_for_an_unknown_id_is_completed():
+    """As Mosquitto: a PUBREL repeated after a reconnect is normal, so PUBCOMP 0."""
     pub = v5(Broker(), "p")
     pub.send(wire.pubrel(9, proto_ver=V5))
-    assert pub.take() == wire.pubcomp(9, 0x92, proto_ver=V5)
+    assert pub.take() == wire.pubcomp(9, proto_ver=V5)
+
+
+def test_connack_larger_than_the_client_maximum_packet_size_closes():
+    client = Broker().open()
+    client.send(wire.connect("c", proto_level=V5, properties=wire.prop_u32(P_MAX_PACKET, 2)))
+    assert client.take() == b""
+    assert client.closed
 
 
 @pytest.mark.parametrize("packet, code", [
@@ -257,9 +265,9 @@ def test_pubrel_for_an_unknown_id_gets_0x92():
     (pub5("t", b"x", props=wire.prop_u16(P_ALIAS, 0)), 0x94),    # alias 0
     (pub5("t", b"x", props=wire.prop_u16(P_ALIAS, 11)), 0x94),   # above the maximum
     (pub5("", b"x", props=wire.prop_u16(P_ALIAS, 1)), 0x82),     # never defined
-    (pub5("t", b"x", props=b"\x2a\x01"), 0x82),                  # property not for PUBLISH
+    (pub5("t", b"x", props=b"\x2a\x01"), 0x81),                  # property not for PUBLISH
     (pub5("t", b"x", props=b"\x7f\x01"), 0x81),                  # unknown property
-    (pub5("t", b"x", props=wire.prop_u16(P_ALIAS, 1) * 2), 0x82),  # given twice
+    (pub5("t", b"x", props=wire.prop_u16(P_ALIAS, 1) * 2), 0x81),  # given twice
     (wire.subscribe(1, [("a/#/b", 0)], proto_ver=V5), 0x81),
     (wire.subscribe(1, [("$share/g/t", 0x04)], proto_ver=V5), 0x82),   # no local on a share
 ])
