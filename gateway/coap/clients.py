@@ -221,7 +221,7 @@ class CoAPClient:
             obs.pids.add(packet_id)  # type: ignore[arg-type]
             response.on_ack = lambda: self._acked(obs, packet_id)  # type: ignore[attr-defined]
         stats = registry.hub.stats
-        stats.publish_sent += 1
+        stats.traffic_of("coap").sent[qos] += 1
         stats.messages_sent += 1
         stats.bytes_sent += len(message.payload)
         registry.stats.notifications += 1

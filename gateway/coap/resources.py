@@ -314,8 +314,8 @@ class CoAPSite:
                 hub.publish(message)
         if isinstance(result, Denied):
             raise refusal(result, ACCESS)
+        hub.stats.traffic_of("coap").received[qos] += 1
         stats = hub.stats
-        stats.publish_received += 1
         stats.messages_received += 1
         stats.bytes_received += len(payload)
         return Message(code=CREATED if created else CHANGED)
