@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Callable, NamedTuple
 
+from gateway.config_listeners import check_listener
 from gateway.errors import ConfigError
 from gateway.security.plugins import PluginSpec
 from gateway.unsupported import NOT_SUPPORTED, NOT_SUPPORTED_PREFIXES, refusal
@@ -33,7 +34,7 @@ __all__ = [
 
 DEFAULT_PORT = 1883
 LOCAL_ONLY_ADDRESS = "127.0.0.1"
-PROTOCOLS = frozenset({"mqtt", "coap", "mqttsn"})   # "websockets" joins later
+PROTOCOLS = frozenset({"mqtt", "coap", "mqttsn", "http_api"})   # "websockets" joins later
 COAP_PORT = 5683                            # the usual port of a "protocol coap" listener
 COAP_QOS_CHOICES = frozenset({"qos0", "qos1", "qos2", "coap"})   # as EMQX: coap = CON 1, NON 0
 COAP_NOTIFY_TYPES = frozenset({"non", "con", "qos"})
@@ -80,6 +81,8 @@ class Listener:
     max_topic_alias: int = 10                    # MQTT 5 topic aliases a client may define
     mount_point: str = ""                        # prefix of this listener's clients' topics
     accept_protocol_versions: frozenset[int] = frozenset({3, 4, 5})
+    listener_allow_anonymous: bool | None = None     # this listener's own allow_anonymous
+    http_dir: str | None = None                  # static files (protocol http_api)
     lines: dict[str, tuple[str, int]] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -431,6 +434,8 @@ class _Parser:
         if self.default_needed is not None and self.default_line is None:
             raise self.default_needed.error(
                 "needs a listener: put it after a listener line (or use port/bind_address)")
+        for listener, _ in self.created:
+            check_listener(listener)
         first: dict[tuple[int, str | None], _Line] = {}
         for listener, line in self.created:
             if listener is self.default:
@@ -440,10 +445,6 @@ class _Parser:
                 on = f"{listener.bind_address}:" if listener.bind_address else "port "
                 raise line.error(f"duplicate listener on {on}{listener.port} "
                                  f"(first defined at {where.path}:{where.number})")
-        for listener, _ in self.created:
-            if listener.mqttsn_multicast and listener.protocol != "mqttsn":
-                path, number = listener.lines["mqttsn_multicast"]
-                raise ConfigError("only for a protocol mqttsn listener", path, number, "mqttsn_multicast")
         config.listeners = [listener for listener, _ in self.created]
         if not config.listeners:
             config.listeners = default_config().listeners
@@ -670,4 +671,7 @@ KEYS: dict[str, _Key] = {
     "max_topic_alias": _Key(_integer(0, 65535), _L),
     "mount_point": _Key(_mount_point, _L),
     "accept_protocol_versions": _Key(_protocol_versions, _L),
+    "listener_allow_anonymous": _Key(_boolean, _L),
+    # HTTP API (gateway.web)
+    "http_dir": _Key(_text, _L, _Parser.store_once),
 }

@@ -49,7 +49,6 @@ NOT_SUPPORTED: dict[str, str] = {
     "autosave_on_changes": _PERSISTENCE,
     # listeners
     "bind_interface": "bind to the interface's address instead: listener PORT ADDRESS",
-    "http_dir": _WEBSOCKETS,
     "websockets_log_level": _WEBSOCKETS,
     "websockets_headers_size": _WEBSOCKETS,
     # logging

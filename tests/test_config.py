@@ -110,7 +110,10 @@ def test_every_key_parsed():
                  use_identity_as_username=True, max_keepalive=30,
                  max_connection_rate=(5, 10.0), max_qos=1, max_topic_alias=4,
                  mount_point="site-a/", accept_protocol_versions=frozenset({4, 5})),
-        Listener(1886, None, "mqttsn", source=(path, 56), mqttsn_multicast=("225.1.1.1", 1883)),
+        Listener(1886, None, "mqttsn", source=(path, 56), mqttsn_multicast=("225.1.1.1", 1883),
+                 listener_allow_anonymous=False),
+        Listener(9883, "127.0.0.1", "http_api", source=(path, 61),
+                 http_dir="/usr/share/mqttgateway/www"),
     ]
     assert (cfg.password_file, cfg.acl_file) == ("/etc/mqttgateway/passwd", "/etc/mqttgateway/acl")
     assert [(p.path, p.options) for p in cfg.plugins] == [

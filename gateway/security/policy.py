@@ -43,7 +43,21 @@ def build_policy(config: Config, listener: Listener | None, clock: Any) -> Polic
     acl = _load_named(scope, "acl_file", AclFile.load) if acl_file else None
     plugins = [LoadedPlugin.load(spec, clock) for spec in specs]
     probe = listener if listener is not None else Listener(0)
-    return Policy(anonymous_allowed(config, probe), passwords, acl, plugins)
+    return Policy(anonymous_allowed(config, probe), passwords, acl, plugins,
+                  anonymous_overrides(config))
+
+
+def anonymous_overrides(config: Config) -> dict[Any, bool]:
+    """Listeners whose own rule on anonymous clients beats allow_anonymous: those with
+    ``listener_allow_anonymous``, and HTTP API listeners, closed unless they say so."""
+    overrides = {}
+    for listener in config.listeners:
+        own = listener.listener_allow_anonymous
+        if own is None and listener.protocol == "http_api":
+            own = False
+        if own is not None:
+            overrides[listener_key(listener)] = own
+    return overrides
 
 
 def build_policies(config: Config, clock: Any) -> Policies:
