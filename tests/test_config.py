@@ -511,6 +511,7 @@ def test_service_unit():
     assert f"ExecStart={exec_start}\n" in unit
     assert "Restart=on-failure\n" in unit
     assert "ExecReload=/bin/kill -HUP $MAINPID\n" in unit
+    assert "Type=notify\n" in unit and "WatchdogSec=" in unit   # see gateway/sdnotify.py
 
 
 # -- README --------------------------------------------------------------------------
