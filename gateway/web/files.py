@@ -14,7 +14,7 @@ import os
 from typing import Any
 from urllib.parse import unquote
 
-from twisted.web import resource, static
+from twisted.web import pages, resource, static
 
 __all__ = ["DirectoryFiles", "resolve", "serve_file"]
 
@@ -51,5 +51,5 @@ class DirectoryFiles(resource.Resource):
     def render_GET(self, request: Any) -> Any:
         filename = resolve(self.http_dir, unquote(request.path.decode("latin-1")))
         if filename is None:
-            return resource.NoResource().render(request)
+            return pages.notFound("Not found", "Not found.").render(request)
         return serve_file(request, filename)

@@ -16,7 +16,7 @@ from urllib.parse import unquote
 
 from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.web import resource, server
+from twisted.web import pages, resource, server
 
 from gateway.hub.auth import listener_key
 from gateway.netaddr import LISTEN_BACKLOG, interface
@@ -58,7 +58,7 @@ class GatewayAPI(resource.Resource):
     def render_GET(self, request: Any) -> Any:
         path = unquote(request.path.decode("latin-1"))
         if not access.readable_path(path):
-            return resource.NoResource().render(request)
+            return pages.notFound("Not found", "Not found.").render(request)
         d = self.guard.check(request, path)
         d.addCallback(self._answer, request, path)
         d.addErrback(self._failed, request)
@@ -70,7 +70,7 @@ class GatewayAPI(resource.Resource):
         if outcome == access.CHALLENGE:
             body: Any = access.challenge(request)
         elif outcome == access.FORBIDDEN:
-            body = resource.ForbiddenResource("Not authorised").render(request)
+            body = pages.forbidden("Not authorised", "Not authorised.").render(request)
         else:
             body = self.route(request, path)
         if body is not server.NOT_DONE_YET:
@@ -94,11 +94,11 @@ class GatewayAPI(resource.Resource):
             request.setHeader(b"cache-control", b"no-store")
             return json.dumps(status(self.hub, self.rates)).encode()
         if path.startswith("/api/"):
-            return resource.NoResource().render(request)
+            return pages.notFound("Not found", "Not found.").render(request)
         http_dir = self.listener.http_dir
         filename = (resolve(http_dir, path) if http_dir else None) or resolve(STATIC, path)
         if filename is None:
-            return resource.NoResource().render(request)
+            return pages.notFound("Not found", "Not found.").render(request)
         return serve_file(request, filename)
 
     def _failed(self, failure: Any, request: Any) -> None:

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+import http.client
 import ssl
 import time
-import urllib.error
-import urllib.request
 from typing import Any, Callable
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -28,27 +27,34 @@ class Response:
 
 
 def get(port: int, path: str, auth: tuple[str, str] | None = None, method: str = "GET",
-        context: ssl.SSLContext | None = None, headers: dict[str, str] | None = None) -> Response:
-    """One request; HTTP errors are answers too (``status``), not exceptions."""
-    scheme = "https" if context is not None else "http"
-    request = urllib.request.Request(f"{scheme}://{HOST}:{port}{path}", method=method,
-                                     headers=headers or {})
+        context: ssl.SSLContext | None = None, headers: dict[str, str] | None = None,
+        source: str = "") -> Response:
+    """One request (from ``source``, another 127.x address, to keep apart from the
+    login throttle's count of 127.0.0.1); HTTP errors are answers too (``status``)."""
+    bind = (source, 0) if source else None
+    if context is not None:
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            HOST, port, timeout=TIMEOUT, context=context, source_address=bind)
+    else:
+        conn = http.client.HTTPConnection(HOST, port, timeout=TIMEOUT, source_address=bind)
+    all_headers = dict(headers or {})
     if auth is not None:
         token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
+        all_headers["Authorization"] = f"Basic {token}"
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT, context=context) as response:
-            return Response(response.status, response.headers, response.read())
-    except urllib.error.HTTPError as e:
-        return Response(e.code, e.headers, e.read())
+        conn.request(method, path, headers=all_headers)
+        response = conn.getresponse()
+        return Response(response.status, response.headers, response.read())
+    finally:
+        conn.close()
 
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-def scrape(port: int, auth: tuple[str, str] | None = None) -> Samples:
+def scrape(port: int, auth: tuple[str, str] | None = None, source: str = "") -> Samples:
     """``/metrics`` as (sample name, sorted labels) -> value."""
-    response = get(port, "/metrics", auth)
+    response = get(port, "/metrics", auth, source=source)
     assert response.status == 200, (response.status, response.body)
     assert response.headers["Content-Type"].startswith("text/plain; version=")
     samples: Samples = {}

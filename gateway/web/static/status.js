@@ -6,6 +6,9 @@ const POINTS = 90;            // chart history: 3 minutes at one poll every 2 s
 const COLORS = { mqtt: "#2f6fdb", mqttsn: "#d9822b", coap: "#12805c", http: "#7a5af8" };
 const history = {};           // protocol -> [messages/s, ...]
 let last = null;              // previous document, for rates
+// Next to this page, without the user:password@ a URL may carry (fetch refuses those;
+// the browser sends the credentials it logged in with).
+const STATUS_URL = location.origin + location.pathname.replace(/[^/]*$/, "") + "api/status";
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -136,7 +139,7 @@ function show(doc) {
 async function poll() {
   const state = document.getElementById("state");
   try {
-    const response = await fetch("api/status", { cache: "no-store", credentials: "same-origin" });
+    const response = await fetch(STATUS_URL, { cache: "no-store", credentials: "same-origin" });
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     show(await response.json());
     state.textContent = "live"; state.className = "state ok";
