@@ -65,7 +65,9 @@ class TopicRates:
             self._rates = {t: (n - before.get(t, 0)) / span for t, n in counts.items()}
             self._last = (now, counts)
         rates = self._rates
-        rows = sorted(counts.items(), key=lambda item: (-rates.get(item[0], 0.0), -item[1]))
+        # The gateway's own $SYS updates are not what an operator looks for here.
+        rows = sorted(((t, n) for t, n in counts.items() if t is None or not t.startswith("$SYS/")),
+                      key=lambda item: (-rates.get(item[0], 0.0), -item[1]))
         return [{"topic": topic if topic is not None else "(other topics)", "messages": n,
                  "rate": round(rates.get(topic, 0.0), 2)} for topic, n in rows[:MAX_TOPICS]]
 

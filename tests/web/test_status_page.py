@@ -23,11 +23,11 @@ from tests.web.helpers import get, wait_until
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
-def chromium(profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def chromium(profile: Path, *args: str, budget: int = 8000) -> subprocess.CompletedProcess[str]:
     """One headless run; the virtual time budget lets the page poll before it is read.
     Each run needs its own ``profile``: a second one on the same directory waits."""
     argv = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-            f"--user-data-dir={profile}", "--virtual-time-budget=8000", "--window-size=1280,1100",
+            f"--user-data-dir={profile}", f"--virtual-time-budget={budget}", "--window-size=1280,1100",
             *args]
     return subprocess.run(argv, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
 
@@ -104,7 +104,8 @@ def test_clients_of_all_three_protocols_are_listed(gateway, paho, sn, aio, tmp_p
     pump.start()
     shot = tmp_path / "status.png"
     try:
-        done = chromium(tmp_path / "profile-shot", f"--screenshot={shot}", url)
+        # a longer budget: enough polls, half a second of real time apart, for the chart
+        done = chromium(tmp_path / "profile-shot", f"--screenshot={shot}", url, budget=120000)
     finally:
         stop.set()
         pump.join(15)

@@ -93,9 +93,11 @@ function serial(doc) {
   }));
 }
 
+const MIN_SPAN = 0.5;         // seconds of server time a rate is measured over, at least
+
 function chart(doc) {
   if (last) {
-    const span = Math.max(doc.time - last.time, 0.001);
+    const span = doc.time - last.time;
     for (const [name, now] of Object.entries(doc.protocols)) {
       const before = last.protocols[name] || { received: 0, sent: 0 };
       const rate = (now.received + now.sent - before.received - before.sent) / span;
@@ -132,8 +134,8 @@ function chart(doc) {
 function show(doc) {
   document.getElementById("version").textContent = "version " + doc.version;
   document.getElementById("uptime").textContent = "up " + duration(doc.uptime);
-  summary(doc); clients(doc); topics(doc); serial(doc); chart(doc);
-  last = doc;
+  summary(doc); clients(doc); topics(doc); serial(doc);
+  if (!last || doc.time - last.time >= MIN_SPAN) { chart(doc); last = doc; }
 }
 
 async function poll() {
