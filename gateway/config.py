@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Callable, NamedTuple
 
+from gateway.config_listeners import check_listener
 from gateway.errors import ConfigError
 from gateway.security.plugins import PluginSpec
 from gateway.unsupported import NOT_SUPPORTED, NOT_SUPPORTED_PREFIXES, refusal
@@ -33,7 +34,7 @@ __all__ = [
 
 DEFAULT_PORT = 1883
 LOCAL_ONLY_ADDRESS = "127.0.0.1"
-PROTOCOLS = frozenset({"mqtt", "websockets", "coap", "mqttsn"})
+PROTOCOLS = frozenset({"mqtt", "websockets", "coap", "mqttsn", "http_api"})
 COAP_PORT = 5683                            # the usual port of a "protocol coap" listener
 COAP_QOS_CHOICES = frozenset({"qos0", "qos1", "qos2", "coap"})   # as EMQX: coap = CON 1, NON 0
 COAP_NOTIFY_TYPES = frozenset({"non", "con", "qos"})
@@ -84,6 +85,8 @@ class Listener:
     accept_protocol_versions: frozenset[int] = frozenset({3, 4, 5})
     websockets_origin: list[str] = field(default_factory=list)   # Origin values allowed; [] any
     enable_proxy_protocol: int = 0               # PROXY protocol version expected; 0 none
+    listener_allow_anonymous: bool | None = None     # this listener's own allow_anonymous
+    http_dir: str | None = None                  # static files (protocol http_api)
     lines: dict[str, tuple[str, int]] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -449,6 +452,8 @@ class _Parser:
         if self.default_needed is not None and self.default_line is None:
             raise self.default_needed.error(
                 "needs a listener: put it after a listener line (or use port/bind_address)")
+        for listener, _ in self.created:
+            check_listener(listener)
         first: dict[tuple[int, str | None], _Line] = {}
         for listener, line in self.created:
             if listener is self.default:
@@ -696,4 +701,7 @@ KEYS: dict[str, _Key] = {
     "max_topic_alias": _Key(_integer(0, 65535), _L),
     "mount_point": _Key(_mount_point, _L),
     "accept_protocol_versions": _Key(_protocol_versions, _L),
+    "listener_allow_anonymous": _Key(_boolean, _L),
+    # HTTP API (gateway.web)
+    "http_dir": _Key(_text, _L, _Parser.store_once),
 }

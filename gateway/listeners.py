@@ -139,11 +139,19 @@ def start_coap(ctx: ListenerContext, listener: Listener) -> ListenerHandle:
     return start(ctx, listener)
 
 
+def start_http_api(ctx: ListenerContext, listener: Listener) -> ListenerHandle:
+    """Mosquitto 2.1's HTTP API, with metrics and a status page (gateway.web)."""
+    from gateway.web.site import start_http_api as start
+
+    return start(ctx, listener)
+
+
 STARTERS: dict[str, Callable[[ListenerContext, Listener], ListenerHandle]] = {
     "mqtt": start_mqtt,
     "websockets": start_websockets,
     "coap": start_coap,
     "mqttsn": start_mqttsn,
+    "http_api": start_http_api,
 }
 
 

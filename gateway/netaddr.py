@@ -20,3 +20,20 @@ def interface(listener: Listener) -> str:
     if listener.socket_domain == "ipv4" or not socket.has_ipv6:
         return "0.0.0.0"
     return "::"
+
+
+#: The socket kind under each listener protocol, as status pages and metrics name it.
+_KINDS = {"mqtt": "tcp", "mqttsn": "udp", "coap": "udp", "websockets": "ws", "http_api": "tcp"}
+_SECURE = {"tcp": "tls", "ws": "wss"}
+
+
+def transport_label(listener: object) -> str:
+    """How a listener's clients reach the gateway: ``tcp:1883``, ``tls:8883``,
+    ``udp:1884``, ``ws:8080``; empty without a listener."""
+    if listener is None:
+        return ""
+    protocol = getattr(listener, "protocol", "mqtt")
+    kind = _KINDS.get(protocol, protocol)
+    if getattr(listener, "certfile", None) and getattr(listener, "keyfile", None):
+        kind = _SECURE.get(kind, kind)
+    return f"{kind}:{getattr(listener, 'port', 0)}"

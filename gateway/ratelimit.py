@@ -54,7 +54,10 @@ class RateLimitedMQTTFactory(MQTTFactory):
 
     def __init__(self, *args: Any, rate: tuple[int, float], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.limiter = RateLimiter(rate[0], rate[1], self.clock)
+        limiter = self.limiter = RateLimiter(rate[0], rate[1], self.clock)
+        self.hub.probe("rate_limited", "counter", "Answers delayed or refused by a rate limit",
+                       ("protocol", "limit"), lambda: [(("mqtt", "connection_rate"), limiter.refused)],
+                       f"max_connection_rate:{id(self)}")
 
     def buildProtocol(self, addr: Any) -> MQTTProtocol | None:  # type: ignore[override]
         host = getattr(addr, "host", str(addr))

@@ -25,6 +25,7 @@ from gateway.listeners import ListenerService
 from gateway.logs import make_observer, report_startup_failure, wants_own_observer
 from gateway.mqtt.channel import MQTTSettings
 from gateway.pidfile import PidFile
+from gateway.sdnotify import SystemdNotify
 from gateway.security.policy import build_policies, load_security
 from gateway.tls import ServerTLS, build_context, check_settings, is_tls
 
@@ -149,6 +150,8 @@ class GatewayService(service.MultiService):
         self.sys_timer: TimerService | None = None
         self._configure_sys_timer()
         self.pid_file = PidFile(config.pid_file)
+        # Last child: started once the listeners are, stopped (STOPPING=1) first.
+        SystemdNotify().setServiceParent(self)
 
     def _settings_for(self, listener: Listener) -> MQTTSettings:
         """The shared settings, or a listener's own copy when its keys differ (kept

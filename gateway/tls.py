@@ -64,6 +64,10 @@ def _readable(listener: Any, key: str, path: str, directory: bool = False) -> No
         raise _error(listener, key, f"cannot read {what} {path!r}")
 
 
+#: Listener protocols that speak TLS with certfile/keyfile (the HTTP API: HTTPS).
+TLS_PROTOCOLS = frozenset({"mqtt", "websockets", "http_api"})
+
+
 def check_settings(listener: Any) -> None:
     """Combinations Mosquitto refuses, reported at the offending line."""
     if not is_tls(listener):
@@ -71,8 +75,8 @@ def check_settings(listener: Any) -> None:
             if getattr(listener, key, None) not in (None, False):
                 raise _error(listener, key, "needs certfile and keyfile on the same listener")
         return
-    if getattr(listener, "protocol", "mqtt") not in ("mqtt", "websockets"):
-        raise _error(listener, "certfile", "TLS is for protocol mqtt and websockets listeners only")
+    if getattr(listener, "protocol", "mqtt") not in TLS_PROTOCOLS:
+        raise _error(listener, "certfile", "TLS is for protocol mqtt, websockets and http_api listeners only")
     if not listener.certfile:
         raise _error(listener, "keyfile", "keyfile without certfile")
     if not listener.keyfile:

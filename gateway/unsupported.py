@@ -48,8 +48,6 @@ NOT_SUPPORTED: dict[str, str] = {
     "autosave_on_changes": _PERSISTENCE,
     # listeners
     "bind_interface": "bind to the interface's address instead: listener PORT ADDRESS",
-    "http_dir": ("websockets listeners serve MQTT only (Mosquitto 2.1's built-in WebSockets "
-                 "have no http_dir either); drop the line and serve the files with a web server"),
     # logging
     "log_facility": ("the syslog facility is not configurable; drop the line (under systemd, "
                      "the journal takes the log from stderr)"),

@@ -110,8 +110,11 @@ def test_every_key_parsed():
                  use_identity_as_username=True, max_keepalive=30,
                  max_connection_rate=(5, 10.0), max_qos=1, max_topic_alias=4,
                  mount_point="site-a/", accept_protocol_versions=frozenset({4, 5})),
-        Listener(1886, None, "mqttsn", source=(path, 57), mqttsn_multicast=("225.1.1.1", 1883)),
-        Listener(8080, "127.0.0.1", "websockets", source=(path, 88),
+        Listener(1886, None, "mqttsn", source=(path, 57), mqttsn_multicast=("225.1.1.1", 1883),
+                 listener_allow_anonymous=False),
+        Listener(9883, "127.0.0.1", "http_api", source=(path, 62),
+                 http_dir="/usr/share/mqttgateway/www"),
+        Listener(8080, "127.0.0.1", "websockets", source=(path, 93),
                  websockets_origin=["https://app.example", "http://localhost:3000"],
                  enable_proxy_protocol=2),
     ]
@@ -513,6 +516,7 @@ def test_service_unit():
     assert f"ExecStart={exec_start}\n" in unit
     assert "Restart=on-failure\n" in unit
     assert "ExecReload=/bin/kill -HUP $MAINPID\n" in unit
+    assert "Type=notify\n" in unit and "WatchdogSec=" in unit   # see gateway/sdnotify.py
 
 
 # -- README --------------------------------------------------------------------------

@@ -221,7 +221,7 @@ class CoAPClient:
             obs.pids.add(packet_id)  # type: ignore[arg-type]
             response.on_ack = lambda: self._acked(obs, packet_id)  # type: ignore[attr-defined]
         stats = registry.hub.stats
-        stats.publish_sent += 1
+        registry.traffic.sent[qos] += 1
         stats.messages_sent += 1
         stats.bytes_sent += len(message.payload)
         registry.stats.notifications += 1
@@ -298,6 +298,7 @@ class Clients:
         self.hub = hub
         self.settings = settings
         self.stats = stats
+        self.traffic = hub.stats.traffic_of("coap")
         self.clock = clock
         self.listener = listener
         self.site: Any = None  # set by the site: it shapes notifications (Block2)

@@ -74,6 +74,14 @@ class CoAPStats:
             ("coap/connections", "connections"),
         ):
             hub.extra_counter(name, lambda attr=attr: getattr(self, attr))
+        for name, kind, help, attr in (
+            ("coap_observations", "gauge", "Live CoAP observations", "observers"),
+            ("coap_requests", "counter", "CoAP requests received", "requests"),
+            ("coap_notifications", "counter", "CoAP notifications sent", "notifications"),
+        ):
+            hub.probe(name, kind, help, (), lambda attr=attr: [((), getattr(self, attr))], "coap")
+        hub.probe("rate_limited", "counter", "Answers delayed or refused by a rate limit",
+                  ("protocol", "limit"), lambda: [(("coap", "request_rate"), self.limited)], "coap")
 
 
 def source_host(remote: Any) -> Any:

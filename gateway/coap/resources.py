@@ -152,6 +152,7 @@ class CoAPSite:
         self.hub = hub
         self.settings = settings
         self.stats = stats
+        self.traffic = hub.stats.traffic_of("coap")  # PUBLISH by QoS: in, out, dropped
         self.clients = clients
         self.listener = listener
         clients.site = self
@@ -314,8 +315,8 @@ class CoAPSite:
                 hub.publish(message)
         if isinstance(result, Denied):
             raise refusal(result, ACCESS)
+        self.traffic.received[qos] += 1
         stats = hub.stats
-        stats.publish_received += 1
         stats.messages_received += 1
         stats.bytes_received += len(payload)
         return Message(code=CREATED if created else CHANGED)

@@ -22,8 +22,8 @@ Values
     What a client asked for with one filter. ``$share/GROUP/FILTER`` filters are
     shared subscriptions for every protocol: one member of the group gets each message.
 
-``ClientInfo(client_id, protocol, peer, username, listener, certificate, auth_method)``
-    Who is connecting, as authentication and ACL see it.
+``ClientInfo(client_id, protocol, peer, username, listener, certificate, auth_method, transport)``
+    Who is connecting, as authentication and ACL see it, and how it came.
 
 ``Allowed`` / ``Denied(reason, text)``
     Results of authentication, publish and subscribe checks; ``Reason`` is neutral.
@@ -332,6 +332,8 @@ class ClientInfo:
     ``certificate`` is True when the username comes from a verified TLS client
     certificate (``use_identity_as_username``): it is then the credential itself.
     ``auth_method`` names the enhanced authentication method the client logged in with.
+    ``transport`` names the way in for status pages and metrics when the listener does
+    not (a serial line: ``serial:/dev/ttyUSB0``); empty: the listener's.
     """
 
     client_id: str
@@ -341,6 +343,7 @@ class ClientInfo:
     listener: Any = None
     certificate: bool = False
     auth_method: str | None = None
+    transport: str = ""
 
 
 class AuthMethod(Protocol):

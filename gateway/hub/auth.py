@@ -99,6 +99,7 @@ class LoginThrottle:
         self.clock = clock
         self.failures: dict[str, tuple[int, float]] = {}     # host -> (count, last failure)
         self.next_slot: dict[str, float] = {}
+        self.delayed = 0                                     # attempts made to wait
 
     def interval(self, host: str) -> float:
         entry = self.failures.get(host)
@@ -118,6 +119,7 @@ class LoginThrottle:
         interval = self.interval(host)
         if not interval:
             return 0.0
+        self.delayed += 1
         now = self.clock.seconds()
         slot = max(now + interval, self.next_slot.get(host, 0.0))
         self.next_slot[host] = slot + interval
@@ -146,6 +148,15 @@ class Policy:
     acl: Any = None
     plugins: list[Any] = field(default_factory=list)
     auth_methods: dict[str, Any] = field(default_factory=dict)
+    #: Listener key -> its own allow_anonymous (Mosquitto 2.1's listener_allow_anonymous;
+    #: an HTTP API listener is closed to anonymous clients unless it says otherwise).
+    anonymous_by_listener: dict[Any, bool] = field(default_factory=dict)
+
+    def anonymous(self, listener: Any) -> bool:
+        """Whether clients without a username get in through ``listener``."""
+        if self.anonymous_by_listener:
+            return self.anonymous_by_listener.get(listener_key(listener), self.allow_anonymous)
+        return self.allow_anonymous
 
     def __post_init__(self) -> None:
         self.auth_plugins = [p for p in self.plugins if p.has_auth]
@@ -179,6 +190,7 @@ class Security:
         self.clock = clock
         self.throttle = LoginThrottle(clock)
         self.current = policies
+        self.failed: dict[str, int] = {}   # protocol -> failed logins
 
     @property
     def per_listener(self) -> bool:
@@ -207,6 +219,20 @@ class Security:
         names = sorted({name for policy in self.policies() for name in policy.auth_methods})
         hub.auth_methods = {name: OfferedMethod(self, name) for name in names}
         _installed[hub] = self
+        failed = self.failed
+        hub.probe("auth_failures", "counter", "Failed logins (MQTT, MQTT-SN, CoAP, HTTP)",
+                  ("protocol",), lambda: [((p,), failed.get(p, 0))
+                                          for p in sorted({*failed, *hub.stats.traffic, "http"})],
+                  "security")
+        hub.probe("rate_limited", "counter", "Answers delayed or refused by a rate limit",
+                  ("protocol", "limit"), lambda: [(("any", "login_throttle"), self.throttle.delayed)],
+                  "security")
+
+    def allows_anonymous(self, listener: Any) -> bool:
+        """Whether ``listener`` takes clients without credentials (plugins aside), so a
+        transport can ask for credentials first instead of failing a login."""
+        policy = self.policy(listener)
+        return policy is not None and policy.anonymous(listener)
 
     def fast_authorizer(self) -> Any:
         """``authorize`` specialised for the common shapes, because the hub calls it for
@@ -247,6 +273,7 @@ class Security:
         answer, why = result
         if not answer:
             self.throttle.failed(host)
+            self.failed[client.protocol] = self.failed.get(client.protocol, 0) + 1
             self.log.warn(
                 "authentication failed for {client_id} (username {username}) from {peer}: {reason}",
                 client_id=clip(client.client_id), username=clip(client.username),
@@ -296,11 +323,12 @@ class Security:
             if verdict:
                 return ALLOWED, ""
             return refused, "unknown user" if verdict is None else "wrong password"
+        anonymous = policy.anonymous(client.listener)
         if policy.passwords is not None or used:
             if username is None:
-                return (ALLOWED, "") if policy.allow_anonymous else (refused, "anonymous clients not allowed")
+                return (ALLOWED, "") if anonymous else (refused, "anonymous clients not allowed")
             return refused, "no backend accepted the username"
-        if policy.allow_anonymous:
+        if anonymous:
             return ALLOWED, ""
         if username is None:
             return refused, "anonymous clients not allowed"
@@ -364,7 +392,7 @@ class Security:
             return self._method_still_allows(client, old, policy)
         username = client.username
         if username is None:
-            return policy.allow_anonymous
+            return policy.anonymous(client.listener)
         if client.protocol == "mqttsn":
             return True            # the username comes from mqttsn_client, not credentials
         before = old.passwords.entry_text(username) if old and old.passwords else None
@@ -372,7 +400,7 @@ class Security:
         if before is not None:
             return before == after
         if not policy.passwords and not policy.auth_plugins:
-            return policy.allow_anonymous
+            return policy.anonymous(client.listener)
         return True
 
     @staticmethod
@@ -461,6 +489,12 @@ class OfferedMethod:
 
 
 _installed: weakref.WeakKeyDictionary[Any, Security] = weakref.WeakKeyDictionary()
+
+
+def security_of(hub: Any) -> Security | None:
+    """The ``Security`` installed in ``hub``, if any (for transports outside the
+    protocols, such as the HTTP API, that ask it more than the hub's two calls)."""
+    return _installed.get(hub)
 
 
 def has_acl_plugins(hub: Any) -> bool:

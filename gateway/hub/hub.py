@@ -17,7 +17,7 @@ from gateway.hub.deadlines import Deadlines
 from gateway.hub.denials import DenialLog
 from gateway.hub.retained import RetainedStore
 from gateway.hub.sessions import Limits, Outgoing, Session
-from gateway.hub.sysinfo import Stats, SysTopics
+from gateway.hub.sysinfo import Sample, Stats, SysTopics, TopicMeter
 from gateway.hub.topics import TopicError, split_shared
 from gateway.hub.trie import ShareGroup, SubscriptionTrie
 
@@ -67,6 +67,8 @@ class Hub:
         self._authorize: Authorizer | None = None
         # None when no rule can deny a read, which keeps deliveries free of calls.
         self._read_check: Authorizer | None = None
+        #: Messages per topic while the status page watches (see ``TopicMeter``).
+        self.topic_meter: TopicMeter | None = None
 
     def now(self) -> float:
         """Wall-clock seconds (the reactor's clock), for expiry of sessions and messages."""
@@ -161,6 +163,7 @@ class Hub:
         session.receive_maximum = 0
         session.endpoint = endpoint
         session.disconnected_at = None
+        session.connected_at = self.now()
         stats = self.stats
         stats.clients_connected += 1
         if stats.clients_connected > stats.clients_maximum:
@@ -218,6 +221,7 @@ class Hub:
         if session.endpoint is not None or self.sessions.get(session.client_id) is not session:
             return
         self.log.info("session {client_id} expired", client_id=session.client_id)
+        self.stats.clients_expired += 1
         self._discard(session)
 
     def _discard(self, session: Session, fire_will: bool = True) -> None:
@@ -284,6 +288,9 @@ class Hub:
         """Store the retained copy and deliver to every matching session once."""
         if message.retain and self.settings.retain_available:
             self.retained_store.store(message)
+        meter = self.topic_meter
+        if meter is not None:
+            meter.count(message.topic)
         subs, groups = self.trie.match(message.topic)
         reached = 0
         if subs:
@@ -423,9 +430,18 @@ class Hub:
         """Let a protocol add a value under ``$SYS/broker/``."""
         self.stats.extra[name] = fn
 
+    def probe(self, name: str, kind: str, help: str, labels: tuple[str, ...],
+              read: Callable[[], Any], source: str = "") -> None:
+        """Let a protocol or service offer a family of samples (see ``Stats.probe``)."""
+        self.stats.probe(name, kind, help, labels, read, source)
+
+    def status_section(self, name: str, read: Callable[[], Any], source: str = "") -> None:
+        """Let a protocol add an item to a section of the status page."""
+        self.stats.section(name, read, source)
+
     def stop(self) -> None:
         """Cancel the hub's timers (at shutdown)."""
         self.deadlines.stop()
 
 
-__all__ = ["Hub", "HubSettings", "allow_all_authenticate", "Outgoing"]
+__all__ = ["Hub", "HubSettings", "allow_all_authenticate", "Outgoing", "Sample"]

@@ -66,7 +66,8 @@ class Session:
 
     __slots__ = (
         "client_id", "client", "expiry", "endpoint", "subscriptions", "inflight", "queue",
-        "inbound_qos2", "will", "will_delay", "will_expiry", "disconnected_at", "extra", "receive_maximum",
+        "inbound_qos2", "will", "will_delay", "will_expiry", "disconnected_at", "connected_at",
+        "extra", "receive_maximum",
         "_hub", "_limits", "_stats", "_next_pid", "_inflight_bytes", "_queued_bytes", "_reserved",
     )
 
@@ -86,6 +87,7 @@ class Session:
         self.will_delay = 0
         self.will_expiry: int | None = None  # the will's message expiry, from publication
         self.disconnected_at: float | None = None
+        self.connected_at: float | None = None  # wall clock of the last connect
         self.extra: dict[str, Any] = {}
         # The client's own bound on QoS 1/2 messages in flight to it (MQTT 5's Receive
         # Maximum; MQTT-SN takes one at a time); 0: only the server's limit applies.
@@ -128,7 +130,7 @@ class Session:
         if (limits.max_queued and len(self.queue) >= limits.max_queued) or (
             limits.max_queued_bytes and self._queued_bytes + size > limits.max_queued_bytes
         ):
-            self._stats.dropped += 1
+            self._stats.traffic_of(self.client.protocol).dropped[out.qos] += 1
             return False
         queue = self.queue
         if not queue:

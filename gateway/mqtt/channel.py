@@ -101,7 +101,7 @@ class MQTTChannel:
         "session", "client", "keepalive", "last_rx", "opened", "congested", "backlog",
         "handshake", "auth_method", "aliases_in", "aliases_out", "max_out", "problem_info",
         "_graceful", "_pending", "_may_wait", "_released", "_sweeper", "_stats", "_linger",
-        "__weakref__",
+        "_traffic", "__weakref__",
     )
 
     def __init__(
@@ -145,6 +145,7 @@ class MQTTChannel:
         self._sweeper = sweeper_for(clock)
         self._sweeper.add(self)
         self._stats = hub.stats
+        self._traffic = hub.stats.traffic_of("mqtt")  # PUBLISH by QoS: in, out, dropped
 
     # input -----------------------------------------------------------------------
 
@@ -288,9 +289,9 @@ class MQTTChannel:
             return
         if self._may_wait and self._hold(p, WRITE, (settings.mount_point + p.topic,)):
             return
-        stats = self._stats
-        stats.publish_received += 1
         qos = p.qos
+        traffic = self._traffic
+        traffic.received[qos] += 1
         if qos > settings.max_qos:
             self.protocol_error(MQTTError(f"QoS {qos} above max_qos", _RC.QOS_NOT_SUPPORTED),
                                 PacketType.PUBLISH)
@@ -302,7 +303,7 @@ class MQTTChannel:
         limit = settings.message_size_limit
         if limit and len(p.payload) > limit:
             # Dropped, still acknowledged; the connection stays (as Mosquitto).
-            stats.dropped += 1
+            traffic.dropped[qos] += 1
             self._ack_publish(p, _RC.PACKET_TOO_LARGE)
             return
         topic = settings.mount_point + p.topic if settings.mount_point else p.topic
@@ -365,7 +366,7 @@ class MQTTChannel:
                                     PacketType.PUBLISH)
                 return False
         if props and props.get(_P.PAYLOAD_FORMAT_INDICATOR) == 1 and not codes.valid_utf8(p.payload):
-            self._stats.dropped += 1
+            self._traffic.dropped[p.qos] += 1
             self._ack_publish(p, _RC.PAYLOAD_FORMAT_INVALID)
             return False
         return True
@@ -524,19 +525,20 @@ class MQTTChannel:
         self, message: Message, qos: int, packet_id: int | None, dup: bool, retain: bool,
         sub_ids: tuple[int, ...] = (),
     ) -> bool:
-        stats = self._stats
+        traffic = self._traffic
         if self.congested and qos == 0:
             # The client reads slower than it is sent to. Past a bounded backlog,
             # drop QoS 0 (counted), as Mosquitto does once a client's queue is full.
             if self.backlog > QOS0_BACKLOG_LIMIT:
-                stats.dropped += 1
+                traffic.dropped[0] += 1
                 return True
             self.backlog += len(message.payload)
         data = encode_delivery(self, message, qos, packet_id, dup, retain, sub_ids)
         if data is None:
-            stats.dropped += 1  # larger than the client's Maximum Packet Size
+            traffic.dropped[qos] += 1  # larger than the client's Maximum Packet Size
             return False
-        stats.publish_sent += 1
+        traffic.sent[qos] += 1
+        stats = self._stats
         stats.messages_sent += 1
         stats.bytes_sent += len(data)
         self.link.write(data)

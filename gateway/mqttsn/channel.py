@@ -239,7 +239,8 @@ class MQTTSNChannel:
     def _authenticate(self) -> None:
         assert self._connect is not None
         p, username = self._connect
-        self.client = ClientInfo(p.client_id, "mqttsn", self.peer, username, self.listener)
+        self.client = ClientInfo(p.client_id, "mqttsn", self.peer, username, self.listener,
+                                 transport=self.network.transport_name)
         self.state = AUTHENTICATING
         if username is not None:
             # The client list or the default username is the credential (MQTT-SN has no
@@ -379,7 +380,7 @@ class MQTTSNChannel:
         """A PUBLISH from the client (``datagram`` calls this directly for short ones)."""
         ctx = self.ctx
         hub = ctx.hub
-        hub.stats.publish_received += 1
+        ctx.traffic.received[qos] += 1
         session = self.session
         assert session is not None
         if ttype == TopicIdType.NORMAL:
@@ -614,6 +615,7 @@ class MQTTSNChannel:
         network.attach(addr, self)
         if self.client is not None:
             self.client.peer = network.describe(addr)
+            self.client.transport = network.transport_name
 
     # helpers -----------------------------------------------------------------------------
 

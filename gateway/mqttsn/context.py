@@ -26,6 +26,7 @@ from twisted.logger import Logger
 
 from gateway.hub.api import ALLOWED, WRITE, AuthResult, ClientInfo, Message
 from gateway.hub.hub import Hub
+from gateway.netaddr import transport_label
 from gateway.mqttsn.codec import (
     Connect,
     Disconnect,
@@ -157,6 +158,11 @@ class Network:
     def describe(self, addr: Any) -> str:
         return str(addr)
 
+    @property
+    def transport_name(self) -> str:
+        """How its clients reach the gateway, for status pages and metrics."""
+        return transport_label(self.listener)
+
     def answer_searchgw(self, addr: Any, gwinfo: bytes) -> None:
         """GWINFO back to the searcher; radio networks broadcast it instead."""
         self.send(addr, gwinfo)
@@ -211,6 +217,7 @@ class MQTTSNContext:
         self.channel_factory = channel_factory
         self.predefined = Predefined(settings.predefined)
         self.counters = Counters()
+        self.traffic = hub.stats.traffic_of("mqttsn")  # PUBLISH by QoS: in, out, dropped
         self.timers = Timers(clock)
         self.networks: list[Network] = []
         self.discovery = Discovery(settings, clock, self.networks)
@@ -227,6 +234,13 @@ class MQTTSNContext:
             ("mqttsn/udp/kernel dropped", self._kernel_drops),
         ):
             hub.extra_counter(name, fn)
+        for name, kind, help, fn in (
+            ("mqttsn_clients_sleeping", "gauge", "MQTT-SN clients asleep", lambda: c.asleep),
+            ("mqttsn_retransmissions", "counter", "MQTT-SN messages sent again", lambda: c.retransmissions),
+            ("mqttsn_udp_kernel_drops", "counter", "MQTT-SN datagrams the kernel dropped",
+             self._kernel_drops),
+        ):
+            hub.probe(name, kind, help, (), lambda fn=fn: [((), fn())], "mqttsn")
 
     def _network_drops(self) -> int:
         return sum(n.frames_dropped for n in self.networks)
@@ -310,7 +324,8 @@ class MQTTSNContext:
             p.retain and not hub.settings.retain_available
         ):
             return
-        client = ClientInfo("", "mqttsn", network.describe(addr), settings.default_username, network.listener)
+        client = ClientInfo("", "mqttsn", network.describe(addr), settings.default_username, network.listener,
+                            transport=network.transport_name)
         message = Message(topic, p.data, 0, p.retain)
 
         def publish(result: AuthResult) -> None:
@@ -320,7 +335,7 @@ class MQTTSNContext:
                 hub.denials.denied(client, WRITE, topic)  # type: ignore[arg-type]
                 return
             self.counters.qos_minus_one += 1
-            hub.stats.publish_received += 1
+            self.traffic.received[-1] += 1
             message.source = client
             hub.publish(message)
 

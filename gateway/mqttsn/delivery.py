@@ -217,7 +217,7 @@ class Delivery:
             out = self.out = deque()
         if entry[1] == 0 and len(out) >= self.ctx.settings.max_sleep_buffer:
             self.ctx.counters.messages_dropped += 1
-            self.ctx.hub.stats.dropped += 1
+            self.ctx.traffic.dropped[0] += 1
             return
         out.append(entry)
         self.pump()
@@ -240,8 +240,7 @@ class Delivery:
                 session.acknowledge(pid)  # type: ignore[union-attr]
             return True
         data = encode_publish(tid, pid, message.payload, qos, retain, dup, ttype)
-        stats = self.ctx.hub.stats
-        stats.publish_sent += 1
+        self.ctx.traffic.sent[qos] += 1
         self.owner.send(data)
         if qos:
             rec = _Pending(PUBLISH1 if qos == 1 else PUBLISH2, pid, data if dup else _set_dup(data), topic, tid, ttype)

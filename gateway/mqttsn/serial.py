@@ -53,6 +53,26 @@ class SerialNetwork(Network):
     def frames_dropped(self) -> int:
         return self.garbage
 
+    @property
+    def transport_name(self) -> str:
+        return f"serial:{self.device}"
+
+    def drops(self) -> list[tuple[tuple[str, str], int]]:
+        return [((self.device, "noise"), self.garbage)]
+
+    def radios(self) -> list[dict[str, Any]]:
+        """One entry per client on the line: its address, client id and state."""
+        return [self.radio(addr, channel) for addr, channel in list(self.channels.items())]
+
+    def radio(self, addr: Any, channel: Any) -> dict[str, Any]:
+        client = getattr(channel, "client", None)
+        return {
+            "address": str(addr),
+            "client_id": client.client_id if client is not None else None,
+            "asleep": bool(channel.sleeping),
+            "last_heard": getattr(channel, "last_rx", None),
+        }
+
     def feed(self, data: bytes) -> None:
         raise NotImplementedError
 
@@ -143,6 +163,23 @@ class XBeeNetwork(SerialNetwork):
     def frames_dropped(self) -> int:
         return self.decoder.dropped
 
+    def drops(self) -> list[tuple[tuple[str, str], int]]:
+        decoder = self.decoder
+        return [((self.device, "bad_checksum"), decoder.bad_checksum),
+                ((self.device, "truncated"), decoder.truncated)]
+
+    def radios(self) -> list[dict[str, Any]]:
+        """Every radio heard from (its 16-bit address), with its client if connected."""
+        channels = self.channels
+        found = []
+        for addr64, addr16 in list(self.addr16.items()):
+            entry = self.radio(addr64, channels[addr64]) if addr64 in channels else {
+                "address": "", "client_id": None, "asleep": False, "last_heard": None}
+            entry["address"] = f"{addr64:016x}"
+            entry["address16"] = f"{addr16:04x}"
+            found.append(entry)
+        return found
+
     def feed(self, data: bytes) -> None:
         for frame in self.decoder.feed(data):
             if type(frame) is RxPacket:
@@ -206,7 +243,31 @@ class SerialLine:
 
     def start(self) -> None:
         self.ctx.add_network(self.network)
+        self._register()
         self._open()
+
+    def _register(self) -> None:
+        """Probes and a status page entry for this line (read when asked)."""
+        hub, device, network = self.ctx.hub, self.device, self.network
+        source = f"serial:{device}"
+        hub.probe("serial_port_up", "gauge", "1 while the serial line is open",
+                  ("device", "framing"), lambda: [((device, self.framing), int(network.port is not None))],
+                  source)
+        hub.probe("serial_port_opens", "counter", "Times the serial line was opened",
+                  ("device",), lambda: [((device,), self.opens)], source)
+        hub.probe("serial_frames_dropped", "counter",
+                  "Frames dropped on a serial line: XBee bad checksums and truncated frames, "
+                  "noise skipped on a plain line", ("device", "reason"), network.drops, source)
+        hub.status_section("serial", self.status, source)
+
+    def status(self) -> dict[str, Any]:
+        """This line and the clients (radios) behind it, for the status page."""
+        network = self.network
+        return {
+            "device": self.device, "framing": self.framing, "baud": self.baud,
+            "up": network.port is not None, "opens": self.opens,
+            "frames_dropped": network.frames_dropped, "radios": network.radios(),
+        }
 
     def _open(self) -> None:
         from twisted.internet.serialport import SerialPort
@@ -255,6 +316,7 @@ class SerialLine:
 
     def close(self) -> None:
         self._closed = True
+        self.ctx.hub.stats.unprobe(f"serial:{self.device}")
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
         self._retry = None

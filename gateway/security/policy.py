@@ -55,7 +55,8 @@ def build_policy(config: Config, listener: Listener | None, clock: Any) -> Polic
         close_policies([Policy(False, plugins=plugins)])
         raise
     probe = listener if listener is not None else Listener(0)
-    return Policy(anonymous_allowed(config, probe), passwords, acl, plugins, methods)
+    return Policy(anonymous_allowed(config, probe), passwords, acl, plugins, methods,
+                  anonymous_overrides(config))
 
 
 def _add_methods(methods: dict[str, Any], plugin: LoadedPlugin) -> None:
@@ -67,6 +68,19 @@ def _add_methods(methods: dict[str, Any], plugin: LoadedPlugin) -> None:
             raise ConfigError(f"{plugin.spec.path}: authentication method {method.name!r} is already offered",
                               path, line, "plugin")
         methods[method.name] = method
+
+
+def anonymous_overrides(config: Config) -> dict[Any, bool]:
+    """Listeners whose own rule on anonymous clients beats allow_anonymous: those with
+    ``listener_allow_anonymous``, and HTTP API listeners, closed unless they say so."""
+    overrides = {}
+    for listener in config.listeners:
+        own = listener.listener_allow_anonymous
+        if own is None and listener.protocol == "http_api":
+            own = False
+        if own is not None:
+            overrides[listener_key(listener)] = own
+    return overrides
 
 
 def build_policies(config: Config, clock: Any) -> Policies:
