@@ -231,6 +231,8 @@ class OrderedProperties(dict):
 
 
 _ORDERED = frozenset({PacketType.PUBLISH, WILL})
+# A property that may not be 0 but is: what Mosquitto answers.
+_ZERO_REASON = {_TOPIC_ALIAS: ReasonCode.TOPIC_ALIAS_INVALID, _SUB_ID: _MALFORMED}
 
 
 def _read_props(b: bytes, i: int, end: int, ctx: int) -> tuple[dict, int]:
@@ -255,7 +257,7 @@ def _read_props(b: bytes, i: int, end: int, ctx: int) -> tuple[dict, int]:
             raise MQTTError(f"{prop.name} not allowed here")
         value, i = read(b, i, stop)
         if not value and prop in NONZERO:
-            raise MQTTError(f"{prop.name} is 0", ReasonCode.TOPIC_ALIAS_INVALID if prop == _TOPIC_ALIAS else _PROTOCOL)
+            raise MQTTError(f"{prop.name} is 0", _ZERO_REASON.get(prop, _PROTOCOL))
         if prop in REPEATABLE:
             props.setdefault(prop, []).append(value)
         elif prop in props:
@@ -388,7 +390,7 @@ def _parse_subscribe(b: bytes, i: int, end: int, b0: int, level: int) -> Subscri
         elif opts & 0xC0:
             raise MQTTError("SUBSCRIBE options reserved bits set")
         elif opts & 0x03 == 3 or opts & 0x30 == 0x30:
-            raise MQTTError("SUBSCRIBE QoS 3 or retain handling 3", _PROTOCOL)
+            raise MQTTError("SUBSCRIBE QoS 3 or retain handling 3")  # malformed, as Mosquitto
         elif opts & 0x04 and topic_filter.startswith("$share/"):
             raise MQTTError("no local on a shared subscription", _PROTOCOL)
         topics.append((topic_filter, opts))
