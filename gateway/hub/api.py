@@ -217,7 +217,8 @@ class Properties:
 class Message:
     """An application message; slotted because millions pass through the hub."""
 
-    __slots__ = ("topic", "payload", "qos", "retain", "props", "expires_at", "source", "cache")
+    __slots__ = ("topic", "payload", "qos", "retain", "props", "expires_at", "source", "cache",
+                 "store_id")
 
     def __init__(
         self,
@@ -237,6 +238,7 @@ class Message:
         # Who published it (set by the hub); check_retain_source and no-local use it.
         self.source: ClientInfo | None = None
         self.cache: dict[Any, Any] = {}
+        self.store_id = 0  # the durable store's id for it, once stored (gateway.hub.persistence)
 
     def __repr__(self) -> str:
         return (

@@ -14,6 +14,7 @@ from gateway.hub.api import (
     RetainHandling, Subscribed, Subscription, as_result,
 )
 from gateway.hub.deadlines import Deadlines
+from gateway.hub.persistence import Journal
 from gateway.hub.denials import DenialLog
 from gateway.hub.retained import RetainedStore
 from gateway.hub.sessions import Limits, Outgoing, Session
@@ -49,7 +50,8 @@ class Hub:
 
     log = Logger()
 
-    def __init__(self, settings: HubSettings | None = None, clock: IReactorTime | None = None) -> None:
+    def __init__(self, settings: HubSettings | None = None, clock: IReactorTime | None = None,
+                 journal: Journal | None = None) -> None:
         if clock is None:
             from twisted.internet import reactor as clock  # type: ignore[no-redef]
         self.clock = clock
@@ -60,6 +62,9 @@ class Hub:
         self.sessions: dict[str, Session] = {}
         self.sys = SysTopics(self)
         self.deadlines = Deadlines(clock)  # type: ignore[arg-type]
+        #: Where durable state changes are reported (gateway.hub.persistence); None:
+        #: nothing survives a restart.
+        self.journal = journal
         self.denials = DenialLog(self.stats, clock)
         #: Enhanced authentication methods by name (MQTT 5's Authentication Method).
         self.auth_methods: dict[str, AuthMethod] = {}
@@ -132,8 +137,10 @@ class Hub:
         caller acknowledges and then calls ``session.resume(endpoint)``.
         """
         client_id = client.client_id
+        journal = self.journal
         # A new connection before the will delay passed: no will (MQTT-3.1.2-8).
-        self.deadlines.cancel(("will", client_id))
+        if self.deadlines.cancel(("will", client_id)) and journal is not None:
+            journal.will(client_id, None, 0.0, None)
         existing = self.sessions.get(client_id)
         if existing is not None and existing.endpoint is not None:
             old = existing.endpoint
@@ -164,11 +171,35 @@ class Hub:
         session.endpoint = endpoint
         session.disconnected_at = None
         session.connected_at = self.now()
+        if journal is not None:
+            self._journal_session(session)
         stats = self.stats
         stats.clients_connected += 1
         if stats.clients_connected > stats.clients_maximum:
             stats.clients_maximum = stats.clients_connected
         return session, present
+
+    def _journal_session(self, session: Session) -> None:
+        """Report a session's own fields, starting or stopping its journal as its
+        expiry makes it persistent or not."""
+        journal = self.journal
+        if journal is None:
+            return
+        if session.expiry != 0:
+            if session._journal is None:
+                session._journal = journal
+                journal.session(session)
+                session.journal_all()
+            else:
+                journal.session(session)
+        elif session._journal is not None:
+            session._journal = None
+            journal.session_ended(session.client_id)
+
+    def set_expiry(self, session: Session, expiry: int | None) -> None:
+        """A new session expiry interval (MQTT 5's DISCONNECT may change it)."""
+        session.expiry = expiry
+        self._journal_session(session)
 
     def disconnect(self, session: Session, graceful: bool, endpoint: Endpoint | None = None) -> None:
         """Detach the session's endpoint; publish the will unless ``graceful``.
@@ -194,12 +225,16 @@ class Hub:
                     delay = min(delay, expiry)
                 self.deadlines.schedule(("will", session.client_id), self.now() + delay,
                                         lambda: self._publish_will(session, will, will_expiry))
+                if self.journal is not None:
+                    self.journal.will(session.client_id, will, self.now() + delay, will_expiry)
             else:
                 self._publish_will(session, will, will_expiry)
         if expiry == 0:
             self._discard(session, fire_will=False)
             return
         session.disconnected_at = self.now()
+        if session._journal is not None:
+            session._journal.session(session)
         if expiry is not None:
             self.deadlines.schedule(("expiry", session), session.disconnected_at + expiry,
                                     lambda: self._expire(session))
@@ -210,7 +245,9 @@ class Hub:
         return session.expiry
 
     def _publish_will(self, session: Session, will: Message, expiry: int | None) -> None:
-        self.deadlines.cancel(("will", session.client_id))
+        if self.deadlines.cancel(("will", session.client_id)) or will.store_id:
+            if self.journal is not None:
+                self.journal.will(session.client_id, None, 0.0, None)
         if self.authorize(session.client, WRITE, will.topic):
             will.source = session.client
             if expiry is not None:
@@ -229,6 +266,9 @@ class Hub:
         if fire_will:
             self.deadlines.fire_now(("will", session.client_id))
         self.deadlines.cancel(("expiry", session))
+        if session._journal is not None:
+            session._journal.session_ended(session.client_id)
+            session._journal = None
         for topic_filter in list(session.subscriptions):
             self._remove_subscription(session, topic_filter)
         session.clear_state()
@@ -288,6 +328,12 @@ class Hub:
         """Store the retained copy and deliver to every matching session once."""
         if message.retain and self.settings.retain_available:
             self.retained_store.store(message)
+            journal = self.journal
+            if journal is not None:
+                if message.payload:
+                    journal.retained(message)
+                else:
+                    journal.retained_cleared(message.topic)
         meter = self.topic_meter
         if meter is not None:
             meter.count(message.topic)
@@ -368,7 +414,15 @@ class Hub:
         existed = topic_filter in session.subscriptions
         self.trie.add(inner, session, sub, group)
         session.subscriptions[topic_filter] = sub
+        if session._journal is not None:
+            session._journal.subscription(session, topic_filter, sub)
         return Subscribed(topic_filter, sub, existed)
+
+    def subscribe_restored(self, session: Session, topic_filter: str, sub: Subscription) -> None:
+        """A subscription read back from the store (no ACL check, nothing journaled)."""
+        group, inner = split_shared(topic_filter)
+        self.trie.add(inner, session, sub, group)
+        session.subscriptions[topic_filter] = sub
 
     def deliver_retained(self, session: Session, subscribed: Subscribed) -> int:
         """Send the retained messages a new subscription matches, as its retain
@@ -392,6 +446,8 @@ class Hub:
             source = message.source
             if check_source and source is not None and not self.authorize(source, WRITE, message.topic):
                 self.retained_store.clear(message.topic)
+                if self.journal is not None:
+                    self.journal.retained_cleared(message.topic)
                 continue
             qos = sub.qos if upgrade else min(sub.qos, message.qos)
             session.deliver(message, qos, True, sub.ids)
@@ -407,11 +463,43 @@ class Hub:
 
     def _remove_subscription(self, session: Session, topic_filter: str) -> None:
         session.subscriptions.pop(topic_filter, None)
+        if session._journal is not None:
+            session._journal.subscription(session, topic_filter, None)
         try:
             group, inner = split_shared(topic_filter)
         except TopicError:
             return
         self.trie.remove(inner, session, group)
+
+    # persistence ---------------------------------------------------------------------
+
+    def durable(self) -> Any:
+        """None when everything reported to the journal is durable, else a Deferred
+        firing once it is: channels hold acknowledgements behind it."""
+        journal = self.journal
+        return None if journal is None else journal.barrier()
+
+    def restore_will(self, client_id: str, will: Message, client: ClientInfo,
+                     publish_at: float, expiry: int | None) -> None:
+        """A will that was waiting for its delay when the process stopped."""
+        from gateway.hub.sessions import Session
+
+        holder = self.sessions.get(client_id) or Session(client, 0, self)
+        self.deadlines.schedule(("will", client_id), publish_at,
+                                lambda: self._publish_will(holder, will, expiry))
+
+    def restore_expiry(self, session: Session, crashed: bool) -> None:
+        """Timers of a session read back from the store; one that was connected when
+        the process stopped lost its connection then (its will goes as for a loss)."""
+        if crashed and session.will is not None:
+            session.endpoint = _GONE
+            self.stats.clients_connected += 1
+            self.disconnect(session, graceful=False)
+            return
+        expiry = self._expiry_of(session)
+        if expiry is not None and session.disconnected_at is not None:
+            self.deadlines.schedule(("expiry", session), session.disconnected_at + expiry,
+                                    lambda: self._expire(session))
 
     # retained ----------------------------------------------------------------------
 
@@ -443,5 +531,20 @@ class Hub:
         """Cancel the hub's timers (at shutdown)."""
         self.deadlines.stop()
 
+
+class _Gone:
+    """The endpoint of a session that was connected when the process stopped."""
+
+    def send_publish(self, *args: Any) -> bool:
+        return True
+
+    def send_pubrel(self, packet_id: int) -> None:
+        pass
+
+    def close(self, reason: Reason) -> None:
+        pass
+
+
+_GONE = _Gone()
 
 __all__ = ["Hub", "HubSettings", "allow_all_authenticate", "Outgoing", "Sample"]

@@ -43,7 +43,7 @@ class Outgoing:
     """One delivery to this session: queued, or in flight under a packet id. A queued
     one has its packet id already when ids are free (as in Mosquitto), 0 otherwise."""
 
-    __slots__ = ("message", "qos", "retain", "sub_ids", "share", "state", "pid")
+    __slots__ = ("message", "qos", "retain", "sub_ids", "share", "state", "pid", "sid")
 
     def __init__(self, message: Message, qos: int, retain: bool, sub_ids: tuple[int, ...],
                  share: ShareGroup | None = None) -> None:
@@ -54,6 +54,7 @@ class Outgoing:
         self.share = share
         self.state = AWAIT_ACK
         self.pid = 0
+        self.sid = 0  # the durable store's sequence number for it, once stored
 
 
 class Session:
@@ -69,6 +70,7 @@ class Session:
         "inbound_qos2", "will", "will_delay", "will_expiry", "disconnected_at", "connected_at",
         "extra", "receive_maximum",
         "_hub", "_limits", "_stats", "_next_pid", "_inflight_bytes", "_queued_bytes", "_reserved",
+        "_journal",
     )
 
     def __init__(self, client: ClientInfo, expiry: int | None, hub: Hub) -> None:
@@ -99,6 +101,8 @@ class Session:
         self._inflight_bytes = 0
         self._queued_bytes = 0
         self._reserved: set[int] | tuple[()] = ()  # packet ids of queued messages
+        # The hub's journal while this session is persistent (its expiry is not 0).
+        self._journal: Any = None
 
     def __repr__(self) -> str:
         return f"<Session {self.client_id!r} expiry={self.expiry} online={self.endpoint is not None}>"
@@ -143,6 +147,8 @@ class Session:
             if not reserved:
                 reserved = self._reserved = set()
             reserved.add(out.pid)  # type: ignore[union-attr]
+        if self._journal is not None:
+            self._journal.outgoing(self, out)
         return True
 
     def _unqueued(self, out: Outgoing) -> None:
@@ -174,10 +180,15 @@ class Session:
         self.inflight[pid] = out
         message = out.message
         self._inflight_bytes += len(message.payload)
+        journal = self._journal
+        if journal is not None:
+            journal.outgoing(self, out)
         if not endpoint.send_publish(message, out.qos, pid, False, out.retain, out.sub_ids):
             # The client cannot take it (too large): as if it had been acknowledged.
             del self.inflight[pid]
             self._inflight_bytes -= len(message.payload)
+            if journal is not None:
+                journal.outgoing_done(self, out)
 
     def _allocate_pid(self) -> int:
         pid = self._next_pid
@@ -202,10 +213,16 @@ class Session:
             self._unqueued(out)
             if message.expires_at is not None and message.expired(hub.now()):
                 self._stats.expired += 1
+                self._dropped(out)
                 continue
             if not hub.can_read(self.client, message.topic):
-                continue  # the ACL changed since it was queued
+                self._dropped(out)  # the ACL changed since it was queued
+                continue
             self._send_new(self.endpoint, out)
+
+    def _dropped(self, out: Outgoing) -> None:
+        if self._journal is not None:
+            self._journal.outgoing_done(self, out)
 
     def acknowledge(self, pid: int) -> bool:
         """PUBACK for QoS 1, PUBCOMP for QoS 2: the delivery is finished."""
@@ -213,6 +230,8 @@ class Session:
         if out is None:
             return False
         self._inflight_bytes -= len(out.message.payload)
+        if self._journal is not None:
+            self._journal.outgoing_done(self, out)
         if self.queue:
             self.pump()
         return True
@@ -223,6 +242,8 @@ class Session:
         if out is None or out.qos != 2:
             return False
         out.state = AWAIT_COMP
+        if self._journal is not None:
+            self._journal.outgoing(self, out)
         return True
 
     def expects(self, pid: int, qos: int, state: int) -> bool:
@@ -239,12 +260,11 @@ class Session:
         for pid, out in list(self.inflight.items()):
             if out.state == AWAIT_COMP:
                 endpoint.send_pubrel(pid)
-            elif not hub.can_read(self.client, out.message.topic):
+            elif not hub.can_read(self.client, out.message.topic) or not endpoint.send_publish(
+                    out.message, out.qos, pid, True, out.retain, out.sub_ids):
                 self.inflight.pop(pid, None)
                 self._inflight_bytes -= len(out.message.payload)
-            elif not endpoint.send_publish(out.message, out.qos, pid, True, out.retain, out.sub_ids):
-                self.inflight.pop(pid, None)
-                self._inflight_bytes -= len(out.message.payload)
+                self._dropped(out)
         self.pump()
 
     def take_shared(self) -> list[Outgoing]:
@@ -255,7 +275,8 @@ class Session:
             if out.share is not None and out.state == AWAIT_ACK:
                 del self.inflight[pid]
                 self._inflight_bytes -= len(out.message.payload)
-                out.pid = 0
+                self._dropped(out)
+                out.pid = out.sid = 0
                 taken.append(out)
         if self.queue and any(o.share is not None for o in self.queue):
             kept: deque[Outgoing] = deque()
@@ -264,7 +285,8 @@ class Session:
                     kept.append(out)
                 else:
                     self._unqueued(out)
-                    out.pid = 0
+                    self._dropped(out)
+                    out.pid = out.sid = 0
                     taken.append(out)
             self.queue = kept if kept else ()
         return taken
@@ -285,6 +307,8 @@ class Session:
         if not pending:
             pending = self.inbound_qos2 = {}
         pending[pid] = (fingerprint, held)  # type: ignore[index]
+        if self._journal is not None:
+            self._journal.inbound(self, pid, fingerprint, held, False)
         return True
 
     def inbound_qos2_pending(self, pid: int, fingerprint: int = 0) -> bool:
@@ -297,7 +321,45 @@ class Session:
         entry = self.inbound_qos2.pop(pid, None) if self.inbound_qos2 else None  # type: ignore[union-attr]
         if entry is None:
             return False, None
+        if self._journal is not None:
+            self._journal.inbound(self, pid, 0, None, True)
         return True, entry[1]
+
+    # persistence ---------------------------------------------------------------
+
+    def changed(self) -> None:
+        """A channel changed what the session keeps for it (``extra``): report it."""
+        if self._journal is not None:
+            self._journal.session(self)
+
+    def journal_all(self) -> None:
+        """Report everything the session holds (it just became persistent)."""
+        journal = self._journal
+        for topic_filter, sub in self.subscriptions.items():
+            journal.subscription(self, topic_filter, sub)
+        for out in self.inflight.values():
+            journal.outgoing(self, out)
+        for out in self.queue:
+            journal.outgoing(self, out)
+        for pid, (fingerprint, held) in (self.inbound_qos2 or {}).items():
+            journal.inbound(self, pid, fingerprint, held, False)
+
+    def restore_outgoing(self, out: Outgoing, inflight: bool) -> None:
+        """A delivery read back from the store, in queue order (nothing journaled)."""
+        size = len(out.message.payload)
+        if inflight and out.pid and out.pid not in self.inflight:
+            self.inflight[out.pid] = out
+            self._inflight_bytes += size
+            return
+        queue = self.queue
+        if not queue:
+            queue = self.queue = deque()
+        queue.append(out)
+        self._queued_bytes += size
+        if out.pid:
+            if not self._reserved:
+                self._reserved = set()
+            self._reserved.add(out.pid)  # type: ignore[union-attr]
 
     # limits --------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ one connection, never anything else.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 from zlib import crc32
@@ -101,7 +102,7 @@ class MQTTChannel:
         "session", "client", "keepalive", "last_rx", "opened", "congested", "backlog",
         "handshake", "auth_method", "aliases_in", "aliases_out", "max_out", "problem_info",
         "_graceful", "_pending", "_may_wait", "_released", "_sweeper", "_stats", "_linger",
-        "_traffic", "__weakref__",
+        "_traffic", "_acks", "__weakref__",
     )
 
     def __init__(
@@ -139,6 +140,7 @@ class MQTTChannel:
         self.problem_info = True
         self._graceful = False
         self._linger: Any = None        # after our DISCONNECT: the DelayedCall that closes
+        self._acks: Any = None          # acknowledgements waiting for the store, in order
         self._pending: list[Any] = []
         self._may_wait = False          # an ACL plugin may need asking (gateway.hub.auth)
         self._released: Any = None      # the held packet being handled again
@@ -373,9 +375,34 @@ class MQTTChannel:
 
     def _ack_publish(self, p: Publish, code: int) -> None:
         if p.qos == 1:
-            self._write_ack(PubAck(p.packet_id, code))  # type: ignore[arg-type]
+            self._ack_when_durable(PubAck(p.packet_id, code))  # type: ignore[arg-type]
         elif p.qos == 2:
-            self._write_ack(PubRec(p.packet_id, code))  # type: ignore[arg-type]
+            self._ack_when_durable(PubRec(p.packet_id, code))  # type: ignore[arg-type]
+
+    def _ack_when_durable(self, packet: Any) -> None:
+        """An acknowledgement of what the client sent, written once what it acknowledges
+        is durable (with persistence on), and never before an earlier one."""
+        acks = self._acks
+        barrier = self.hub.durable()
+        if barrier is None and not acks:
+            self._write_ack(packet)
+            return
+        if acks is None:
+            acks = self._acks = deque()
+        entry = [packet, barrier is None]
+        acks.append(entry)
+        if barrier is not None:
+            barrier.addCallback(self._acks_durable, entry)
+
+    def _acks_durable(self, _: Any, entry: list[Any]) -> None:
+        entry[1] = True
+        acks = self._acks
+        while acks and acks[0][1]:
+            packet = acks.popleft()[0]
+            if self.state != CLOSED:
+                self._write_ack(packet)
+        if not acks:
+            self._acks = None
 
     def _write_ack(self, packet: Any) -> None:
         """An acknowledgement: at levels 3 and 4 its four bytes, at 5 through the encoder."""
@@ -414,9 +441,9 @@ class MQTTChannel:
         # Completed even for an unknown id, reason 0 (as Mosquitto: a PUBREL repeated
         # after a reconnect is normal).
         _, held = session.inbound_qos2_released(pid)
-        self._write_ack(PubComp(pid))
         if held is not None:
             self.hub.publish(held, session)
+        self._ack_when_durable(PubComp(pid))
 
     def _on_pubcomp(self, p: PubComp) -> None:
         session = self.session
@@ -509,7 +536,7 @@ class MQTTChannel:
                     self.send_disconnect(_RC.PROTOCOL_ERROR)
                     self.protocol_error(MQTTError("session expiry set after connecting with 0", _RC.PROTOCOL_ERROR))
                     return
-                session.expiry = None if expiry == 0xFFFFFFFF else expiry
+                self.hub.set_expiry(session, None if expiry == 0xFFFFFFFF else expiry)
         # 0x04: "disconnect with will message" publishes the will as a loss would.
         self._graceful = p.reason_code != _RC.DISCONNECT_WITH_WILL_MESSAGE
         if session is not None:
