@@ -60,6 +60,9 @@ def open_session(cfg: Options) -> Session:
                   else "Error: Invalid id and/or clean_session.\n")
             raise Exit(1)
         cfg.id = as_text(cfg.id)
+    if cfg.username is None and cfg.password is not None and cfg.protocol_version < 5:
+        write(err, "" if cfg.quiet else "Error: Problem setting username and/or password.\n")
+        raise Exit(1)
     if cfg.username is not None:
         if not valid_utf8(cfg.username):
             write(err, "" if cfg.quiet else "Error: Problem setting username and/or password.\n")

@@ -140,6 +140,10 @@ class Session:
         self.ready: set[int] = set()  # the extra descriptors the last loop() found readable
         #: Read end of a ``signal.set_wakeup_fd`` pipe: a signal ends the wait of loop().
         self.wakeup: int | None = None
+        self.in_callback = False  # handling a received packet: a DISCONNECT waits for the end
+        self.handshaking = False  # TLS handshake under way: nothing is sent yet
+        self.want_write = False  # ... and it waits to write rather than to read
+        self.closing = False  # a DISCONNECT is queued, the socket closes after it
         self.on_connect: Callable[[int, dict], None] | None = None
         self.on_message: Callable[[Publish], None] | None = None
         self.on_subscribe: Callable[[int, list[int]], None] | None = None
@@ -172,8 +176,6 @@ class Session:
         if self.level == 3 and self.client_id is None:
             alphabet = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
             self.client_id = "mosq-" + "".join(alphabet[b % 62] for b in os.urandom(18))
-        if self.level < 5 and cfg.password is not None and cfg.username is None:
-            raise ConnectFailed(f"Unable to connect ({strerror(ERR_INVAL)}).\n", ERR_INVAL)
         ctx = tls_context(cfg)
         port = cfg.port if cfg.port is not None else (8883 if cfg.cafile or cfg.capath else 1883)
         try:
@@ -190,11 +192,15 @@ class Session:
         except OSError as e:
             raise ConnectFailed(f"Error: {os.strerror(e.errno or errno.EIO)}\n", ERR_ERRNO) from None
         if ctx is not None:
+            # The handshake runs in loop(), after CONNECT is queued, as libmosquitto's:
+            # its failures are the loop's error (status 8), not the connection's.
             try:
-                sock = ctx.wrap_socket(sock, server_hostname=cfg.host if port else None)
-            except (ssl.SSLError, ssl.CertificateError, OSError):
+                sock = ctx.wrap_socket(sock, server_hostname=cfg.host if port else None,
+                                       do_handshake_on_connect=False)
+            except (ssl.SSLError, OSError, ValueError):
                 sock.close()
                 raise ConnectFailed(f"Unable to connect ({strerror(ERR_TLS)}).\n", ERR_TLS) from None
+            self.handshaking = True
         self._opened(sock)
 
     def reconnect(self) -> int:
@@ -212,6 +218,7 @@ class Session:
         self.decoder.protocol_level = self.level
         self.outbuf.clear()
         self.aliases.clear()
+        self.closing = False
         self.state = "connecting"
         self.last_in = self.last_out = time.monotonic()
         self.ping_sent = 0.0
@@ -245,7 +252,7 @@ class Session:
         self._flush()
 
     def _flush(self) -> int:
-        while self.outbuf and self.sock is not None:
+        while self.outbuf and self.sock is not None and not self.handshaking:
             try:
                 n = self.sock.send(self.outbuf)
             except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
@@ -286,7 +293,8 @@ class Session:
 
     def _send_publish(self, msg: Publish) -> None:
         self.log(f"Client {self.name} sending PUBLISH (d{int(msg.dup)}, q{msg.qos}, r{int(msg.retain)}, "
-                 f"m{msg.packet_id or self.last_mid}, '{msg.topic}', ... ({len(msg.payload)} bytes))")
+                 f"m{msg.packet_id or self.last_mid}, '{msg.topic or '(null)'}', ... "
+                 f"({len(msg.payload)} bytes))")
         self._send(msg)
 
     def subscribe(self, topics: list[str], qos: int, options: int, props: dict) -> int:
@@ -306,22 +314,30 @@ class Session:
         return mid
 
     def disconnect(self, reason: int = 0, props: dict | None = None) -> int:
-        """Send DISCONNECT, finish writing, close: ``on_disconnect(0)``."""
+        """Send DISCONNECT, finish writing, close, ``on_disconnect(0)``; from a callback,
+        once the packets at hand are handled (libmosquitto writes it from its loop)."""
         self.state = "disconnecting"
         if self.sock is None:
             return ERR_NO_CONN
         self.log(f"Client {self.name} sending DISCONNECT")
-        self._send(Disconnect(reason if self.level == 5 else 0, (props or {}) if self.level == 5 else {}))
+        if not self.closing:
+            self.closing = True
+            self._send(Disconnect(reason if self.level == 5 else 0, (props or {}) if self.level == 5 else {}))
+        if not self.in_callback:
+            self._closed_by_us()
+        return ERR_SUCCESS
+
+    def _closed_by_us(self) -> None:
         deadline = time.monotonic() + 10.0
         while self.outbuf and self.sock is not None and time.monotonic() < deadline:
             select.select([], [self.sock], [], 0.1)
             if self._flush():
                 break
         self.close()
+        self.closing = False
         self.state = "disconnected"
         if self.on_disconnect:
             self.on_disconnect(0)
-        return ERR_SUCCESS
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -333,6 +349,8 @@ class Session:
             return ERR_NO_CONN
         extra = list(extra) + ([self.wakeup] if self.wakeup is not None else [])
         timeout = max(0.0, min(timeout, self._keepalive_due() - time.monotonic()))
+        if self.handshaking:
+            return self._failed(self._handshake(timeout, extra))
         pending = isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()
         try:
             readable, writable, _ = select.select(
@@ -352,6 +370,38 @@ class Session:
         if self.sock is None:
             return ERR_SUCCESS
         return self._failed(self._check_keepalive())
+
+    def _handshake(self, timeout: float, extra: list[int]) -> int:
+        """Step the TLS handshake, waiting up to ``timeout`` for the socket when it
+        wants to; libmosquitto's ``-d`` lines when it fails."""
+        sock = self.sock
+        assert isinstance(sock, ssl.SSLSocket)
+        for wait in (False, True):
+            if wait:
+                waits = ([extra, [sock]] if self.want_write else [[sock, *extra], []])
+                readable = select.select(waits[0], waits[1], [], timeout)[0]
+                self.ready = {fd for fd in readable if fd is not sock}
+                if self.wakeup in self.ready:
+                    self._drain_wakeup()
+            try:
+                sock.do_handshake()
+            except ssl.SSLWantReadError:
+                self.want_write = False
+                continue
+            except ssl.SSLWantWriteError:
+                self.want_write = True
+                continue
+            except ssl.SSLCertVerificationError as e:
+                if e.verify_code in (62, 64):  # X509_V_ERR_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH
+                    self.log("Error: host name verification failed.")
+                self.log("OpenSSL Error[0]: error:0A000086:SSL routines::certificate verify failed")
+                return ERR_TLS
+            except (ssl.SSLError, OSError) as e:
+                self.log(f"OpenSSL Error[0]: {e}")
+                return ERR_TLS
+            self.handshaking = False
+            return self._flush()
+        return ERR_SUCCESS
 
     def _drain_wakeup(self) -> None:
         try:
@@ -415,11 +465,20 @@ class Session:
             packets, failure = e.packets, ERR_PROTOCOL
         else:
             failure = ERR_SUCCESS
-        for packet in packets:
-            rc = self._handle(packet)
-            if rc or self.sock is None:
-                return rc
-        return failure
+        self.in_callback = True
+        try:
+            for packet in packets:
+                rc = self._handle(packet)
+                if rc or self.sock is None or self.closing:
+                    break
+            else:
+                rc = failure
+        finally:
+            self.in_callback = False
+        if self.closing and self.sock is not None:
+            self._closed_by_us()
+            return ERR_SUCCESS
+        return rc
 
     def _keepalive_due(self) -> float:
         if not self.keepalive:

@@ -92,7 +92,7 @@ FLAG_SETS = {
     "json": ["-V", "5", "-q", "1", "-F", "%j"],
     "json-parsed": ["-V", "5", "-F", "%J"],
     "json-pretty": ["-V", "5", "-F", "%j\n%J", "--pretty"],
-    "debug": ["-d", "-q", "2"],
+    "debug": ["-d", "-q", "1"],  # at QoS 2, PUBREL and the next PUBLISH race, for both
     "debug-v5": ["-d", "-q", "1", "-V", "5", "-v"],
 }
 
