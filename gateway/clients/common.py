@@ -8,8 +8,9 @@ import signal
 import sys
 from typing import BinaryIO
 
+from gateway.clients.checks import as_text, valid_utf8
 from gateway.clients.options import (
-    PROGRAMS, PUB, HelpRequested, Options, UsageError, VersionRequested, as_text, parse, valid_utf8,
+    PROGRAMS, PUB, HelpRequested, Options, UsageError, VersionRequested, parse,
 )
 from gateway.clients.session import ConnectFailed, Session
 from gateway.clients.usage import usage_text, version_text

@@ -11,11 +11,11 @@ import time
 
 from gateway.clients.common import Exit, open_session, run, streams, write
 from gateway.clients.options import (
-    MAX_PAYLOAD, MSG_CMD, MSG_FILE, MSG_NULL, MSG_STDIN_FILE, MSG_STDIN_LINE, PUB, Options,
+    MAX_PAYLOAD, MSG_NULL, MSG_STDIN_FILE, MSG_STDIN_LINE, PUB, Options,
 )
-from gateway.clients.session import (
-    ERR_CONN_REFUSED, ERR_INVAL, ERR_NO_CONN, ERR_PROTOCOL, ERR_QOS_NOT_SUPPORTED, ERR_SUCCESS,
-    Session, connection_error, reason_string, strerror,
+from gateway.clients.session import Session
+from gateway.clients.texts import (
+    ERR_CONN_REFUSED, ERR_INVAL, ERR_NO_CONN, ERR_PROTOCOL, ERR_QOS_NOT_SUPPORTED, ERR_SUCCESS, connection_error, reason_string, strerror,
 )
 from gateway.clients.usage import usage_text
 from gateway.mqtt.reasons import PropertyId

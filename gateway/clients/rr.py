@@ -11,8 +11,9 @@ from gateway.clients.common import open_session, run, streams, write
 from gateway.clients.options import MSG_NULL, RR, Options
 from gateway.clients.output import Printer
 from gateway.clients.pub import load_message
-from gateway.clients.session import (
-    ERR_NO_CONN, ERR_SUCCESS, ERR_TIMEOUT, Session, reason_string, strerror,
+from gateway.clients.session import Session
+from gateway.clients.texts import (
+    ERR_NO_CONN, ERR_SUCCESS, ERR_TIMEOUT, reason_string, strerror,
 )
 from gateway.clients.sub import DISCONNECT_WITH_WILL, Signals
 from gateway.mqtt.packets import Publish

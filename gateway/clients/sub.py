@@ -14,8 +14,9 @@ from types import FrameType
 from gateway.clients.common import open_session, run, streams
 from gateway.clients.options import SUB, Options
 from gateway.clients.output import Printer
-from gateway.clients.session import (
-    ERR_NO_CONN, ERR_SUCCESS, ERR_TIMEOUT, Session, connection_error, strerror,
+from gateway.clients.session import Session
+from gateway.clients.texts import (
+    ERR_NO_CONN, ERR_SUCCESS, ERR_TIMEOUT, connection_error, strerror,
 )
 from gateway.mqtt.packets import Publish
 
