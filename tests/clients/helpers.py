@@ -44,10 +44,11 @@ def as_ours(kind: str, data: bytes) -> bytes:
 class Client:
     """One client subprocess; stdout and stderr are read by threads as they come."""
 
-    def __init__(self, argv: Sequence[str], stdin: bytes | None = None) -> None:
+    def __init__(self, argv: Sequence[str], stdin: bytes | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.argv = list(argv)
         self.proc = subprocess.Popen(
-            self.argv, cwd=REPO, env=gateway_env(), stdin=subprocess.PIPE,
+            self.argv, cwd=REPO, env={**gateway_env(), **(env or {})}, stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.out = bytearray()
         self.err = bytearray()
@@ -94,9 +95,10 @@ class Client:
 
 
 def run_both(kind: str, args: Sequence[str], stdin: bytes | None = None,
+             env: dict[str, str] | None = None,
              ) -> tuple[tuple[int, bytes, bytes], tuple[int, bytes, bytes]]:
-    """Mosquitto's client then ours with the same arguments: (theirs, ours), each
+    """Mosquitto's client and ours with the same arguments: (theirs, ours), each
     (status, stdout, stderr), Mosquitto's texts renamed to our program."""
-    mine = Client([*ours(kind), *args], stdin)
-    status, out, err = Client([*theirs(kind), *args], stdin).finish()
+    mine = Client([*ours(kind), *args], stdin, env)
+    status, out, err = Client([*theirs(kind), *args], stdin, env).finish()
     return (status, as_ours(kind, out), as_ours(kind, err)), mine.finish()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import signal
 import subprocess
 
 import pytest
@@ -147,3 +148,19 @@ def test_timeout_exits_27(broker):
              for args in (argv, [*argv, "-V", "5"])]
     for pair in pairs:
         same(pair)
+
+
+def test_sigint_disconnects_with_the_will(broker):
+    """SIGINT after the CONNACK: a DISCONNECT with reason 0x04 at MQTT 5, so the broker
+    sends the will, and status 0; the same from both programs."""
+    b = base()
+    pub(broker, "-t", f"{b}/0", "-m", "ready", "-r", "-q", "1")
+    wills = Client(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker), "-t", f"{b}/will",
+                    "-t", f"{b}/0", "-C", "3", "-v"])
+    wills.wait_for(bool, "subscription")
+    pair = start_pair(broker, ["-t", f"{b}/0", "-V", "5", "-v", "--will-topic", f"{b}/will",
+                               "--will-payload", "gone"])
+    for c in pair:
+        c.proc.send_signal(signal.SIGINT)
+    same(pair)
+    assert wills.finish() == (0, f"{b}/0 ready\n{b}/will gone\n{b}/will gone\n".encode(), b"")

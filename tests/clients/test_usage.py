@@ -85,3 +85,12 @@ def test_help_lists_mosquittos_flags_and_version(kind):
     assert mine_status == status == 1
     assert re.fullmatch(rb"mqttgateway-%s version \S+ running on mqttgateway \S+\.\n" % kind.encode(), mine)
     assert as_ours(kind, theirs).startswith(b"mqttgateway-%s version " % kind.encode())
+
+
+def test_defaults_file_is_read_as_mosquittos(tmp_path):
+    """``$XDG_CONFIG_HOME/<program>``: one option a line, then the command line."""
+    for name in ("mosquitto_sub", "mqttgateway-sub"):
+        (tmp_path / name).write_text("# defaults\n-q 1\n-F %t:%q\n-W 0\n")
+    assert run_both("sub", ["-t", "a"], env={"XDG_CONFIG_HOME": str(tmp_path)})[0][0] == 1
+    theirs, mine = run_both("sub", ["-t", "a"], env={"XDG_CONFIG_HOME": str(tmp_path)})
+    assert mine == theirs and b'Invalid timeout "0"' in mine[2]
