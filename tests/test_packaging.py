@@ -85,3 +85,8 @@ def test_editable_install_is_a_twistd_plugin_from_any_directory(tmp_path):
     assert "-c, --config=" in done.stdout
     where = run([str(python), "-c", "import gateway; print(gateway.__file__)"], elsewhere)
     assert where.stdout.strip() == str(checkout / "gateway" / "__init__.py")
+
+    # The command-line clients are console scripts of the same install.
+    for kind in ("pub", "sub", "rr"):
+        done = run([str(venv / "bin" / f"mqttgateway-{kind}"), "--version"], elsewhere)
+        assert done.returncode == 1 and done.stdout.startswith(f"mqttgateway-{kind} version "), done

@@ -42,7 +42,10 @@ def as_ours(kind: str, data: bytes) -> bytes:
 
 
 class Client:
-    """One client subprocess; stdout and stderr are read by threads as they come."""
+    """One client subprocess; stdout and stderr are read by threads as they come.
+    ``kill_all()`` ends those still running (a failed test leaves subscribers behind)."""
+
+    started: list[Client] = []
 
     def __init__(self, argv: Sequence[str], stdin: bytes | None = None,
                  env: dict[str, str] | None = None) -> None:
@@ -56,6 +59,7 @@ class Client:
                          for s, b in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
         for t in self._readers:
             t.start()
+        Client.started.append(self)
         assert self.proc.stdin is not None
         if stdin:
             self.proc.stdin.write(stdin)
@@ -79,6 +83,14 @@ class Client:
                 raise AssertionError(f"{self.argv}: no {what}; status {self.proc.poll()}, "
                                      f"stdout {bytes(self.out)!r}, stderr {bytes(self.err)!r}")
             time.sleep(0.01)
+
+    @classmethod
+    def kill_all(cls) -> None:
+        for c in cls.started:
+            if c.proc.poll() is None:
+                c.proc.kill()
+                c.proc.wait()
+        cls.started.clear()
 
     def finish(self) -> tuple[int, bytes, bytes]:
         """Wait for the exit: (status, stdout, stderr)."""
