@@ -20,6 +20,8 @@ from gateway.clients.texts import (
 from gateway.clients.usage import usage_text
 from gateway.mqtt.reasons import PropertyId
 
+#: Bytes unsent (a queued message counting 1 KiB) past which ``-l`` stops reading stdin.
+MAX_BACKLOG = 1 << 20
 _PUBLISH_ERRORS = {
     ERR_INVAL: "Error: Invalid input. Does your topic contain '+' or '#'?\n",
     ERR_NO_CONN: "Error: Client not connected when trying to publish.\n",
@@ -159,7 +161,9 @@ class Publisher:
         while True:
             if self.status == "nohope":
                 return ERR_CONN_REFUSED
-            reading = self.status == "connack"
+            # Read on only while the broker keeps up: a fast stdin must not fill memory.
+            backlog = len(self.session.outbuf) + 1024 * len(self.session.waiting)
+            reading = self.status == "connack" and backlog < MAX_BACKLOG
             rc = self.session.loop(1.0, [stdin] if reading else [])
             if reading and stdin in self.session.ready:
                 chunk = os.read(stdin, 65536)
