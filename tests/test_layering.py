@@ -11,7 +11,9 @@ config"):
 - a protocol package (``gateway.mqtt``, ``gateway.mqttsn``, ``gateway.coap``) imports no
   other protocol package, nor the service layer that starts it (``gateway.listeners``,
   ``gateway.service``);
-- the modules of ``gateway.mqttsn`` import one another without a loop.
+- the modules of ``gateway.mqttsn`` import one another without a loop;
+- the command-line clients (``gateway.clients``) are clients of any broker: of the
+  gateway they use the MQTT wire format (codec, packets, reasons) and nothing else.
 """
 
 from __future__ import annotations
@@ -123,3 +125,14 @@ def test_mqttsn_modules_import_one_another_without_a_loop() -> None:
     assert len(modules) > 5
     graph = {m: sorted(n for n in imports_of(m) if n in modules and n != m) for m in modules}
     assert cycles(graph) == []
+
+
+CLIENTS_MAY_USE = ("gateway.clients", "gateway.mqtt.codec", "gateway.mqtt.packets",
+                   "gateway.mqtt.reasons")
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if within(m, "gateway.clients")])
+def test_the_clients_use_only_the_mqtt_wire_format(module: str) -> None:
+    bad = sorted(name for name in imports_of(module)
+                 if name != "gateway" and not any(within(name, a) for a in CLIENTS_MAY_USE))
+    assert bad == [], f"{module} imports {bad}"

@@ -86,6 +86,10 @@ def test_editable_install_is_a_twistd_plugin_from_any_directory(tmp_path):
     where = run([str(python), "-c", "import gateway; print(gateway.__file__)"], elsewhere)
     assert where.stdout.strip() == str(checkout / "gateway" / "__init__.py")
 
+    # The command-line clients are console scripts of the same install.
+    for kind in ("pub", "sub", "rr"):
+        done = run([str(venv / "bin" / f"mqttgateway-{kind}"), "--version"], elsewhere)
+        assert done.returncode == 1 and done.stdout.startswith(f"mqttgateway-{kind} version "), done
 
 def test_ci_runs_the_readme_test_command():
     """``.ci/run`` runs README.rst's "Run the tests" command verbatim, so what a fresh

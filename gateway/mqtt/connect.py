@@ -71,7 +71,7 @@ class Handshake:
                 self._refuse_code(ConnAckCode.IDENTIFIER_REJECTED if level < 5 else _RC.UNSPECIFIED_ERROR,
                                   "zero-length client id")
                 return
-            client_id = settings.auto_id_prefix + str(uuid.uuid4())  # as Mosquitto: 36 characters
+            client_id = settings.auto_id_prefix + str(uuid.uuid4()).upper()  # as Mosquitto: 36 characters
             self.assigned = True
         elif level == 3 and len(client_id) > 23:
             self._refuse_code(ConnAckCode.IDENTIFIER_REJECTED, "client id longer than 23 characters")
