@@ -83,9 +83,8 @@ def check_settings(listener: Any) -> None:
         raise _error(listener, "certfile", "certfile without keyfile")
     if listener.require_certificate and not (listener.cafile or listener.capath):
         raise _error(listener, "require_certificate", "needs cafile or capath to verify clients")
-    for key in ("use_identity_as_username", "use_subject_as_username"):
-        if getattr(listener, key) and not listener.require_certificate:
-            raise _error(listener, key, "needs require_certificate true")
+    # use_identity_as_username without require_certificate is valid, as in Mosquitto:
+    # a certificate is asked for, and a client without one is refused at CONNECT.
 
 
 def build_context(listener: Any) -> SSL.Context:
@@ -138,6 +137,9 @@ def build_context(listener: Any) -> SSL.Context:
             raise _error(listener, "crlfile", f"cannot load CRL {listener.crlfile!r}: {e}") from None
     if listener.require_certificate:
         ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT)
+        ctx.set_session_id(b"mqttgateway")
+    elif uses_certificate_identity(listener) and (listener.cafile or listener.capath):
+        ctx.set_verify(SSL.VERIFY_PEER)  # asked for, checked if given, not required
         ctx.set_session_id(b"mqttgateway")
     return ctx
 

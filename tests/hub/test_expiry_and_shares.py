@@ -325,3 +325,11 @@ def test_client_receive_maximum_narrows_the_window():
         pub(hub, "t", str(i).encode(), 1)
     assert ep.payloads() == [b"0", b"1"]
     assert session.queued == 2
+
+
+def test_upgrade_outgoing_qos_applies_to_retained_messages():
+    hub = make_hub(HubSettings(upgrade_outgoing_qos=True))
+    pub(hub, "r", b"kept", qos=0, retain=True)
+    c = join(hub, "c", subscribe=[("r", 2)])
+    [d] = c.ep.take()
+    assert (d.qos, d.retain) == (2, True)

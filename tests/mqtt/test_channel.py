@@ -8,9 +8,11 @@ from __future__ import annotations
 import pytest
 from twisted.internet.defer import Deferred
 
+from gateway.hub.auth import Policies, Policy, Security
 from gateway.hub.hub import Hub, HubSettings
 from gateway.hub.sessions import Limits
 from gateway.mqtt.channel import MQTTSettings
+from gateway.security.passwords import PasswordFile, make_hash, parse_hash
 from tests import wire
 from tests.mqtt.helpers import Broker
 
@@ -555,3 +557,94 @@ def test_pubrel_is_resent_on_reconnect_after_pubrec():
     assert again.take() == wire.connack(0, sp=True) + wire.pubrel(1)
     again.send(wire.pubcomp(1))
     assert broker.hub.session("sub").inflight == {}
+
+
+# --- Mosquitto's semantics at 3.1 and 3.1.1 ------------------------------------------
+
+
+def test_mqtt31_connack_has_no_session_present_flag():
+    broker = Broker()
+    first = broker.open()
+    first.send(wire.connect("p31", proto_level=3, clean=False))
+    assert first.take() == wire.connack(0)
+    first.send(wire.disconnect())
+    first.lost()
+    again = broker.open()
+    again.send(wire.connect("p31", proto_level=3, clean=False))
+    assert again.take() == wire.connack(0)          # no flag, although the session is there
+    again4 = broker.open()
+    again4.send(wire.connect("p31", clean=False))
+    assert again4.take() == wire.connack(0, sp=True)
+
+
+@pytest.mark.parametrize("qos, wrong", [
+    (1, wire.pubrec(1)), (1, wire.pubcomp(1)), (2, wire.puback(1)), (2, wire.pubcomp(1)),
+], ids=["qos1-pubrec", "qos1-pubcomp", "qos2-puback", "qos2-pubcomp-before-pubrec"])
+def test_wrong_acknowledgement_type_closes_the_connection(qos, wrong):
+    """MQTT-4.8.0-1, as Mosquitto: the connection closes (no DISCONNECT, even at 5)."""
+    broker = Broker()
+    sub = broker.subscriber("sub", "t", qos=qos)
+    pub = broker.connect("pub")
+    pub.send(wire.publish("t", b"m", qos=qos, mid=9))
+    if qos == 2:
+        pub.send(wire.pubrel(9))
+    assert sub.take() == wire.publish("t", b"m", qos=qos, mid=1)
+    sub.send(wrong)
+    assert sub.closed
+    assert sub.take() == b""
+
+
+def test_puback_after_pubrec_for_a_qos2_message_closes():
+    broker = Broker()
+    sub = broker.subscriber("sub", "t", qos=2)
+    pub = broker.connect("pub")
+    pub.send(wire.publish("t", b"m", qos=2, mid=9), wire.pubrel(9))
+    sub.take()
+    sub.send(wire.pubrec(1))
+    assert sub.take() == wire.pubrel(1)
+    sub.send(wire.puback(1))
+    assert sub.closed
+
+
+def test_acknowledgement_of_an_unknown_id_is_ignored():
+    broker = Broker()
+    sub = broker.subscriber("sub", "t", qos=1)
+    sub.send(wire.puback(77), wire.pubcomp(78))
+    assert not sub.closed
+
+
+def test_max_qos_downgrades_subscriptions_and_refuses_higher_publishes():
+    broker = Broker(MQTTSettings(max_qos=1))
+    client = broker.connect("c")
+    client.send(wire.subscribe(1, [("t", 2)]))
+    assert client.take() == wire.suback(1, [1])
+    client.send(wire.publish("t", b"x", qos=2, mid=3))
+    assert client.closed
+
+
+def test_mount_point_prefixes_what_clients_send_and_strips_what_they_receive():
+    broker = Broker(MQTTSettings(mount_point="site-a/"))
+    other = Broker(hub=broker.hub)          # a listener without a mount point, same hub
+    watcher = other.subscriber("w", "#")
+    client = broker.connect("c", will_topic="status", will_payload=b"gone")
+    client.send(wire.subscribe(1, [("cmd/#", 0)]))
+    assert client.take() == wire.suback(1, [0])
+    client.send(wire.publish("temp", b"21"))
+    assert watcher.take() == wire.publish("site-a/temp", b"21")
+    watcher.send(wire.publish("site-a/cmd/reboot", b"now"))
+    assert client.take() == wire.publish("cmd/reboot", b"now")
+    watcher.send(wire.publish("cmd/reboot", b"not for site a"))
+    assert client.take() == b""
+    watcher.take()                          # its own messages, back through "#"
+    client.lost()
+    assert watcher.take() == wire.publish("site-a/status", b"gone")
+
+
+def test_empty_password_counts_as_none():
+    """Mosquitto's reading: a password-file entry for "" does not let "" in."""
+    broker = Broker()
+    passwords = PasswordFile({"nopw": parse_hash(make_hash(b""))})
+    Security(Policies(False, Policy(False, passwords)), broker.clock).install(broker.hub)
+    client = broker.open()
+    client.send(wire.connect("c", username="nopw", password=""))
+    assert client.take() == wire.connack(5)

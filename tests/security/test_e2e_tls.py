@@ -51,10 +51,17 @@ cafile {pki['ca']}
 require_certificate true
 use_identity_as_username true
 acl_file {directory / 'acl'}
+
+listener {free_port()} 127.0.0.1
+certfile {pki['server']}
+keyfile {pki['server_key']}
+cafile {pki['ca']}
+use_identity_as_username true
+acl_file {directory / 'acl'}
 """
     # serving() yields the gateway once; after the module it stops it and checks the exit.
     for gw in serving(launch(directory, conf.splitlines(), listener=False)):
-        gw.server, gw.mutual, gw.identity = gw.ports
+        gw.server, gw.mutual, gw.identity, gw.identity_optional = gw.ports
         yield gw
 
 
@@ -119,6 +126,18 @@ def test_certificate_identity_is_the_username(shared_gateway, pki):
     assert c.subscribe("devices/device-42/#") == [1]
     assert c.subscribe("alice/#") == [0x80]                    # not alice, whatever CONNECT said
     c.close()
+
+
+def test_certificate_identity_without_require_certificate(shared_gateway, pki):
+    """As Mosquitto: valid; a client with a certificate is named by it, one without is
+    refused with CONNACK 4 (bad user name or password; 0x86 at MQTT 5, as here)."""
+    c = Client(shared_gateway.identity_optional, "d2", tls=tls(pki, "client"))
+    assert c.connect() == 0
+    assert c.subscribe("devices/device-42/#") == [1]
+    c.close()
+    anonymous = Client(shared_gateway.identity_optional, "d3", "alice", "secret", tls=tls(pki, None))
+    assert anonymous.connect() == 0x86
+    anonymous.close()
 
 
 @pytest.mark.parametrize("cert, alert", [
@@ -195,8 +214,6 @@ def test_sighup_reloads_certificates_for_new_connections(tmp_path, pki, tmp_path
 @pytest.mark.parametrize("lines, line, message", [
     (["require_certificate true"], 3, "require_certificate: needs certfile and keyfile"),
     (["certfile {server}"], 3, "certfile: certfile without keyfile"),
-    (["certfile {server}", "keyfile {server_key}", "use_identity_as_username true"], 5,
-     "use_identity_as_username: needs require_certificate true"),
     (["certfile {server}", "keyfile {server_key}", "require_certificate true"], 5,
      "require_certificate: needs cafile or capath"),
 ])
