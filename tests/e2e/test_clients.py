@@ -1,5 +1,5 @@
 """Clients nobody here wrote (paho-mqtt, mosquitto_pub/sub) and raw bytes against a
-running gateway, at MQTT 3.1 (level 3) and 3.1.1 (level 4).
+running gateway, at MQTT 3.1 (level 3), 3.1.1 (level 4) and 5.
 
 Most tests share one gateway (``sys_interval 1``) and keep apart by using unique
 client ids and topics; tests that need other limits start their own. Where a test
@@ -41,8 +41,8 @@ def connected(paho, port, prefix="c", **kwargs):
 
 @pytest.mark.parametrize(
     "pub_level, sub_level",
-    [(3, 3), (4, 4), (3, 4), (4, 3)],
-    ids=["31-to-31", "311-to-311", "31-to-311", "311-to-31"],
+    [(3, 3), (4, 4), (3, 4), (4, 3), (5, 5), (5, 4), (4, 5), (3, 5)],
+    ids=["31-to-31", "311-to-311", "31-to-311", "311-to-31", "5-to-5", "5-to-311", "311-to-5", "31-to-5"],
 )
 @QOS
 def test_paho_round_trip(paho, port, pub_level, sub_level, qos):
