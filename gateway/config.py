@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import math
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -43,6 +44,9 @@ ALL_LOG_TYPES = ("debug", "error", "warning", "notice", "information",
 DEFAULT_LOG_TYPES = ("error", "warning", "notice", "information")
 LOG_DESTS = frozenset({"stderr", "stdout", "syslog", "topic", "dlt"})  # plus "file PATH", "none"
 MAX_PAYLOAD = 268435455                     # largest MQTT remaining length
+#: Digits an integer value may have (leading zeros aside): every limit is far
+#: below, and ``int()`` itself refuses strings over 4300 digits.
+MAX_DIGITS = 18
 DURATION_UNITS = {"h": 3600, "d": 86400, "w": 7 * 86400, "m": 30 * 86400, "y": 365 * 86400}
 
 # Every other key of Mosquitto 2.0 (man mosquitto.conf, src/conf.c).  Remove a
@@ -177,6 +181,8 @@ def parse_duration(text: str) -> int:
     match = re.fullmatch(r"([0-9]+)([hdwmy])", text)
     if match is None:
         raise ConfigError(f"expected a duration such as 2d, 1w, 3m or 1y, got {text!r}")
+    if len(match[1].lstrip("0")) > MAX_DIGITS:
+        raise ConfigError(f"duration {text[:MAX_DIGITS]}... is too long")
     seconds = int(match[1]) * DURATION_UNITS[match[2]]
     if seconds <= 0:
         raise ConfigError("duration must be greater than zero")
@@ -213,9 +219,11 @@ def _word(args: str) -> str:
 def _to_int(word: str, low: int, high: int | None) -> int:
     if not re.fullmatch(r"-?[0-9]+", word):
         raise ConfigError(f"expected an integer, got {word!r}")
+    limits = f"{low}..{high}" if high is not None else f"at least {low}"
+    if len(word.lstrip("-0")) > MAX_DIGITS:
+        raise ConfigError(f"{word[:MAX_DIGITS]}... is out of range ({limits})")
     value = int(word)
     if value < low or (high is not None and value > high):
-        limits = f"{low}..{high}" if high is not None else f"at least {low}"
         raise ConfigError(f"{value} is out of range ({limits})")
     return value
 
@@ -282,7 +290,7 @@ def _rate(args: str) -> tuple[int, float]:
         period = float(seconds.rstrip("s"))
     except ValueError:
         period = 0.0
-    if period <= 0:
+    if not 0 < period < math.inf:  # also refuses "nan"
         raise ConfigError(f"expected COUNT or COUNT/SECONDS, got {args.strip()!r}")
     return n, period
 
