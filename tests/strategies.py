@@ -335,7 +335,7 @@ def mutated(valid: st.SearchStrategy[bytes]) -> st.SearchStrategy[bytes]:
 
 # --- configuration text ------------------------------------------------------------------
 
-_WORDS = [
+CONFIG_WORDS = [
     "0", "1", "-1", "65535", "65536", "1883", "true", "false", "yes", "none", "all", "2d", "0h", "10y",
     "12/3", "5/0", "5/-1s", "1/1e400", "1/nan", "1/inf", "qos1", "coap", "non", "ipv4", "mqttsn",
     "mqtt", "coap", "websockets", "plain", "xbee2", "/dev/ttyS0", "38400", "224.0.1.1", "239.1.1.1",
@@ -343,8 +343,8 @@ _WORDS = [
     "/nonexistent/dir", "/nonexistent/file.conf", "\u0661\u0662", "\u00b2", "9" * 40, "9" * 5000,
     "debug", "error", "information", "notice", "warning", "subscribe", "unsubscribe", "topic",
 ]
-_KEY_NAMES = sorted(KEYS) + ["plugin_opt_x", "bridge_cafile", "connection", "listener", "port", "unknown_key"]
-_VALUE = st.one_of(st.sampled_from(_WORDS), TEXT.map(lambda s: s.replace("\n", " ")))
+CONFIG_KEYS = sorted(KEYS) + ["plugin_opt_x", "bridge_cafile", "connection", "listener", "port", "unknown_key"]
+_VALUE = st.one_of(st.sampled_from(CONFIG_WORDS), TEXT.map(lambda s: s.replace("\n", " ")))
 
 
 def _lines_text(line: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
@@ -357,7 +357,7 @@ CONFIG_TEXT = st.one_of(
     _lines_text(
         st.builds(
             lambda pad, key, values, sep: pad + key + "".join(sep + v for v in values),
-            st.sampled_from(["", " ", "\t"]), st.sampled_from(_KEY_NAMES) | TEXT,
+            st.sampled_from(["", " ", "\t"]), st.sampled_from(CONFIG_KEYS) | TEXT,
             st.lists(_VALUE, max_size=3), st.sampled_from([" ", "\t", "  "]),
         )
     ),
