@@ -426,6 +426,10 @@ class _Parser:
                 continue
             key, *rest = stripped.split(None, 1)
             line = _Line(path, number, key)
+            if "\x00" in stripped:
+                # No path may hold one (open() raises ValueError), and Mosquitto's
+                # C strings would end there.
+                raise line.error("NUL character in the line")
             entry = KEYS.get(key)
             if entry is None and key.startswith("plugin_opt_") and len(key) > 11:
                 entry = KEYS["plugin_opt_"]

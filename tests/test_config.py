@@ -500,3 +500,10 @@ def test_integer_with_leading_zeros_is_its_value():
 def test_connection_rate_period_must_be_finite(rate):
     err = error_of(f"listener 1883\nmax_connection_rate {rate}")
     assert err.line == 2 and "COUNT/SECONDS" in err.reason
+
+
+@pytest.mark.parametrize("line", ["include_dir \x001/1e400", "password_file /etc/x\x00y", "log_dest file a\x00"])
+def test_nul_character_is_a_config_error(line):
+    # include_dir's os.listdir raised ValueError; the file keys would at startup.
+    err = error_of("# first\n" + line)
+    assert err.line == 2 and "NUL" in err.reason
