@@ -275,15 +275,24 @@ class Outcome:
     rejected: Counter = field(default_factory=Counter)
     reasons: set = field(default_factory=set)
     round_trips: int = 0
-    findings: list[str] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)  # the first few of each signature
+    signatures: Counter = field(default_factory=Counter)  # kind and place -> count
     slowest: float = 0.0
 
+    @property
+    def found(self) -> int:
+        return sum(self.signatures.values())
 
-def save_finding(target: str, kind: str, data: bytes, detail: str, out: Outcome) -> None:
+
+def save_finding(target: str, kind: str, data: bytes, detail: str, out: Outcome, where: str = "") -> None:
+    """Count the finding; keep the first three inputs of each kind and place."""
+    signature = f"{kind} {where or detail}"
+    out.signatures[signature] += 1
+    if out.signatures[signature] > 3:
+        return
     FINDINGS.mkdir(parents=True, exist_ok=True)
     path = FINDINGS / f"{target}-{len(out.findings) + 1}.bin"
-    if len(out.findings) < 50:
-        path.write_bytes(data)
+    path.write_bytes(data)
     out.findings.append(f"{kind}: {detail} (input {path.relative_to(report.REPO)}, {len(data)} bytes)")
 
 
@@ -300,7 +309,7 @@ def fuzz(target: Target, args: argparse.Namespace, watchdog: Watchdog, say: Call
                 target.round_trip(ex, wire, rng)
                 out.round_trips += 1
             except Exception as e:  # noqa: BLE001 - every failure is a finding
-                save_finding(target.name, "round trip", wire, f"{ex!r}: {e}"[:300], out)
+                save_finding(target.name, "round trip", wire, f"{ex!r}: {e}"[:300], out, type(ex).__name__)
     corpus = [c for c in corpus if c] or [b"\x00"]
     run, expected, check = target.run, target.expected, target.check_error
     clock = time.perf_counter
@@ -318,26 +327,27 @@ def fuzz(target: Target, args: argparse.Namespace, watchdog: Watchdog, say: Call
                 out.reasons.add(re.sub(r"\d+|'.*'|\".*\"", "N", str(e).split(": ", 2)[-1])[:60])
             problem = check(e, data)
             if problem:
-                save_finding(target.name, "bad error", data, problem, out)
+                save_finding(target.name, "bad error", data, problem, out, type(e).__name__)
         except KeyboardInterrupt:
             if not watchdog.fired:
                 raise
             watchdog.fired = False
-            save_finding(target.name, "hang", data, f"interrupted after {args.hang} s", out)
+            save_finding(target.name, "hang", data, f"interrupted after {args.hang} s", out, "hang")
         except Exception as e:  # noqa: BLE001 - the point of the exercise
             tb = traceback.extract_tb(e.__traceback__)[-1]
             where = f"{Path(tb.filename).name}:{tb.lineno}"
-            save_finding(target.name, "exception", data, f"{type(e).__name__} at {where}: {e}"[:300], out)
+            save_finding(target.name, "exception", data, f"{type(e).__name__} at {where}: {e}"[:300], out,
+                         f"{type(e).__name__} at {where}")
         t1 = clock()
         watchdog.started = 0.0
         if t1 - t0 > out.slowest:
             out.slowest = t1 - t0
             if out.slowest > args.slow:
-                save_finding(target.name, "slow", data, f"{out.slowest:.3f} s", out)
+                save_finding(target.name, "slow", data, f"{out.slowest:.3f} s", out, "slow")
         if t1 > next_report:
             next_report = t1 + args.progress
             say(f"#   {target.name}: {i + 1:,} inputs, {(i + 1) / (t1 - t_start):,.0f}/s, "
-                f"{len(out.findings)} findings")
+                f"{out.found} findings")
     out.inputs = args.inputs
     out.seconds = clock() - t_start
     return out
@@ -373,17 +383,19 @@ def main(argv: list[str] | None = None) -> int:
         say(f"{name}: {out.inputs:,} inputs in {out.seconds:.1f} s ({out.inputs / out.seconds:,.0f}/s); "
             f"decoded {out.accepted:,}; refused: {rejected}; {len(out.reasons)} distinct reasons; "
             f"round trips {out.round_trips:,}; slowest input {out.slowest * 1000:.2f} ms; "
-            f"findings {len(out.findings)}")
+            f"findings {out.found} ({len(out.signatures)} distinct)")
+        for sig, count in out.signatures.most_common():
+            say(f"  finding x{count}: {sig}")
         for f in out.findings[:20]:
-            say(f"  finding {f}")
+            say(f"  input {f}")
     say("")
     say(f"{'target':<10} {'inputs':>10} {'inputs/s':>9} {'decoded':>9} {'refused':>9} {'types':>5} "
         f"{'reasons':>7} {'round trips':>11} {'slowest ms':>10} {'findings':>8}")
     for name, out in rows:
         say(f"{name:<10} {out.inputs:>10,} {out.inputs / out.seconds:>9,.0f} {out.accepted:>9,} "
             f"{sum(out.rejected.values()):>9,} {len(out.rejected):>5} {len(out.reasons):>7} "
-            f"{out.round_trips:>11,} {out.slowest * 1000:>10.2f} {len(out.findings):>8}")
-    total = sum(len(o.findings) for _, o in rows)
+            f"{out.round_trips:>11,} {out.slowest * 1000:>10.2f} {out.found:>8}")
+    total = sum(o.found for _, o in rows)
     say(f"\n{total} findings")
     say.close()
     print(f"results in {say.path}")
