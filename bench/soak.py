@@ -229,15 +229,14 @@ def qos_publisher(port: int, qos: int, rate: float, window: int, counters: Any, 
 def sn_publishers(port: int, rate: float, counters: Any, errors: Any, stop: Any) -> None:
     """SENSORS sensors, one QoS 1 PUBLISH in flight each, paced in all."""
     try:
-        sensors = [churn.Datagrams(port, 1).socks[0] for _ in range(SENSORS)]
+        udp = churn.Datagrams(port, SENSORS)
+        sensors = udp.socks
         ids = []
-        udp = churn.Datagrams(port, 0)
         for k, s in enumerate(sensors):
             udp.ask(s, churn.sn_connect(f"soak-sn-{k}", True), lambda r: len(r) > 2 and r[1] == 0x05)
             reg = udp.ask(s, churn.sn(0x0A, struct.pack("!HH", 0, 1) + f"soak/sn/{k}".encode()),
                           lambda r: len(r) > 6 and r[1] == 0x0B)
             ids.append(struct.unpack_from("!H", reg, 2)[0])
-            s.setblocking(False)
         sel = selectors.DefaultSelector()
         for k, s in enumerate(sensors):
             sel.register(s, selectors.EVENT_READ, k)
@@ -322,9 +321,8 @@ def observers(port: int, counters: Any, errors: Any, ready: Any, stop: Any) -> N
     path = ["ps", "soak", "obs"]
     try:
         udp = churn.Datagrams(port, OBSERVERS)
-        for n, s in enumerate(udp.socks):
-            udp.ask(s, churn.coap_request(n + 1, b"so%d" % n, path, 0), churn.coap_reply(b"so%d" % n, n + 1))
-            s.setblocking(False)
+        udp.exchange([churn.coap_request(n + 1, b"so%d" % n, path, 0) for n in range(OBSERVERS)],
+                     lambda k, r: churn.coap_reply(b"so%d" % k, k + 1)(r))
     except Exception as exc:  # noqa: BLE001
         _error(counters, errors, "observers", exc)
         ready.release()
