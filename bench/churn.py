@@ -4,6 +4,7 @@ Usage (from the repository root)::
 
     python bench/churn.py [--clients 20000] [--only mqtt,coap,mqttsn] [--procs 4]
                           [--wave 250] [--warmup 1000] [--settle 10] [--coap-settle 260]
+                          [--sn-settle 100]
 
 One gateway (MQTT, MQTT-SN UDP and CoAP listeners, ``persistent_client_expiration
 1h``) serves three phases in turn. Each phase first runs ``--warmup`` clients (the
@@ -26,12 +27,15 @@ coap    each client observes ``/ps/churn/...`` (one resource per wave), receives
         even clients deregister (GET, Observe: 1) and odd ones answer the
         notification with RST. A NON notification may be lost (counted; that
         client deregisters with GET). The gateway remembers every CoAP request
-        for EXCHANGE_LIFETIME (247 s, up to ``coap_deduplication_entries``), so
-        this phase settles for ``--coap-settle`` seconds (260) before RSS "end".
+        for EXCHANGE_LIFETIME (247 s, up to ``coap_deduplication_entries``) and
+        drops expired entries when the next request comes, so this phase settles
+        for ``--coap-settle`` seconds (260), sends one request, then takes RSS "end".
 mqttsn  each client connects, registers and subscribes to its own topic,
         publishes QoS 1 to it, receives and acknowledges its own message and
         disconnects; odd clients connect without the clean flag first and end
-        the session by connecting again with it.
+        the session by connecting again with it. A departed client's channel
+        lives until its supervision timer (1.5 x the 60 s keepalive) fires, so
+        this phase settles for ``--sn-settle`` seconds (100).
 
 Any protocol error or timeout is counted per phase. The report goes to stdout and
 to ``bench/results/churn-DATE.txt``.
@@ -286,6 +290,17 @@ def coap_wave(port: int, ids: list[int], feeder: socket.socket, slot: int, lost:
         udp.close()
 
 
+def coap_ping(port: int) -> None:
+    """One request: the gateway drops expired deduplication entries when the next
+    request comes (it runs no timer for them)."""
+    udp = Datagrams(port, 1)
+    try:
+        udp.ask(udp.socks[0], coap_request(1, b"ping", ["ps", "churn", "ping"], None), lambda r: r[2:4] == b"\x00\x01")
+        time.sleep(2.0)
+    finally:
+        udp.close()
+
+
 def coap_worker(gw: dict[str, int], slot: int, ids: list[int], wave: int, done: Any, results: Any) -> None:
     lost = [0]
     _worker(slot, ids, wave, done, results, lambda: mq.session(HOST, gw["mqtt"], f"churn-coap-{slot}"),
@@ -462,6 +477,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--coap-settle", type=float, default=260.0,
                         help="seconds after the CoAP clients are gone: the deduplication cache keeps "
                              "every request for EXCHANGE_LIFETIME (247 s)")
+    parser.add_argument("--sn-settle", type=float, default=100.0,
+                        help="seconds after the MQTT-SN clients are gone: a departed client's "
+                             "supervision timer (1.5 x its 60 s keepalive) holds its channel until it fires")
     parser.add_argument("--out", type=Path, help="results file (default bench/results/churn-DATE.txt)")
     args = parser.parse_args(argv)
     phases = [p.strip() for p in args.only.split(",") if p.strip()]
@@ -489,7 +507,10 @@ def main(argv: list[str] | None = None) -> int:
                 first += args.clients
                 peak = max(monitor.peak, gw.rss())
                 most = monitor.most
-                left = monitor.settle(baseline, args.coap_settle if phase == "coap" else args.settle)
+                pause = {"coap": args.coap_settle, "mqttsn": args.sn_settle}.get(phase, args.settle)
+                left = monitor.settle(baseline, pause)
+                if phase == "coap":
+                    coap_ping(gw.coap)
                 end = gw.rss()
                 errors.update(werr)
                 ratio = end / start
