@@ -2,8 +2,9 @@
 
 Sans-IO: bytes in, message objects out, and back. A datagram (or a frame's payload)
 holds exactly one message; its length field says how long it is, in the one-byte form
-or as ``0x01`` followed by two bytes. ``frame_length`` lets a stream transport (a
-plain serial line) find message boundaries.
+or as ``0x01`` followed by two bytes (a forwarder's encapsulation is the exception:
+its one-octet length counts its own header, and the inner message's length ends it).
+``frame_length`` lets a stream transport (a plain serial line) find message boundaries.
 
 The decoder refuses only what is structurally wrong (length, truncation, unknown type,
 bad UTF-8): those raise ``MQTTSNError`` and the transport drops the datagram. Values
