@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import math
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -47,6 +48,9 @@ DEFAULT_LOG_TYPES = ("error", "warning", "notice", "information")
 LOG_DESTS = frozenset({"stderr", "stdout", "syslog", "topic", "dlt"})  # plus "file PATH", "none"
 MAX_PAYLOAD = 268435455                     # largest MQTT remaining length
 WEBSOCKETS_HEADERS_SIZE = 4096            # Mosquitto 2.1's default; 0 in the file means it
+#: Digits an integer value may have (leading zeros aside): every limit is far
+#: below, and ``int()`` itself refuses strings over 4300 digits.
+MAX_DIGITS = 18
 DURATION_UNITS = {"h": 3600, "d": 86400, "w": 7 * 86400, "m": 30 * 86400, "y": 365 * 86400}
 
 @dataclass
@@ -165,6 +169,8 @@ def parse_duration(text: str) -> int:
     match = re.fullmatch(r"([0-9]+)([hdwmy])", text)
     if match is None:
         raise ConfigError(f"expected a duration such as 2d, 1w, 3m or 1y, got {text!r}")
+    if len(match[1].lstrip("0")) > MAX_DIGITS:
+        raise ConfigError(f"duration {text[:MAX_DIGITS]}... is too long")
     seconds = int(match[1]) * DURATION_UNITS[match[2]]
     if seconds <= 0:
         raise ConfigError("duration must be greater than zero")
@@ -201,9 +207,11 @@ def _word(args: str) -> str:
 def _to_int(word: str, low: int, high: int | None) -> int:
     if not re.fullmatch(r"-?[0-9]+", word):
         raise ConfigError(f"expected an integer, got {word!r}")
+    limits = f"{low}..{high}" if high is not None else f"at least {low}"
+    if len(word.lstrip("-0")) > MAX_DIGITS:
+        raise ConfigError(f"{word[:MAX_DIGITS]}... is out of range ({limits})")
     value = int(word)
     if value < low or (high is not None and value > high):
-        limits = f"{low}..{high}" if high is not None else f"at least {low}"
         raise ConfigError(f"{value} is out of range ({limits})")
     return value
 
@@ -270,7 +278,7 @@ def _rate(args: str) -> tuple[int, float]:
         period = float(seconds.rstrip("s"))
     except ValueError:
         period = 0.0
-    if period <= 0:
+    if not 0 < period < math.inf:  # also refuses "nan"
         raise ConfigError(f"expected COUNT or COUNT/SECONDS, got {args.strip()!r}")
     return n, period
 
@@ -435,6 +443,10 @@ class _Parser:
                 continue
             key, *rest = stripped.split(None, 1)
             line = _Line(path, number, key)
+            if "\x00" in stripped:
+                # No path may hold one (open() raises ValueError), and Mosquitto's
+                # C strings would end there.
+                raise line.error("NUL character in the line")
             entry = KEYS.get(key)
             if entry is None and key.startswith("plugin_opt_") and len(key) > 11:
                 entry = KEYS["plugin_opt_"]

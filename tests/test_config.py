@@ -551,3 +551,32 @@ def test_refusals_are_plain_text():
     """The README shows them as they are: no reStructuredText markup."""
     reasons = set(NOT_SUPPORTED.values()) | set(NOT_SUPPORTED_PREFIXES.values())
     assert [r for r in reasons if re.search(r"[`*|]|\w_\b", r)] == []
+
+
+@pytest.mark.parametrize("line", [
+    "port " + "9" * 5000,
+    "max_queued_bytes " + "9" * 5000,
+    "persistent_client_expiration " + "9" * 5000 + "d",
+    "listener 1883\nmax_connection_rate " + "1" * 5000,
+    "listener 1883\nmqttsn_multicast 224.0.1.1 " + "1" * 5000,
+])
+def test_integers_too_long_for_int_are_config_errors(line):
+    # int() refuses more than 4300 digits with a ValueError of its own.
+    assert "out of range" in str(error_of(line)) or "too long" in str(error_of(line))
+
+
+def test_integer_with_leading_zeros_is_its_value():
+    assert parse("max_queued_bytes " + "0" * 30 + "42").max_queued_bytes == 42
+
+
+@pytest.mark.parametrize("rate", ["5/nan", "5/inf", "5/1e400s", "5/-inf"])
+def test_connection_rate_period_must_be_finite(rate):
+    err = error_of(f"listener 1883\nmax_connection_rate {rate}")
+    assert err.line == 2 and "COUNT/SECONDS" in err.reason
+
+
+@pytest.mark.parametrize("line", ["include_dir \x001/1e400", "password_file /etc/x\x00y", "log_dest file a\x00"])
+def test_nul_character_is_a_config_error(line):
+    # include_dir's os.listdir raised ValueError; the file keys would at startup.
+    err = error_of("# first\n" + line)
+    assert err.line == 2 and "NUL" in err.reason

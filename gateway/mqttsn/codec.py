@@ -2,8 +2,9 @@
 
 Sans-IO: bytes in, message objects out, and back. A datagram (or a frame's payload)
 holds exactly one message; its length field says how long it is, in the one-byte form
-or as ``0x01`` followed by two bytes. ``frame_length`` lets a stream transport (a
-plain serial line) find message boundaries.
+or as ``0x01`` followed by two bytes (a forwarder's encapsulation is the exception:
+its one-octet length counts its own header, and the inner message's length ends it).
+``frame_length`` lets a stream transport (a plain serial line) find message boundaries.
 
 The decoder refuses only what is structurally wrong (length, truncation, unknown type,
 bad UTF-8): those raise ``MQTTSNError`` and the transport drops the datagram. Values
@@ -310,10 +311,30 @@ def frame_length(buf: bytes | bytearray, offset: int = 0) -> tuple[int, int] | N
         return None
     first = buf[offset]
     if first != 0x01:
+        if first >= 3 and avail >= 2 and buf[offset + 1] == MsgType.ENCAPSULATED:
+            # The encapsulation's length covers its own header only; the inner
+            # message's length field says where the whole ends (one level: an
+            # encapsulation inside an encapsulation is refused by ``decode``).
+            inner = _plain_length(buf, offset + first)
+            return None if inner is None else (first + inner, 1)
         return first, 1
+    return _long_length(buf, offset, avail)
+
+
+def _long_length(buf: bytes | bytearray, offset: int, avail: int) -> tuple[int, int] | None:
     if avail < 3:
         return None
     return (buf[offset + 1] << 8) | buf[offset + 2], 3
+
+
+def _plain_length(buf: bytes | bytearray, offset: int) -> int | None:
+    avail = len(buf) - offset
+    if avail < 1:
+        return None
+    if buf[offset] != 0x01:
+        return buf[offset]
+    info = _long_length(buf, offset, avail)
+    return None if info is None else info[0]
 
 
 def _text(raw: bytes, what: str) -> str:
@@ -470,16 +491,18 @@ def _d_rc(cls: type) -> object:
     return decode
 
 
-def _d_encapsulated(b: bytes) -> Message:
-    # Ctrl, then the wireless node id up to the start of the inner message; the inner
-    # message's own length field tells where that starts: it must end the datagram.
-    _need(b, 3, "encapsulation")
-    ctrl = b[0]
-    for start in range(1, len(b)):
-        info = frame_length(b, start)
-        if info is not None and info[0] >= info[1] + 1 and start + info[0] == len(b):
-            return Encapsulated(bytes(b[1:start]), bytes(b[start:]), ctrl & 3)
-    raise MQTTSNError("encapsulated message has no inner message")
+def _d_encapsulated(data: bytes) -> Message:
+    """The whole datagram: Length (of this header), 0xFE, Ctrl, node id, inner message.
+
+    ``decode`` has checked that the inner message's length field ends the datagram."""
+    hlen = data[0]
+    if hlen < 3:
+        raise MQTTSNError("encapsulation header shorter than 3 bytes")
+    inner = data[hlen:]
+    info = frame_length(inner)
+    if info is None or info[0] < info[1] + 1:
+        raise MQTTSNError("encapsulated message has no inner message")
+    return Encapsulated(bytes(data[3:hlen]), bytes(inner), data[2] & 3)
 
 
 _DECODERS: dict[int, object] = {
@@ -510,7 +533,6 @@ _DECODERS: dict[int, object] = {
     MsgType.WILLTOPICRESP: _d_rc(WillTopicResp),
     MsgType.WILLMSGUPD: lambda b: WillMsgUpd(bytes(b)),
     MsgType.WILLMSGRESP: _d_rc(WillMsgResp),
-    MsgType.ENCAPSULATED: _d_encapsulated,
 }
 
 
@@ -524,6 +546,10 @@ def decode(data: bytes) -> Message:
         raise MQTTSNError(f"length field says {length} bytes, datagram has {len(data)}")
     if length < header + 1:
         raise MQTTSNError(f"length {length} leaves no room for the message type")
+    if data[header] == MsgType.ENCAPSULATED:
+        if header != 1:
+            raise MQTTSNError("an encapsulation header has a one-octet length")
+        return _d_encapsulated(data)
     decoder = _DECODERS.get(data[header])
     if decoder is None:
         raise MQTTSNError(f"unknown message type 0x{data[header]:02x}")
@@ -608,6 +634,14 @@ def _e_connect(m: Any) -> bytes:
     return frame(MsgType.CONNECT, bytes((flags, m.protocol_id)) + _H.pack(m.duration) + m.client_id.encode())
 
 
+def _e_encapsulated(m: Any) -> bytes:
+    # The one-octet length counts the header up to the end of the node id (v1.2, 5.5).
+    n = 3 + len(m.node_id)
+    if n > 255:
+        raise MQTTSNError("wireless node id longer than 252 bytes")
+    return bytes((n, MsgType.ENCAPSULATED, m.radius & 3)) + m.node_id + m.message
+
+
 _ENCODERS: dict[type, Callable[[Any], bytes]] = {
     Publish: lambda m: encode_publish(m.topic_id, m.msg_id, m.data, m.qos, m.retain, m.dup, m.topic_type),
     Advertise: lambda m: frame(MsgType.ADVERTISE, bytes((m.gw_id,)) + _H.pack(m.duration)),
@@ -638,7 +672,7 @@ _ENCODERS: dict[type, Callable[[Any], bytes]] = {
     WillTopicResp: _e_rc(MsgType.WILLTOPICRESP),
     WillMsgUpd: lambda m: frame(MsgType.WILLMSGUPD, m.payload),
     WillMsgResp: _e_rc(MsgType.WILLMSGRESP),
-    Encapsulated: lambda m: frame(MsgType.ENCAPSULATED, bytes((m.radius & 3,)) + m.node_id + m.message),
+    Encapsulated: _e_encapsulated,
 }
 
 

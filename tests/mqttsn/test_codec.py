@@ -153,6 +153,37 @@ def test_frame_length_finds_message_boundaries() -> None:
     assert frame_length(b"") is None
 
 
+def test_encapsulation_length_covers_the_header_only() -> None:
+    # v1.2, 5.5: Length counts Length, MsgType, Ctrl and the node id; the inner
+    # message follows. A node id whose bytes look like a length must not move the split.
+    node = b"\x0d" + bytes(8)
+    raw = bytes([3 + len(node), 0xFE, 0x01]) + node + w.unsuback(0)
+    assert decode(raw) == c.Encapsulated(node, w.unsuback(0), 1)
+    assert encode(c.Encapsulated(node, w.unsuback(0), 1)) == raw
+    stream = raw + w.pingreq()
+    assert frame_length(stream) == (len(raw), 1)
+    assert frame_length(raw[: raw[0]]) is None  # the inner length field is not here yet
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\x01\x00\x07\xfe\x00" + w.pingreq(),  # three-byte length form
+        bytes([2, 0xFE]) + w.pingreq(),  # no room for Ctrl
+        bytes([3, 0xFE, 0]) + bytes([3, 0xFE, 0]) + w.pingreq(),  # nested encapsulation
+        bytes([4, 0xFE, 0, 9]),  # no inner message
+    ],
+)
+def test_malformed_encapsulation_raises(raw: bytes) -> None:
+    with pytest.raises(MQTTSNError):
+        decode(raw)
+
+
+def test_node_id_longer_than_one_length_octet_is_refused() -> None:
+    with pytest.raises(MQTTSNError):
+        encode(c.Encapsulated(bytes(253), w.pingreq()))
+
+
 def test_qos_minus_one_flags() -> None:
     assert c.qos_from_flags(0x60) == -1
     assert c.qos_to_flags(-1) == 0x60

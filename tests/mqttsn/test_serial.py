@@ -103,7 +103,9 @@ def test_xbee_mode_2_with_two_radios(gateway, pty_pair, paho) -> None:
 
 
 @pytest.mark.skipif(shutil.which("socat") is None, reason="needs socat")
-def test_unplugged_line_is_reopened(gateway, tmp_path: Path) -> None:
+def test_unplugged_line_is_reopened(gateway, tmp_path: Path, paho) -> None:
+    """The device vanishes (USB unplugged) with a persistent session subscribed at
+    QoS 1; a message published meanwhile reaches the board once it is back."""
     gw_end, board_end = tmp_path / "ttyGW", tmp_path / "ttyBOARD"
 
     def plug() -> subprocess.Popen[bytes]:
@@ -117,21 +119,43 @@ def test_unplugged_line_is_reopened(gateway, tmp_path: Path) -> None:
             time.sleep(0.02)
         return proc
 
+    def board() -> tuple[Board, int]:
+        fd = os.open(board_end, os.O_RDWR | os.O_NOCTTY)
+        return Board(fd), fd
+
     socat = plug()
     try:
         gw = serial_gateway(gateway, str(gw_end), "plain")
+        mqtt = paho(gw.port, unique("replug-pub"))
+        mqtt.connect()
+        first, fd = board()
+        try:
+            first.send(w.connect("replugged", 30, flags=0))
+            first.expect(w.connack())
+            first.send(w.subscribe(1, "serial/replug", 1))
+            first.expect(w.suback(1, 1, w.ACCEPTED, 1))
+        finally:
+            os.close(fd)
         start = len(gw.stderr)
         socat.send_signal(signal.SIGTERM)
         socat.wait(10)
         gw.wait_for_log(f"serial line {gw_end} lost", start)
+        mqtt.publish("serial/replug", b"while away", 1)
         start = len(gw.stderr)
         socat = plug()
         gw.wait_for_log(f"MQTT-SN serial line {gw_end} open", start, timeout=20)
-        fd = os.open(board_end, os.O_RDWR | os.O_NOCTTY)
+        again, fd = board()
         try:
-            board = Board(fd)
-            board.send(w.connect("replugged", 30))
-            board.expect(w.connack())
+            again.send(w.connect("replugged", 30, flags=0))
+            again.expect(w.connack())
+            again.send(w.pingreq())  # the gateway resends on CONNECT, before it reads this
+            got = again.expect(w.pingresp())
+            publishes = [m for m in got if m[1] == 0x0C]
+            assert [m[7:] for m in publishes] == [b"while away"], [m.hex() for m in got]
+            m = publishes[0]
+            again.send(w.puback(int.from_bytes(m[3:5], "big"), int.from_bytes(m[5:7], "big")))
+            again.send(w.disconnect())
+            again.expect(w.disconnect())
         finally:
             os.close(fd)
         assert gw.running()

@@ -152,7 +152,9 @@ def willmsgresp(rc: int = ACCEPTED) -> bytes:
 
 
 def encapsulated(node_id: bytes, inner: bytes, radius: int = 0) -> bytes:
-    return msg(0xFE, bytes([radius]) + node_id + inner)
+    """Forwarder encapsulation (v1.2, 5.5): the one-octet length counts the header up
+    to the end of the wireless node id; the inner message follows with its own length."""
+    return struct.pack("!BBB", 3 + len(node_id), 0xFE, radius) + node_id + inner
 
 
 def short(name: str) -> int:

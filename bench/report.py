@@ -1,0 +1,79 @@
+"""Results files of the long runs (fuzz, churn, soak): where they go and their header.
+
+Every file under ``bench/results/`` starts with the facts needed to compare two runs:
+date, CPU model, Python version, git commit and the exact command.
+"""
+
+from __future__ import annotations
+
+import datetime
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import IO
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(REPO), "describe", "--always", "--dirty", "--abbrev=12"],
+            capture_output=True, text=True, timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def header(argv: list[str] | None = None) -> str:
+    argv = sys.argv if argv is None else argv
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return "\n".join(
+        [
+            f"# date     {now}",
+            f"# cpu      {cpu_model()}",
+            f"# python   {platform.python_version()} ({sys.executable})",
+            f"# commit   {git_commit()}",
+            f"# command  {shlex.join(['python', *argv])}",
+            "",
+        ]
+    )
+
+
+def results_file(kind: str) -> Path:
+    """``bench/results/KIND-YYYYmmdd-HHMMSS.txt`` (the folder is created)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return RESULTS / f"{kind}-{stamp}.txt"
+
+
+class Tee:
+    """Lines to stdout and to the results file, flushed as they come (a long run
+    that is stopped keeps what it had)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh: IO[str] = open(path, "w", encoding="utf-8")
+
+    def __call__(self, text: str = "") -> None:
+        print(text, flush=True)
+        self._fh.write(text + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
