@@ -64,7 +64,7 @@ from gateway.mqttsn.codec import (
     encode,
     short_name,
 )
-from gateway.mqttsn.context import Forwarded, MQTTSNContext, Network
+from gateway.mqttsn.context import Forwarded, MQTTSNContext, Network, Timer
 from gateway.mqttsn.delivery import Delivery
 from gateway.mqttsn.reasons import return_code
 from gateway.mqttsn.registry import EXTRA_KEY, registry_of
@@ -99,7 +99,7 @@ class MQTTSNChannel:
 
     __slots__ = (
         "ctx", "network", "addr", "listener", "state", "client", "session", "keepalive",
-        "sleep_duration", "last_rx", "delivery", "_sup", "_connect", "_will",
+        "sleep_duration", "last_rx", "delivery", "_timer", "_connect", "_will",
     )
 
     def __init__(self, ctx: MQTTSNContext, network: Network, addr: Any, listener: Any = None) -> None:
@@ -113,7 +113,7 @@ class MQTTSNChannel:
         self.keepalive = 0
         self.sleep_duration = 0
         self.last_rx = ctx.clock.seconds()
-        self._sup = 0  # supervision generation: timer entries with another one are stale
+        self._timer: Timer | None = None  # the handshake or supervision deadline
         self._connect: tuple[Connect, str | None] | None = None
         self._will: list[Any] | None = None  # [topic or None, qos, retain, payload]
         self.delivery = Delivery(self)
@@ -198,8 +198,7 @@ class MQTTSNChannel:
             return
         self._connect = (p, username)
         self.state = CONNECTING
-        self._sup += 1
-        self.ctx.timers.schedule(settings.handshake_timeout, self._handshake_expired, self._sup)
+        self._arm(settings.handshake_timeout, self._handshake_expired)
         self._will = None
         if p.will:
             self.send(WILLTOPICREQ)
@@ -231,8 +230,8 @@ class MQTTSNChannel:
         w = self._will
         return None if w is None or w[0] is None else Message(w[0], w[3], w[1], w[2])
 
-    def _handshake_expired(self, gen: int) -> None:
-        if gen == self._sup and self.state in (CONNECTING, AUTHENTICATING):
+    def _handshake_expired(self) -> None:
+        if self.state in (CONNECTING, AUTHENTICATING):
             self.log.info("MQTT-SN client at {peer}: CONNECT not completed in time", peer=self.peer)
             self._close()
 
@@ -541,14 +540,21 @@ class MQTTSNChannel:
     def _period(self) -> float:
         return float(self.sleep_duration if self.state in SLEEPY else self.keepalive)
 
+    def _arm(self, delay: float, fn: Callable[[], None]) -> None:
+        """Make ``fn`` in ``delay`` seconds this channel's one deadline."""
+        timers = self.ctx.timers
+        timers.cancel(self._timer)
+        self._timer = timers.schedule(delay, fn)
+
     def _supervise_from_now(self) -> None:
-        self._sup += 1
         period = self._period()
         if period:
-            self.ctx.timers.schedule(period * 1.5, self._supervise, self._sup)
+            self._arm(period * 1.5, self._supervise)
+        else:
+            self.ctx.timers.cancel(self._timer)
 
-    def _supervise(self, gen: int) -> None:
-        if gen != self._sup or self.state not in LIVE:
+    def _supervise(self) -> None:
+        if self.state not in LIVE:
             return
         limit = self._period() * 1.5
         if not limit:
@@ -558,7 +564,7 @@ class MQTTSNChannel:
             what = "sleep duration" if self.state in SLEEPY else "keepalive"
             self.lost(f"{what} expired after {idle:.1f}s")
         else:
-            self.ctx.timers.schedule(limit - idle, self._supervise, gen)
+            self._arm(limit - idle, self._supervise)
 
     def lost(self, why: str) -> None:
         """The client stopped answering (keepalive, sleep duration, Nretry): its will goes out."""
@@ -654,7 +660,8 @@ class MQTTSNChannel:
     def _close(self) -> None:
         if self.state != CLOSED:
             self._set_state(CLOSED)
-        self._sup += 1
+        self.ctx.timers.cancel(self._timer)
+        self._timer = None
         self._connect = None
         self.delivery.reset()
         self.network.release(self.addr, self)

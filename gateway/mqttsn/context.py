@@ -10,7 +10,9 @@ what it needs of one), so the channel may use the context without a loop between
 
 Timers: thousands of sleeping sensors each need a supervision deadline, so instead of
 one ``DelayedCall`` per client the context keeps one heap and one reactor call for its
-earliest entry. Entries are never cancelled; their owner ignores stale ones.
+earliest entry. A cancelled entry drops its callable at once (a closed channel is not
+kept alive until its deadline, up to 1.5 × a keepalive of 18 hours) and leaves the
+heap when it reaches the top or when cancelled entries are half of it.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ if TYPE_CHECKING:
 
 DISCONNECT = encode(Disconnect())
 
+Timer = list  # a ``Timers`` entry, opaque to its owner
+
 
 class Counters:
     """MQTT-SN specific ``$SYS/broker/mqttsn/...`` values (plain increments)."""
@@ -63,20 +67,36 @@ class Counters:
 
 
 class Timers:
-    """One heap of (deadline, seq, fn, args) behind a single reactor call."""
+    """One heap of ``[deadline, seq, fn, args]`` entries behind a single reactor call."""
 
     def __init__(self, clock: IReactorTime) -> None:
         self.clock = clock
-        self._heap: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
+        self._heap: list[list[Any]] = []
         self._seq = itertools.count()
         self._call: IDelayedCall | None = None
         self._call_at = 0.0
+        self._cancelled = 0
 
-    def schedule(self, delay: float, fn: Callable[..., None], *args: Any) -> None:
+    def schedule(self, delay: float, fn: Callable[..., None], *args: Any) -> Timer:
+        """Call ``fn(*args)`` in ``delay`` seconds; the entry returned can be cancelled."""
         when = self.clock.seconds() + delay
-        heapq.heappush(self._heap, (when, next(self._seq), fn, args))
+        entry = [when, next(self._seq), fn, args]
+        heapq.heappush(self._heap, entry)
         if self._call is None or when < self._call_at:
             self._arm(when)
+        return entry
+
+    def cancel(self, entry: Timer | None) -> None:
+        """Forget ``entry`` (None, fired or already cancelled: nothing to do)."""
+        if entry is None or entry[2] is None:
+            return
+        entry[2] = None
+        entry[3] = ()
+        self._cancelled += 1
+        if self._cancelled > 64 and self._cancelled * 2 > len(self._heap):
+            self._heap = [e for e in self._heap if e[2] is not None]
+            heapq.heapify(self._heap)
+            self._cancelled = 0
 
     def _arm(self, when: float) -> None:
         if self._call is not None and self._call.active():
@@ -89,7 +109,13 @@ class Timers:
         heap = self._heap
         now = self.clock.seconds()
         while heap and heap[0][0] <= now:
-            _, _, fn, args = heapq.heappop(heap)
+            entry = heapq.heappop(heap)
+            fn, args = entry[2], entry[3]
+            if fn is None:
+                self._cancelled -= 1
+                continue
+            entry[2] = None  # fired: a later cancel is a no-op
+            entry[3] = ()
             fn(*args)
         if heap and self._call is None:
             self._arm(heap[0][0])
@@ -99,9 +125,11 @@ class Timers:
             self._call.cancel()
         self._call = None
         self._heap.clear()
+        self._cancelled = 0
 
     def __len__(self) -> int:
-        return len(self._heap)
+        """Entries still to fire."""
+        return len(self._heap) - self._cancelled
 
 
 class Forwarded(NamedTuple):

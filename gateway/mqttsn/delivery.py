@@ -43,7 +43,7 @@ from gateway.mqttsn.states import ACTIVE, ASLEEP, AWAKE, CLOSED
 
 if TYPE_CHECKING:
     from gateway.hub.sessions import Session
-    from gateway.mqttsn.context import MQTTSNContext, Network
+    from gateway.mqttsn.context import MQTTSNContext, Network, Timer
 
 PUBLISH1, PUBLISH2, PUBREL, REGISTER = range(4)
 
@@ -59,7 +59,7 @@ def _set_dup(data: bytes) -> bytes:
 class _Pending:
     """An unacknowledged PUBLISH, PUBREL or REGISTER: what to resend, how often so far."""
 
-    __slots__ = ("kind", "msg_id", "data", "tries", "gen", "topic", "topic_id", "topic_type")
+    __slots__ = ("kind", "msg_id", "data", "tries", "timer", "topic", "topic_id", "topic_type")
 
     def __init__(self, kind: int, msg_id: int, data: bytes, topic: str = "", topic_id: int = 0,
                  topic_type: int = 0) -> None:
@@ -67,7 +67,7 @@ class _Pending:
         self.msg_id = msg_id
         self.data = data
         self.tries = 0
-        self.gen = 0
+        self.timer: Timer | None = None  # its Tretry deadline
         self.topic = topic
         self.topic_id = topic_id
         self.topic_type = topic_type
@@ -145,6 +145,9 @@ class Delivery:
 
     def reset(self) -> None:
         """The connection ended: nothing waits or is outstanding any more."""
+        for rec in (self.flight, self.reg):
+            if rec is not None:
+                self.ctx.timers.cancel(rec.timer)
         self.out = self.flight = self.reg = None
 
     # acknowledgements of our PUBLISH, PUBREL and REGISTER ------------------------------------
@@ -156,6 +159,7 @@ class Delivery:
         if p.return_code == ReturnCode.CONGESTION:
             return  # the client is busy: the retry timer sends it again
         self.flight = None
+        self.ctx.timers.cancel(rec.timer)
         if p.return_code != ReturnCode.ACCEPTED:
             self.ctx.counters.messages_dropped += 1
             if p.return_code == ReturnCode.INVALID_TOPIC_ID and rec.topic_type == TopicIdType.NORMAL:
@@ -180,6 +184,7 @@ class Delivery:
         if rec is None or rec.kind != PUBREL or rec.msg_id != p.msg_id:
             return
         self.flight = None
+        self.ctx.timers.cancel(rec.timer)
         self.owner.session.acknowledge(p.msg_id)  # type: ignore[union-attr]
         self.pump()
 
@@ -188,6 +193,7 @@ class Delivery:
         if rec is None or rec.msg_id != p.msg_id:
             return
         self.reg = None
+        self.ctx.timers.cancel(rec.timer)
         if p.return_code == ReturnCode.ACCEPTED:
             self.ctx.counters.registrations += 1
         else:
@@ -291,17 +297,21 @@ class Delivery:
 
     def _start(self, rec: _Pending, flight: bool, send: bool = True) -> None:
         """Make ``rec`` the outstanding PUBLISH/PUBREL (``flight``) or REGISTER; arm Tretry."""
+        old = self.flight if flight else self.reg
+        if old is not None and old is not rec:
+            self.ctx.timers.cancel(old.timer)
         if flight:
             self.flight = rec
         else:
             self.reg = rec
         if send:
             self.owner.send(rec.data)
-        rec.gen += 1
-        self.ctx.timers.schedule(self.ctx.settings.retry_interval, self._retry, rec, rec.gen)
+        timers = self.ctx.timers
+        timers.cancel(rec.timer)
+        rec.timer = timers.schedule(self.ctx.settings.retry_interval, self._retry, rec)
 
-    def _retry(self, rec: _Pending, gen: int) -> None:
-        if gen != rec.gen or (rec is not self.flight and rec is not self.reg) or self.owner.state == CLOSED:
+    def _retry(self, rec: _Pending) -> None:
+        if (rec is not self.flight and rec is not self.reg) or self.owner.state == CLOSED:
             return
         if self.owner.state == ASLEEP:
             return  # resent when it wakes up

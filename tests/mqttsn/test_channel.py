@@ -99,6 +99,21 @@ def test_disconnect_is_answered_and_no_will(rig: Rig) -> None:
     assert obs.got == [] and c.channel is None and rig.hub.session("s1") is None
 
 
+def test_closed_channels_leave_no_timer_behind(rig: Rig) -> None:
+    """A client that disconnects or is refused leaves nothing in the timer heap: its
+    channel is not kept alive until a keepalive deadline that may be 27 hours away."""
+    for i in range(200):
+        c = connected(rig, cid=f"s{i}", port=40000 + i, duration=65535)
+        c.ask(w.subscribe(1, f"t/{i}", qos=1))
+        rig.publish(f"t/{i}", b"x", qos=1)  # REGISTER outstanding, Tretry armed
+        assert c.ask(w.disconnect()) == [w.disconnect()]
+    c = rig.client(port=39999)
+    c.ask(w.connect("h", 10, w.CLEAN | w.WILL))  # handshake left unfinished, then DISCONNECT
+    c.ask(w.disconnect())
+    assert len(rig.ctx.timers) <= 1
+    assert len(rig.ctx.timers._heap) < 100
+
+
 def test_disconnect_with_zero_duration_is_a_plain_disconnect(rig: Rig) -> None:
     c = connected(rig)
     assert c.ask(w.disconnect(0)) == [w.disconnect()]
