@@ -67,7 +67,7 @@ from gateway.mqttsn.codec import (
 from gateway.mqttsn.context import Forwarded, MQTTSNContext, Network, Timer
 from gateway.mqttsn.delivery import Delivery
 from gateway.mqttsn.reasons import return_code
-from gateway.mqttsn.registry import EXTRA_KEY, registry_of
+from gateway.mqttsn.registry import EXTRA_KEY, register, registry_of
 from gateway.mqttsn.states import (
     ACTIVE,
     ASLEEP,
@@ -289,6 +289,8 @@ class MQTTSNChannel:
         # MQTT-SN's clean flag is MQTT 3.1.1's: a clean session ends with the connection.
         session, _ = hub.connect(client, self, p.clean, 0 if p.clean else None, will)
         session.receive_maximum = 1  # one QoS 1/2 PUBLISH unacknowledged at a time
+        if EXTRA_KEY in session.extra:
+            registry_of(session, self.ctx.settings.max_topics)  # indexed again after a restart
         self.session = session
         self.keepalive = p.duration
         self.last_rx = self.ctx.clock.seconds()
@@ -352,8 +354,7 @@ class MQTTSNChannel:
         except TopicError:
             self.send(encode(RegAck(0, p.msg_id, ReturnCode.NOT_SUPPORTED)))
             return
-        registry = registry_of(self.session, self.ctx.settings.max_topics)  # type: ignore[arg-type]
-        topic_id = registry.register(p.topic_name)
+        topic_id = register(self.session, self.ctx.settings.max_topics, p.topic_name)  # type: ignore[arg-type]
         if topic_id is None:
             self.send(encode(RegAck(0, p.msg_id, ReturnCode.CONGESTION)))
             return
@@ -471,7 +472,7 @@ class MQTTSNChannel:
             self.send(encode(SubAck(topic_id, p.msg_id, return_code(result), 0)))
             return
         if registry is not None:
-            topic_id = registry.register(name) or 0
+            topic_id = register(session, self.ctx.settings.max_topics, name) or 0
             self.ctx.counters.registrations += 1
         self.send(encode(SubAck(topic_id, p.msg_id, ReturnCode.ACCEPTED, result.qos)))
         hub.deliver_retained(session, result)

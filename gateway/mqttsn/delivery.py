@@ -38,7 +38,7 @@ from gateway.mqttsn.codec import (
     encode_publish,
     publish_size,
 )
-from gateway.mqttsn.registry import EXTRA_KEY, outgoing_topic, registry_of
+from gateway.mqttsn.registry import EXTRA_KEY, forget, outgoing_topic, register
 from gateway.mqttsn.states import ACTIVE, ASLEEP, AWAKE, CLOSED
 
 if TYPE_CHECKING:
@@ -139,9 +139,7 @@ class Delivery:
         connection with this session registers the topic again."""
         reg = self.reg
         if reg is not None:
-            registry = session.extra.get(EXTRA_KEY)
-            if registry is not None:
-                registry.forget(reg.topic_id)
+            forget(session, reg.topic_id)
 
     def reset(self) -> None:
         """The connection ended: nothing waits or is outstanding any more."""
@@ -163,9 +161,7 @@ class Delivery:
         if p.return_code != ReturnCode.ACCEPTED:
             self.ctx.counters.messages_dropped += 1
             if p.return_code == ReturnCode.INVALID_TOPIC_ID and rec.topic_type == TopicIdType.NORMAL:
-                registry = self.owner.session.extra.get(EXTRA_KEY)  # type: ignore[union-attr]
-                if registry is not None:
-                    registry.forget(rec.topic_id)  # registered again before the next one
+                forget(self.owner.session, rec.topic_id)  # type: ignore[arg-type]  # registered again next time
         self.owner.session.acknowledge(p.msg_id)  # type: ignore[union-attr]
         self.pump()
 
@@ -197,9 +193,7 @@ class Delivery:
         if p.return_code == ReturnCode.ACCEPTED:
             self.ctx.counters.registrations += 1
         else:
-            registry = self.owner.session.extra.get(EXTRA_KEY)  # type: ignore[union-attr]
-            if registry is not None:
-                registry.forget(rec.topic_id)
+            forget(self.owner.session, rec.topic_id)  # type: ignore[arg-type]
             self._drop_topic(rec.topic)
         self.pump()
 
@@ -286,8 +280,7 @@ class Delivery:
             self.owner.all_delivered()
 
     def _register(self, topic: str) -> bool:
-        registry = registry_of(self.owner.session, self.ctx.settings.max_topics)  # type: ignore[arg-type]
-        topic_id = registry.register(topic)
+        topic_id = register(self.owner.session, self.ctx.settings.max_topics, topic)  # type: ignore[arg-type]
         if topic_id is None:
             return False
         self.reg_msg_id = self.reg_msg_id % 0xFFFF + 1

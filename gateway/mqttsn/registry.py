@@ -5,8 +5,8 @@ MQTT-SN replaces topic names by 16-bit ids to keep packets small. Three kinds ex
 client), *short* names (exactly two characters, carried in the id field itself) and
 *normal* ids, assigned by the gateway per client through REGISTER (in either
 direction). A client's registrations belong to its session: they are kept in
-``Session.extra`` so a persistent session resumed from another address still knows
-them.
+``Session.extra`` so a persistent session resumed from another address, or after a
+restart, still knows them.
 """
 
 from __future__ import annotations
@@ -42,27 +42,29 @@ class Predefined:
         return len(self.by_id)
 
 
-class TopicRegistry:
-    """One client's normal topic ids; ids are assigned upwards from 1 and never reused."""
+class TopicRegistry(dict[str, int]):
+    """One client's normal topic ids, name -> id; ids are assigned upwards from 1.
 
-    __slots__ = ("by_id", "by_name", "next_id", "limit")
+    The mapping itself is the plain data a store keeps (``Session.extra`` is written
+    as JSON), so registrations survive a restart; the reverse index and the next id
+    are rebuilt from it.
+    """
 
-    def __init__(self, limit: int) -> None:
-        self.by_id: dict[int, str] = {}
-        self.by_name: dict[str, int] = {}
-        self.next_id = 1
+    __slots__ = ("by_id", "next_id", "limit")
+
+    def __init__(self, limit: int, names: dict[str, int] | None = None) -> None:
+        super().__init__(names or ())
+        self.by_id: dict[int, str] = {topic_id: name for name, topic_id in self.items()}
+        self.next_id = max(self.by_id, default=0) + 1
         self.limit = limit
-
-    def __len__(self) -> int:
-        return len(self.by_id)
 
     def has_room_for(self, name: str) -> bool:
         """Whether ``register(name)`` would give an id (so a SUBSCRIBE can ask first)."""
-        return name in self.by_name or (len(self.by_id) < self.limit and self.next_id <= MAX_TOPIC_ID)
+        return name in self or (len(self) < self.limit and self.next_id <= MAX_TOPIC_ID)
 
     def register(self, name: str) -> int | None:
         """The id for ``name``, assigning one if needed; None when the table is full."""
-        topic_id = self.by_name.get(name)
+        topic_id = self.get(name)
         if topic_id is not None:
             return topic_id
         if not self.has_room_for(name):
@@ -70,22 +72,42 @@ class TopicRegistry:
         topic_id = self.next_id
         self.next_id += 1
         self.by_id[topic_id] = name
-        self.by_name[name] = topic_id
+        self[name] = topic_id
         return topic_id
 
-    def forget(self, topic_id: int) -> None:
+    def forget(self, topic_id: int) -> bool:
         name = self.by_id.pop(topic_id, None)
-        if name is not None:
-            self.by_name.pop(name, None)
+        if name is None:
+            return False
+        self.pop(name, None)
+        return True
 
 
 def registry_of(session: Session, limit: int) -> TopicRegistry:
-    """The session's registry, created on first use (idle clients never pay for one)."""
+    """The session's registry, created on first use (idle clients never pay for one)
+    or rebuilt from the plain mapping a store gave back."""
     extra = session.extra
     reg = extra.get(EXTRA_KEY)
-    if reg is None:
-        reg = extra[EXTRA_KEY] = TopicRegistry(limit)
-    return reg  # type: ignore[no-any-return]
+    if type(reg) is not TopicRegistry:
+        reg = extra[EXTRA_KEY] = TopicRegistry(limit, reg)
+    return reg
+
+
+def register(session: Session, limit: int, name: str) -> int | None:
+    """``name``'s id in the session's registry (assigned and reported if new)."""
+    registry = registry_of(session, limit)
+    known = name in registry
+    topic_id = registry.register(name)
+    if topic_id is not None and not known:
+        session.changed()
+    return topic_id
+
+
+def forget(session: Session, topic_id: int) -> None:
+    """The client does not know ``topic_id`` (any more): it is registered again next time."""
+    registry = session.extra.get(EXTRA_KEY)
+    if registry is not None and registry.forget(topic_id):
+        session.changed()
 
 
 def outgoing_topic(
@@ -96,7 +118,7 @@ def outgoing_topic(
     if topic_id is not None:
         return TopicIdType.PREDEFINED, topic_id
     if registry is not None:
-        topic_id = registry.by_name.get(topic)
+        topic_id = registry.get(topic)
         if topic_id is not None:
             return TopicIdType.NORMAL, topic_id
     if len(topic) == 2:

@@ -5,6 +5,7 @@ would at startup."""
 from __future__ import annotations
 
 import itertools
+import json
 
 from gateway.hub.persistence import (
     Snapshot, StoredInbound, StoredMessage, StoredOutgoing, StoredSession, StoredSubscription,
@@ -53,7 +54,8 @@ class MemoryJournal:
         self.sessions[session.client_id] = StoredSession(
             session.client_id, c.protocol, c.username, listener, session.expiry,
             session.disconnected_at if session.endpoint is None else None,
-            will, session.will_delay, session.will_expiry, session._next_pid, dict(session.extra))
+            will, session.will_delay, session.will_expiry, session._next_pid,
+            json.loads(json.dumps(session.extra)))  # a store keeps ``extra`` as JSON
 
     def session_ended(self, client_id) -> None:
         self._touch()

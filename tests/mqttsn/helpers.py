@@ -60,9 +60,11 @@ class Observer:
 class Rig:
     """A gateway core without sockets: ``client(addr)`` gives a raw-bytes client."""
 
-    def __init__(self, limits: Limits | None = None, retain_available: bool = True, **settings: Any) -> None:
-        self.clock = task.Clock()
-        self.hub = Hub(HubSettings(limits=limits or Limits(), retain_available=retain_available), self.clock)
+    def __init__(self, limits: Limits | None = None, retain_available: bool = True,
+                 journal: Any = None, clock: task.Clock | None = None, **settings: Any) -> None:
+        self.clock = clock or task.Clock()
+        self.hub = Hub(HubSettings(limits=limits or Limits(), retain_available=retain_available),
+                       self.clock, journal)
         settings.setdefault("advertise_interval", 0)
         self.ctx = MQTTSNContext(self.hub, MQTTSNSettings(**settings), self.clock, MQTTSNChannel)
         self.net = RecordingNetwork(self.ctx)

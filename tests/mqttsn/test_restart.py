@@ -1,0 +1,61 @@
+"""What an MQTT-SN client's persistent session keeps across a restart: its topic
+registrations (both directions), subscriptions and queued messages, rebuilt from what
+the journal kept (``extra`` written as JSON, as a store does)."""
+
+from __future__ import annotations
+
+from twisted.internet import task
+
+from gateway.hub.persistence import restore
+from tests.hub.memory_journal import MemoryJournal
+from tests.mqttsn import wire as w
+from tests.mqttsn.helpers import Rig, connected
+
+
+def restarted(journal: MemoryJournal, clock: task.Clock) -> Rig:
+    rig = Rig(journal=MemoryJournal(), clock=clock)
+    restore(rig.hub, journal.snapshot(), {})
+    return rig
+
+
+def test_registrations_subscriptions_and_queued_messages_survive() -> None:
+    clock = task.Clock()
+    journal = MemoryJournal()
+    rig = Rig(journal=journal, clock=clock)
+    c = connected(rig, "sensor", flags=0)
+    assert c.ask(w.register(0, 1, "room/temp")) == [w.regack(1, 1, w.ACCEPTED)]
+    assert c.ask(w.subscribe(2, "room/set", 1)) == [w.suback(2, 2, w.ACCEPTED, 1)]
+    assert c.ask(w.subscribe(3, "alerts/#", 1)) == [w.suback(0, 3, w.ACCEPTED, 1)]
+    rig.publish("alerts/fire", b"!", qos=1)
+    assert c.take() == [w.register(3, 1, "alerts/fire")]
+    c.send(w.regack(3, 1, w.ACCEPTED))
+    assert c.take() == [w.publish(3, b"!", qos=1, msg_id=1)]
+    c.send(w.puback(3, 1, w.ACCEPTED))
+    assert c.ask(w.disconnect()) == [w.disconnect()]
+    rig.publish("room/set", b"21", qos=1)  # queued for the offline session
+
+    again = restarted(journal, clock)
+    obs = again.observe("room/#")
+    c = again.client()
+    # No REGISTER: id 2 is known.
+    assert c.ask(w.connect("sensor", 60, 0)) == [w.connack(), w.publish(2, b"21", qos=1, msg_id=2)]
+    c.send(w.puback(2, 2, w.ACCEPTED))
+    assert c.ask(w.publish(1, b"19", qos=1, msg_id=7)) == [w.puback(1, 7, w.ACCEPTED)]
+    assert obs.got == [("room/temp", b"19", 1, False)]
+    again.publish("alerts/flood", b"~")
+    assert c.take() == [w.register(4, 1, "alerts/flood")]  # ids go on from the highest
+
+
+def test_a_registration_the_client_never_confirmed_is_not_kept() -> None:
+    clock = task.Clock()
+    journal = MemoryJournal()
+    rig = Rig(journal=journal, clock=clock)
+    c = connected(rig, "sensor", flags=0)
+    assert c.ask(w.subscribe(1, "a/#", 1)) == [w.suback(0, 1, w.ACCEPTED, 1)]
+    rig.publish("a/b", b"x", qos=1)
+    assert c.take() == [w.register(1, 1, "a/b")]
+    assert c.ask(w.disconnect()) == [w.disconnect()]  # REGACK never came
+
+    again = restarted(journal, clock)
+    c = again.client()
+    assert c.ask(w.connect("sensor", 60, 0)) == [w.connack(), w.register(1, 1, "a/b")]
