@@ -298,7 +298,7 @@ class CoAPSite:
         raise error.MethodNotAllowed()
 
     def publish(self, request: Message, topic: str, qos: int, retain: bool, expiry: int | None,
-                info: ClientInfo, client: CoAPClient | None) -> Message:
+                info: ClientInfo, client: CoAPClient | None) -> Message | Deferred[Message]:
         hub = self.hub
         payload = request.payload
         created = bool(retain and payload and hub.retained_message(topic) is None)
@@ -319,7 +319,13 @@ class CoAPSite:
         stats = hub.stats
         stats.messages_received += 1
         stats.bytes_received += len(payload)
-        return Message(code=CREATED if created else CHANGED)
+        answer = Message(code=CREATED if created else CHANGED)
+        barrier = hub.durable() if qos or retain else None
+        if barrier is not None:
+            # With persistence on, the answer says the message is durable for every
+            # persistent session that must receive it (and, retained, for the topic).
+            return barrier.addCallback(lambda _: answer)
+        return answer
 
     def read(self, request: Message, topic: str, deregister: bool, key_id: str,
              info: ClientInfo, client: CoAPClient | None) -> Message:

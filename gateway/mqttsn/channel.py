@@ -22,6 +22,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from gateway.hub.acks import DurableAcks
 from gateway.hub.api import ALLOWED, WRITE, AuthResult, ClientInfo, Denied, Message, Reason, Subscription
 from gateway.hub.topics import (
     TopicError, has_wildcard, split_shared, validate_topic_filter, validate_topic_name,
@@ -99,7 +100,7 @@ class MQTTSNChannel:
 
     __slots__ = (
         "ctx", "network", "addr", "listener", "state", "client", "session", "keepalive",
-        "sleep_duration", "last_rx", "delivery", "_timer", "_connect", "_will",
+        "sleep_duration", "last_rx", "delivery", "acks", "_timer", "_connect", "_will",
     )
 
     def __init__(self, ctx: MQTTSNContext, network: Network, addr: Any, listener: Any = None) -> None:
@@ -117,6 +118,8 @@ class MQTTSNChannel:
         self._connect: tuple[Connect, str | None] | None = None
         self._will: list[Any] | None = None  # [topic or None, qos, retain, payload]
         self.delivery = Delivery(self)
+        # PUBACK, PUBREC, PUBCOMP and REGACK wait for the store (with persistence on).
+        self.acks = DurableAcks(ctx.hub, self.send)
 
     def __repr__(self) -> str:
         cid = self.client.client_id if self.client else None
@@ -359,7 +362,7 @@ class MQTTSNChannel:
             self.send(encode(RegAck(0, p.msg_id, ReturnCode.CONGESTION)))
             return
         self.ctx.counters.registrations += 1
-        self.send(encode(RegAck(topic_id, p.msg_id, ReturnCode.ACCEPTED)))
+        self.acks.send(encode(RegAck(topic_id, p.msg_id, ReturnCode.ACCEPTED)))
 
     def _topic_name(self, topic_type: int, topic_id: int) -> str | None:
         if topic_type == TopicIdType.NORMAL:
@@ -403,7 +406,7 @@ class MQTTSNChannel:
         elif qos == 1:
             result = hub.publish_from(session, Message(topic, data, 1, retain))
             code = return_code(result) if type(result) is Denied else ReturnCode.ACCEPTED
-            self.send(_PUBACK.pack(7, 0x0D, tid, mid, code))
+            self.acks.send(_PUBACK.pack(7, 0x0D, tid, mid, code))
         else:
             # As for MQTT: checked now, published at PUBREL, a resent one only
             # acknowledged again.
@@ -411,23 +414,23 @@ class MQTTSNChannel:
             if mid not in pending:
                 window = hub.settings.limits.max_inflight
                 if window and len(pending) >= window:
-                    self.send(encode(PubAck(tid, mid, ReturnCode.CONGESTION)))
+                    self.acks.send(encode(PubAck(tid, mid, ReturnCode.CONGESTION)))
                     return
                 message = Message(topic, data, 2, retain)
                 denied = hub.check_publish(session.client, message)
                 if denied is not None:
-                    self.send(encode(PubAck(tid, mid, return_code(denied))))
+                    self.acks.send(encode(PubAck(tid, mid, return_code(denied))))
                     return
                 session.inbound_qos2_received(mid, 0, message)
-            self.send(encode(PubRec(mid)))
+            self.acks.send(encode(PubRec(mid)))
 
     def _on_pubrel(self, p: PubRel) -> None:
         session = self.session
         assert session is not None
         _, held = session.inbound_qos2_released(p.msg_id)
-        self.send(encode(PubComp(p.msg_id)))
         if held is not None:
             self.ctx.hub.publish(held, session)
+        self.acks.send(encode(PubComp(p.msg_id)))
 
     # SUBSCRIBE / UNSUBSCRIBE --------------------------------------------------------------
 
@@ -663,6 +666,7 @@ class MQTTSNChannel:
             self._set_state(CLOSED)
         self.ctx.timers.cancel(self._timer)
         self._timer = None
+        self.acks.drop()
         self._connect = None
         self.delivery.reset()
         self.network.release(self.addr, self)

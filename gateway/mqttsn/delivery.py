@@ -42,6 +42,7 @@ from gateway.mqttsn.registry import EXTRA_KEY, forget, outgoing_topic, register
 from gateway.mqttsn.states import ACTIVE, ASLEEP, AWAKE, CLOSED
 
 if TYPE_CHECKING:
+    from gateway.hub.acks import DurableAcks
     from gateway.hub.sessions import Session
     from gateway.mqttsn.context import MQTTSNContext, Network, Timer
 
@@ -82,6 +83,10 @@ class Owner(Protocol):
     session: Session | None
 
     def send(self, data: bytes) -> None: ...
+
+    @property
+    def acks(self) -> DurableAcks:
+        """Writes that wait for the store (with persistence on)."""
 
     def lost(self, why: str) -> None:
         """The client stopped answering: it is lost (its will is published)."""
@@ -241,7 +246,12 @@ class Delivery:
             return True
         data = encode_publish(tid, pid, message.payload, qos, retain, dup, ttype)
         self.ctx.traffic.sent[qos] += 1
-        self.owner.send(data)
+        if qos == 2 and not session.clean:  # type: ignore[union-attr]
+            # Exactly once across a crash: the client sees a QoS 2 message to its
+            # persistent session only once the store knows its message id.
+            self.owner.acks.send(data)
+        else:
+            self.owner.send(data)
         if qos:
             rec = _Pending(PUBLISH1 if qos == 1 else PUBLISH2, pid, data if dup else _set_dup(data), topic, tid, ttype)
             self._start(rec, flight=True, send=False)
@@ -298,7 +308,12 @@ class Delivery:
         else:
             self.reg = rec
         if send:
-            self.owner.send(rec.data)
+            if rec.kind == PUBREL and self.owner.session is not None and not self.owner.session.clean:
+                # A PUBREL the store has not recorded could be followed, after a crash,
+                # by the same PUBLISH again, which the client would take as new.
+                self.owner.acks.send(rec.data)
+            else:
+                self.owner.send(rec.data)
         timers = self.ctx.timers
         timers.cancel(rec.timer)
         rec.timer = timers.schedule(self.ctx.settings.retry_interval, self._retry, rec)

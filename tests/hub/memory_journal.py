@@ -7,6 +7,8 @@ from __future__ import annotations
 import itertools
 import json
 
+from twisted.internet.defer import Deferred
+
 from gateway.hub.persistence import (
     Snapshot, StoredInbound, StoredMessage, StoredOutgoing, StoredSession, StoredSubscription,
     StoredWill,
@@ -27,6 +29,8 @@ class MemoryJournal:
         self._ids = itertools.count(1)
         self._sids = itertools.count(1)
         self.pending = False
+        self.holding = False
+        self.waiting: list = []
 
     def _message(self, message) -> int:
         if not message.store_id:
@@ -105,7 +109,18 @@ class MemoryJournal:
             self.wills[client_id] = StoredWill(client_id, self._message(will), publish_at, expiry)
 
     def barrier(self):
-        return None
+        """None, or with ``holding`` set a Deferred that ``commit()`` fires, as a store
+        whose commit is still running."""
+        if not self.holding:
+            return None
+        d = Deferred()
+        self.waiting.append(d)
+        return d
+
+    def commit(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        for d in waiting:
+            d.callback(None)
 
     def snapshot(self) -> Snapshot:
         def stored(mid):

@@ -4,7 +4,7 @@ redelivery, takeover and wills, expiry."""
 from twisted.internet import task
 
 from gateway.hub.api import WRITE, ClientInfo, Message, Subscription
-from gateway.hub.hub import Hub, HubSettings, allow_all_authenticate
+from gateway.hub.hub import HubSettings, allow_all_authenticate
 from gateway.hub.sessions import Limits
 from tests.hub.helpers import make_hub, Delivery, join, pub
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.hub.api import READ, WRITE, Reason
-from gateway.hub.hub import Hub, HubSettings, allow_all_authenticate
-from gateway.hub.sessions import Limits
+from gateway.hub.api import WRITE, Reason
+from gateway.hub.hub import allow_all_authenticate
 from gateway.mqtt.channel import MQTTSettings
 from tests import wire
 from tests.mqtt.helpers import Broker

@@ -59,3 +59,50 @@ def test_a_registration_the_client_never_confirmed_is_not_kept() -> None:
     again = restarted(journal, clock)
     c = again.client()
     assert c.ask(w.connect("sensor", 60, 0)) == [w.connack(), w.register(1, 1, "a/b")]
+
+
+# --- acknowledgements wait for the store ---------------------------------------------------
+
+
+def held_rig() -> tuple[Rig, MemoryJournal]:
+    journal = MemoryJournal()
+    journal.holding = True
+    return Rig(journal=journal), journal
+
+
+def test_puback_pubrec_pubcomp_and_regack_wait_for_the_commit_in_order() -> None:
+    rig, journal = held_rig()
+    c = connected(rig, "sensor", flags=0)
+    assert c.ask(w.register(0, 1, "room/temp")) == []
+    assert c.ask(w.publish(1, b"1", qos=1, msg_id=2)) == []
+    assert c.ask(w.publish(1, b"2", qos=0)) == []  # QoS 0: nothing to answer
+    assert c.ask(w.publish(1, b"3", qos=2, msg_id=3)) == []
+    journal.commit()
+    assert c.take() == [w.regack(1, 1), w.puback(1, 2), w.pubrec(3)]
+    assert c.ask(w.pubrel(3)) == []
+    journal.commit()
+    assert c.take() == [w.pubcomp(3)]
+
+
+def test_qos2_to_a_persistent_session_waits_for_its_message_id_to_be_stored() -> None:
+    rig, journal = held_rig()
+    c = connected(rig, "sensor", flags=0)
+    assert c.ask(w.subscribe(1, "ab", 2, id_type=w.SHORT)) == [w.suback(0, 1, w.ACCEPTED, 2)]
+    rig.publish("ab", b"x", qos=2)
+    assert c.take() == []
+    journal.commit()
+    assert c.take() == [w.publish("ab", b"x", qos=2, msg_id=1, id_type=w.SHORT)]
+    c.send(w.pubrec(1))
+    assert c.take() == []
+    journal.commit()
+    assert c.take() == [w.pubrel(1)]
+
+
+def test_answers_held_for_a_closed_connection_are_never_sent() -> None:
+    rig, journal = held_rig()
+    c = connected(rig, "sensor", flags=0)
+    c.ask(w.register(0, 1, "room/temp"))
+    c.ask(w.publish(1, b"1", qos=1, msg_id=2))
+    assert c.ask(w.disconnect()) == [w.disconnect()]
+    journal.commit()
+    assert c.take() == []

@@ -14,7 +14,7 @@ from twisted.logger import globalLogPublisher
 from gateway.config import Listener, default_config, parse
 from gateway.errors import ConfigError
 from gateway.hub.api import Allowed, ClientInfo, Denied, Message, Subscription
-from gateway.hub.auth import FREE_FAILURES, peer_host
+from gateway.hub.auth import FREE_FAILURES, Security, peer_host
 from gateway.security.policy import build_policies, load_security
 from gateway.hub.hub import Hub
 from gateway.security.passwords import make_hash
