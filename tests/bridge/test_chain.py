@@ -47,3 +47,28 @@ def test_xbee_sensor_on_a_reaches_a_subscriber_on_b(gateway, mosquitto, paho, pt
     reply(w.puback(1, 2))
     message = reader.next_message()
     assert (message.topic, message.payload, message.qos) == ("site-a/sensors/temperature", b"21.5", 1)
+
+
+def test_a_gateway_bridged_to_another_gateway(gateway, paho):
+    """The gateway as the remote: MQTT 5 with No Local both ways; at 3.1.1 it refuses
+    the bridge flag, and the bridge goes on without it."""
+    b = gateway()
+    a = gateway(*site(b.port, "v5", "bridge_protocol_version mqttv50", "topic shared/# both 1"),
+                *site(b.port, "v4", "topic up/# out 1"))
+    connected(a, "v5")
+    a.wait_for_log("bridge v4: 127.0.0.1:%d refused the bridge flag (try_private); retrying "
+                   "without it" % b.port)
+    connected(a, "v4")
+    on_a, on_b = paho(a.port, unique("on-a")), paho(b.port, unique("on-b"))
+    for client in (on_a, on_b):
+        client.connect()
+        client.subscribe("shared/#", 1)
+    on_b.subscribe("up/#", 1)
+    on_a.publish("shared/1", b"from a", 1)
+    assert [(m.topic, m.payload) for m in on_b.wait_for("shared/1")] == [("shared/1", b"from a")]
+    on_b.publish("shared/2", b"from b", 1)
+    assert [(m.topic, m.payload) for m in on_a.wait_for("shared/2")] == [
+        ("shared/1", b"from a"), ("shared/2", b"from b")]
+    on_a.publish("up/3", b"up", 1)
+    assert [(m.topic, m.payload) for m in on_b.wait_for("up/3")] == [
+        ("shared/2", b"from b"), ("up/3", b"up")]
