@@ -90,6 +90,7 @@ class BridgeLink:
         self._timer: Any = None
         self._primary: Any = None
         self._failback = False
+        self._explained = False            # the failure of this attempt is logged already
         self._own_pids: dict[int, str] = {}  # our SUBSCRIBE/UNSUBSCRIBE/state ids -> what
         self._dialing: defer.Deferred[Any] | None = None
         self._acks: deque[list[Any]] | None = None
@@ -136,6 +137,7 @@ class BridgeLink:
         if self.stopping:
             return
         self.log.info("bridge {name} connecting to {address}", name=self.name, address=self.address)
+        self._explained = False
         d = self._dialing = self.dialer.connect(self.index, self._new_protocol)
         d.addCallbacks(self._dialed, self._dial_failed)
 
@@ -206,7 +208,7 @@ class BridgeLink:
         self._own_pids.clear()
         self._acks = None
         why = reason.getErrorMessage() if reason is not None else "closed"
-        if not self.up and not self.stopping:
+        if not self.up and not self.stopping and not self._explained:
             self.log.warn("bridge {name}: connection to {address} failed: {reason}",
                           name=self.name, address=self.address, reason=why)
         if self.up:
@@ -229,6 +231,7 @@ class BridgeLink:
         self._retry()
 
     def protocol_error(self, error: ClientError) -> None:
+        self._explained = True
         self.log.warn("bridge {name}: {address} broke the protocol: {reason}", name=self.name,
                       address=self.address, reason=str(error))
 
@@ -259,6 +262,7 @@ class BridgeLink:
 
     def refused(self, code: int, text: str) -> None:
         proto = self.proto
+        self._explained = True
         if self.level == 5 and code == 1:
             # A CONNACK of MQTT 3.1.1's shape: the remote does not speak MQTT 5.
             self.log.warn("bridge {name}: {address} does not support MQTT 5; retrying with "
