@@ -379,6 +379,9 @@ class BridgeLink:
         limits = self.limits
         if qos > limits.max_qos:
             qos = limits.max_qos
+        if qos == 0 and not proto.qos0_fits(len(message.payload)):
+            self.traffic.dropped[0] += 1
+            return packet_id is None
         retain = retain and self.settings.outgoing_retain and limits.retain_available
         topic = remap_out(self.rules, message.topic)
         props: Any = {}

@@ -10,6 +10,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
 from gateway.bridge.client import ClientError, MQTTClient
+from gateway.mqtt.codec import encode
 from gateway.mqtt.packets import Connect, Disconnect, Packet
 
 if TYPE_CHECKING:
@@ -19,10 +20,17 @@ if TYPE_CHECKING:
 CONNECT_TIMEOUT = 30
 #: Seconds a closing connection may take to flush its DISCONNECT before it is cut.
 CLOSE_TIMEOUT = 5.0
+#: QoS 0 payload bytes still written once the remote reads slower than we send (the
+#: transport's buffer is full); beyond, QoS 0 messages are dropped, as for a slow client.
+QOS0_BACKLOG_LIMIT = 4 * 1024 * 1024
 
 
 class RemoteProtocol(Protocol):
-    """One connection to the remote broker, owned by its ``BridgeLink``."""
+    """One connection to the remote broker, owned by its ``BridgeLink``; the producer of
+    its transport, which says when the remote falls behind (``congested``)."""
+
+    congested = False
+    backlog = 0            # QoS 0 payload bytes written since it became congested
 
     def __init__(self, link: BridgeLink, connect: Connect) -> None:
         self.link = link
@@ -41,6 +49,7 @@ class RemoteProtocol(Protocol):
         if self.link.stopping:
             self.abort()
             return
+        self.transport.registerProducer(self, True)  # type: ignore[union-attr]
         self.client = MQTTClient(self.connect, self.link, self.transport.write)  # type: ignore[union-attr]
         self.client.start(self.clock.seconds())
         self._schedule(self.client.tick(self.clock.seconds()))
@@ -58,8 +67,8 @@ class RemoteProtocol(Protocol):
 
     def send(self, packet: Packet) -> None:
         client = self.client
-        if client is not None and not self.closing:
-            client.send(packet, self.clock.seconds())
+        if client is not None:
+            self.send_bytes(encode(packet, client.level))
 
     def send_bytes(self, data: bytes) -> None:
         client = self.client
@@ -73,6 +82,7 @@ class RemoteProtocol(Protocol):
             return
         self.send(Disconnect(code))
         self.closing = True
+        self.transport.unregisterProducer()  # a registered producer would hold the close
         self.transport.loseConnection()
         self._cut = self.clock.callLater(CLOSE_TIMEOUT, self.abort)
 
@@ -80,6 +90,26 @@ class RemoteProtocol(Protocol):
         self.closing = True
         if self.transport is not None:
             self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    def qos0_fits(self, size: int) -> bool:
+        """Whether a QoS 0 message of ``size`` bytes is still written (else dropped)."""
+        if not self.congested:
+            return True
+        if self.backlog > QOS0_BACKLOG_LIMIT:
+            return False
+        self.backlog += size
+        return True
+
+    def pauseProducing(self) -> None:
+        if not self.congested:
+            self.congested = True
+            self.backlog = 0
+
+    def resumeProducing(self) -> None:
+        self.congested = False
+
+    def stopProducing(self) -> None:
+        self.congested = True
 
     def _schedule(self, when: float | None) -> None:
         if self._tick is not None and self._tick.active():

@@ -281,3 +281,18 @@ def test_a_local_username_puts_the_bridge_under_the_acl():
     pub(hub, "secret", b"4", qos=1, sender=local.session)
     assert [p.topic for p in publishes(remote.read())] == ["out/ok"]
     assert link.client.trusted is False and ClientInfo("x").trusted is False
+
+
+def test_qos0_is_dropped_once_a_slow_remote_has_a_backlog():
+    link, dialer, hub = make_link("topic a/# out 0")
+    link.start()
+    remote = dialer.accept()
+    remote.read()
+    remote.proto.pauseProducing()              # the transport's buffer is full
+    for n in range(6):
+        pub(hub, f"a/{n}", bytes(1 << 20))
+    assert len(publishes(remote.read())) == 5  # 4 MiB of backlog, and the one crossing it
+    assert hub.stats.traffic_of("bridge").dropped[0] == 1
+    remote.proto.resumeProducing()
+    pub(hub, "a/x", b"again")
+    assert [p.payload for p in publishes(remote.read())] == [b"again"]
