@@ -1,11 +1,13 @@
 """Scale-out as the README draws it: two gateways bridged through a broker (Mosquitto
 here, a cluster in production). An XBee sensor on gateway A reaches an MQTT
 subscriber on gateway B: MQTT-SN over a serial line, A's hub, A's bridge, the
-broker, B's bridge, B's hub, MQTT."""
+broker, B's bridge, B's hub, MQTT; so does a CoAP device on A."""
 
 from __future__ import annotations
 
 from tests.bridge.test_mosquitto import connected
+from tests.coap.helpers import coap_client, coap_lines
+from tests.conftest import free_udp_port
 from tests.e2e.clients import unique
 from tests.mqttsn import wire as w
 from tests.mqttsn.conftest import pty_pair  # noqa: F401  (fixture)
@@ -23,12 +25,14 @@ def site(port: int, name: str, *topics: str) -> list[str]:
 def test_xbee_sensor_on_a_reaches_a_subscriber_on_b(gateway, mosquitto, paho, pty_pair):  # noqa: F811
     master, device = pty_pair
     broker = mosquitto()
+    coap = free_udp_port()
     a = gateway(f"mqttsn_serial {device} 38400 xbee2",
-                *site(broker.port, "site-a", 'topic sensors/# out 1 "" site-a/'))
+                *site(broker.port, "site-a", 'topic sensors/# out 1 "" site-a/'), *coap_lines(coap))
     b = gateway(*site(broker.port, "site-b", "topic site-a/sensors/# in 1"))
     connected(a, "site-a")
     connected(b, "site-b")
     a.wait_for_log(f"MQTT-SN serial line {device} open")
+    a.wait_for_log(f" on 127.0.0.1:{coap}\n")
     broker.wait_for_log("gw-site-b 1 site-a/sensors/#")
     reader = paho(b.port, unique("reader"))
     reader.connect()
@@ -47,6 +51,11 @@ def test_xbee_sensor_on_a_reaches_a_subscriber_on_b(gateway, mosquitto, paho, pt
     reply(w.puback(1, 2))
     message = reader.next_message()
     assert (message.topic, message.payload, message.qos) == ("site-a/sensors/temperature", b"21.5", 1)
+
+    done = coap_client("-m", "put", "-e", "40.5", f"coap://127.0.0.1:{coap}/ps/sensors/humidity")
+    assert done.returncode == 0, done.stderr
+    message = reader.next_message()
+    assert (message.topic, message.payload, message.qos) == ("site-a/sensors/humidity", b"40.5", 1)
 
 
 def test_a_gateway_bridged_to_another_gateway(gateway, paho):

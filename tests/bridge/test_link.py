@@ -296,3 +296,22 @@ def test_qos0_is_dropped_once_a_slow_remote_has_a_backlog():
     remote.proto.resumeProducing()
     pub(hub, "a/x", b"again")
     assert [p.payload for p in publishes(remote.read())] == [b"again"]
+
+
+def test_state_on_a_topic_of_its_own_and_only_here():
+    link, dialer, hub = make_link("notification_topic site/bridge", "notifications_local_only true")
+    watcher = join(hub, "watch", subscribe=[("site/bridge", 1)])
+    link.start()
+    remote = dialer.accept()
+    assert remote.connect.will is None
+    assert publishes(remote.read()) == []
+    assert watcher.ep.payloads() == [b"0", b"1"]
+    assert hub.retained_message("site/bridge").payload == b"1"
+
+
+def test_no_notifications():
+    link, dialer, hub = make_link("notifications false")
+    link.start()
+    remote = dialer.accept()
+    assert remote.connect.will is None and publishes(remote.read()) == []
+    assert hub.retained_message(STATE) is None
