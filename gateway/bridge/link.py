@@ -34,6 +34,7 @@ from gateway.config_bridges import Bridge
 from gateway.hub.api import ClientInfo, Message, Reason, Subscription
 from gateway.hub.hub import Hub
 from gateway.hub.sessions import Session
+from gateway.hub.topics import is_valid_topic_name
 from gateway.logtext import clip
 from gateway.mqtt import codes
 from gateway.mqtt.codec import encode
@@ -284,6 +285,12 @@ class BridgeLink:
             return
         hub = self.hub
         topic = remap_in(self.rules, p.topic)
+        if topic is not p.topic and not is_valid_topic_name(topic):
+            # A prefix made it too long or too deep: dropped, acknowledged.
+            self.traffic.dropped[p.qos] += 1
+            if p.qos:
+                self._ack((PubAck if p.qos == 1 else PubRec)(p.packet_id))  # type: ignore[arg-type]
+            return
         props = p.properties
         if props:
             message = Message(topic, p.payload, p.qos, p.retain, codes.hub_properties(props),
@@ -384,6 +391,9 @@ class BridgeLink:
             return packet_id is None
         retain = retain and self.settings.outgoing_retain and limits.retain_available
         topic = remap_out(self.rules, message.topic)
+        if topic is not message.topic and not is_valid_topic_name(topic):
+            self.traffic.dropped[qos] += 1
+            return False
         props: Any = {}
         if self.level == 5:
             props = codes.static_properties(message.props)

@@ -315,3 +315,16 @@ def test_no_notifications():
     remote = dialer.accept()
     assert remote.connect.will is None and publishes(remote.read()) == []
     assert hub.retained_message(STATE) is None
+
+
+def test_a_topic_a_prefix_makes_too_deep_is_dropped():
+    deep = "l/" * 150
+    link, dialer, hub = make_link(f'topic # in 1 {deep} ""')
+    local = join(hub, "app", subscribe=[(f"{deep}#", 1)])
+    link.start()
+    remote = dialer.accept()
+    remote.read()
+    remote.send(wire.publish("r/" * 60 + "x", b"lost", 1, mid=3) + wire.publish("ok", b"kept", 1, mid=4))
+    assert remote.read() == [PubAck(3), PubAck(4)]
+    assert [d.topic for d in local.ep.take() if d.topic[0] != "$"] == [f"{deep}ok"]
+    assert hub.stats.traffic_of("bridge").dropped[1] == 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from twisted.internet import task
 
 from gateway.bridge.service import BridgeService, tls_options
 from gateway.errors import ConfigError
