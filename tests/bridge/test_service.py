@@ -71,3 +71,15 @@ def test_a_bad_bridge_cafile_stops_startup(tmp_path):
         f"bridge_cafile {tmp_path / 'nope.pem'}", ""]))
     assert status == 1
     assert f"bad.conf:5: bridge_cafile: bridge 'cloud': cannot read '{tmp_path / 'nope.pem'}'" in output
+
+
+def test_sighup_leaves_bridges_as_they_are(gateway):
+    from tests.conftest import free_port
+
+    port = free_port()                         # nothing listens: the bridge keeps retrying
+    gw = gateway("connection cloud", f"address 127.0.0.1:{port}", "topic a/# out 1",
+                 "restart_timeout 1")
+    gw.wait_for_log(f"bridge cloud: cannot connect to 127.0.0.1:{port}")
+    gw.config.write_text(gw.config.read_text().replace("topic a/# out 1", "topic b/# out 1"))
+    mark = gw.reload("configuration reloaded")
+    assert "bridge changes take effect after a restart" in gw.stderr[mark:]
