@@ -1,4 +1,5 @@
-"""Fixtures of the bridge tests: real Mosquitto brokers, stopped at teardown."""
+"""Fixtures of the bridge tests: real Mosquitto brokers, stopped at teardown; the
+MQTT-SN tests' pseudo-terminal for a radio."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Callable, Iterator
 import pytest
 
 from tests.bridge.broker import Mosquitto
+from tests.mqttsn.conftest import pty_pair  # noqa: F401  (a fixture shared with tests/mqttsn)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from tests.coap.helpers import coap_client, coap_lines
 from tests.conftest import free_udp_port
 from tests.e2e.clients import unique
 from tests.mqttsn import wire as w
-from tests.mqttsn.conftest import pty_pair  # noqa: F401  (fixture)
 from tests.mqttsn.radio import Coordinator
 
 SENSOR = 0x0013A20040A1B2C3
@@ -22,7 +21,7 @@ def site(port: int, name: str, *topics: str) -> list[str]:
             "restart_timeout 1", *topics]
 
 
-def test_xbee_sensor_on_a_reaches_a_subscriber_on_b(gateway, mosquitto, paho, pty_pair):  # noqa: F811
+def test_xbee_sensor_on_a_reaches_a_subscriber_on_b(gateway, mosquitto, paho, pty_pair):
     master, device = pty_pair
     broker = mosquitto()
     coap = free_udp_port()

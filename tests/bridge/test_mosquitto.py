@@ -7,11 +7,8 @@ from __future__ import annotations
 import signal
 import threading
 
-import pytest
 
 from tests.e2e.clients import PahoClient, unique
-
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 def bridge(port: int, *lines: str, name: str = "cloud", clientid: str = "gw-a") -> list[str]:
