@@ -21,9 +21,6 @@ from gateway.mqtt.packets import (
 from gateway.mqtt.reasons import ConnAckCode, PropertyId, ReasonCode
 
 P = PropertyId
-#: The protocol level's bit that tells a Mosquitto remote "this is a bridge"
-#: (``try_private``): it then applies No Local and Retain As Published itself.
-BRIDGE_BIT = 0x80
 
 CONNACK_V3_TEXT = {
     ConnAckCode.UNACCEPTABLE_PROTOCOL_VERSION: "unacceptable protocol version",
@@ -93,7 +90,7 @@ class MQTTClient:
 
     def __init__(self, connect: Connect, handler: Handler, write: Callable[[bytes], None]) -> None:
         self.connect = connect
-        self.level = connect.protocol_level & ~BRIDGE_BIT
+        self.level = connect.protocol_level
         self.handler = handler
         self._write = write
         self.decoder = Decoder()

@@ -27,7 +27,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from gateway.bridge.client import BRIDGE_BIT, ClientError, RemoteLimits
+from gateway.bridge.client import ClientError, RemoteLimits
 from gateway.bridge.topics import TopicRule, remap_in, remap_out
 from gateway.bridge.transport import Dialer, RemoteProtocol
 from gateway.config_bridges import Bridge
@@ -180,7 +180,6 @@ class BridgeLink:
     def _connect_packet(self) -> Connect:
         s = self.settings
         level = self.level
-        wire_level = level | BRIDGE_BIT if level < 5 and self.try_private else level
         will = None
         if s.notifications and not s.notifications_local_only:
             will = Will(s.state_topic, STATE_DOWN, 1, True)
@@ -191,8 +190,11 @@ class BridgeLink:
             if self.receive_maximum:
                 props[P.RECEIVE_MAXIMUM] = self.receive_maximum
         password = None if s.remote_password is None else s.remote_password.encode()
-        return Connect(s.remote_clientid or "", wire_level, s.cleansession, s.keepalive,
-                       s.remote_username, password, will, "MQIsdp" if level == 3 else "MQTT", props)
+        # try_private: the bridge bit on the level, which a Mosquitto remote answers with
+        # No Local and Retain As Published on our subscriptions (MQTT 5 has them itself).
+        return Connect(s.remote_clientid or "", level, s.cleansession, s.keepalive,
+                       s.remote_username, password, will, "MQIsdp" if level == 3 else "MQTT", props,
+                       bridge=level < 5 and self.try_private)
 
     def connection_lost(self, proto: RemoteProtocol, reason: Failure | None) -> None:
         """The transport's end (ours or the remote's): detach, then retry or finish."""

@@ -63,14 +63,11 @@ class Remote:
         self.index = index
         self.decoder = Decoder()
         self.connect: Any = None
-        self.bridge_bit = False      # the CONNECT's protocol level had 0x80 (try_private)
 
     def read(self) -> list[Any]:
         """Every packet the bridge wrote since the last read."""
         data = self.transport.value()
         self.transport.clear()
-        if self.decoder.protocol_level is None and data[:1] == b"\x10":
-            data = self._unbridged(data)
         packets = self.decoder.feed(data)
         while self.decoder.buffered:
             more = self.decoder.feed(b"")
@@ -78,14 +75,6 @@ class Remote:
                 break
             packets += more
         return packets
-
-    def _unbridged(self, data: bytes) -> bytes:
-        """The CONNECT with the bridge bit taken off its level (as Mosquitto reads it),
-        for the gateway's decoder, which takes none."""
-        start = 2 if data[1] < 0x80 else 3
-        at = start + 2 + int.from_bytes(data[start:start + 2], "big")
-        self.bridge_bit = bool(data[at] & 0x80)
-        return data[:at] + bytes((data[at] & 0x7F,)) + data[at + 1:]
 
     def send(self, data: bytes) -> None:
         self.proto.dataReceived(data)

@@ -29,8 +29,8 @@ def client(level: int = 4, keepalive: int = 60, **kwargs) -> tuple[MQTTClient, R
 
 def test_connect_with_the_bridge_bit_and_a_will():
     out: list[bytes] = []
-    c = MQTTClient(Connect("gw-a", 0x84, False, 30, "u", b"p",
-                           Will("$SYS/broker/connection/gw-a/state", b"0", 1, True)),
+    c = MQTTClient(Connect("gw-a", 4, False, 30, "u", b"p",
+                           Will("$SYS/broker/connection/gw-a/state", b"0", 1, True), bridge=True),
                    Recorder(), out.append)
     c.start(0.0)
     assert out == [wire.connect("gw-a", clean=False, keepalive=30, username="u", password=b"p",
@@ -41,7 +41,7 @@ def test_connect_with_the_bridge_bit_and_a_will():
 
 def test_mqtt_3_1_with_the_bridge_bit():
     out: list[bytes] = []
-    MQTTClient(Connect("gw-a", 0x83, True, 60, protocol_name="MQIsdp"), Recorder(), out.append).start(0.0)
+    MQTTClient(Connect("gw-a", 3, True, 60, bridge=True), Recorder(), out.append).start(0.0)
     assert out == [wire.connect("gw-a", proto_level=0x83, proto_name="MQIsdp")]
 
 

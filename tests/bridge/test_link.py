@@ -31,7 +31,7 @@ def test_connect_subscribe_and_state():
     remote = dialer.accept()
     c = remote.connect
     assert type(c) is Connect and (c.client_id, c.clean_session, c.keepalive) == ("gw-a", False, 30)
-    assert c.protocol_level == 4 and remote.bridge_bit
+    assert c.protocol_level == 4 and remote.connect.bridge
     assert (c.will.topic, c.will.payload, c.will.qos, c.will.retain) == (STATE, b"0", 1, True)
     packets = remote.read()
     state, unsubscribe, subscribe = packets    # in the order of the topic lines
@@ -210,12 +210,12 @@ def test_falls_back_to_mqtt311_and_without_the_bridge_bit():
     assert remote.close_if_asked()
     hub.clock.advance(1)
     remote = dialer.accept(wire.connack(1))
-    assert remote.connect.protocol_level == 4 and remote.bridge_bit
+    assert remote.connect.protocol_level == 4 and remote.connect.bridge
     assert remote.transport.disconnecting
     remote.close_if_asked()
     hub.clock.advance(1)
     remote = dialer.accept()
-    assert remote.connect.protocol_level == 4 and not remote.bridge_bit
+    assert remote.connect.protocol_level == 4 and not remote.connect.bridge
 
 
 def test_keepalive_ping_on_the_reactor_clock():

@@ -209,3 +209,23 @@ def test_tls_bridge_checks_the_host_name(gateway, mosquitto, paho, tmp_path):
     assert "wrong" not in up
     assert "IPAddressMismatch" in gw.stderr
     assert " as wrong " not in broker.log_text()       # no CONNECT (nor password) sent
+
+
+def test_mosquitto_bridged_into_the_gateway_is_recognised(gateway, mosquitto, paho):
+    """The other way round: Mosquitto's own bridge, try_private on (its default), into
+    the gateway. The gateway takes the bridge flag and gives its subscriptions No Local,
+    so a ``both`` topic does not echo."""
+    gw = gateway()
+    broker = mosquitto(settings="\n".join([
+        "connection gw", f"address 127.0.0.1:{gw.port}", "remote_clientid mosq-bridge",
+        "restart_timeout 1", "topic chat/# both 1"]))
+    broker.wait_for_log("Received SUBACK from local.mosq-bridge")  # connected, subscribed
+    on_gw, on_mosq = paho(gw.port, unique("on-gw")), paho(broker.port, unique("on-mosq"))
+    for client in (on_gw, on_mosq):
+        client.connect()
+        client.subscribe("chat/#", 1)
+    on_mosq.publish("chat/1", b"from mosquitto", 1)
+    assert collect(on_gw, "chat/1") == [("chat/1", b"from mosquitto")]
+    on_gw.publish("chat/2", b"from the gateway", 1)
+    assert collect(on_mosq, "chat/2") == [("chat/1", b"from mosquitto"), ("chat/2", b"from the gateway")]
+    assert "unacceptable protocol version" not in broker.log_text()
