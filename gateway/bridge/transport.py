@@ -50,7 +50,7 @@ class RemoteProtocol(Protocol):
             self.abort()
             return
         self.transport.registerProducer(self, True)  # type: ignore[union-attr]
-        self.client = MQTTClient(self.connect, self.link, self.transport.write)  # type: ignore[union-attr]
+        self.client = MQTTClient(self.connect, self.link, self._write)
         self.client.start(self.clock.seconds())
         self._schedule(self.client.tick(self.clock.seconds()))
 
@@ -73,8 +73,11 @@ class RemoteProtocol(Protocol):
     def send_bytes(self, data: bytes) -> None:
         client = self.client
         if client is not None and not self.closing:
-            self.link.stats.bytes_sent += len(data)
             client.send_bytes(data, self.clock.seconds())
+
+    def _write(self, data: bytes) -> None:
+        self.link.stats.bytes_sent += len(data)
+        self.transport.write(data)  # type: ignore[union-attr]
 
     def disconnect(self, code: int = 0) -> None:
         """A clean end: DISCONNECT, then close once it is written (cut after a while)."""
