@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Callable, NamedTuple
 
+from gateway.config_bridges import BRIDGE_KEYS, Bridge, finish_bridges
 from gateway.config_listeners import check_listener
 from gateway.errors import ConfigError
 from gateway.security.plugins import PluginSpec
@@ -147,6 +148,7 @@ class Config:
     acl_file: str | None = None
     scram_file: str | None = None                # SCRAM-SHA-256 credentials (MQTT 5 AUTH)
     plugins: list[PluginSpec] = field(default_factory=list)
+    bridges: list[Bridge] = field(default_factory=list)   # connection sections (gateway.bridge)
     lines: dict[str, tuple[str, int]] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -389,6 +391,7 @@ class Scope(enum.Enum):
     GLOBAL = "global"        # a field of Config
     LISTENER = "listener"    # a field of the current listener
     SECURITY = "security"    # Config, or the current listener if per_listener_settings
+    BRIDGE = "bridge"        # a field of the current connection section
 
 
 class _Line(NamedTuple):
@@ -429,6 +432,7 @@ class _Parser:
         self.default_last: _Line | None = None      # last one
         self.default_needed: _Line | None = None    # first listener key given to it
         self.current: Listener | None = None        # last `listener` section
+        self.bridge: Bridge | None = None           # last `connection` section
         self.created: list[tuple[Listener, _Line]] = []
         self.security_line: _Line | None = None
         self.set_at: dict[tuple[int, str], _Line] = {}
@@ -484,6 +488,7 @@ class _Parser:
         config.listeners = [listener for listener, _ in self.created]
         if not config.listeners:
             config.listeners = default_config().listeners
+        finish_bridges(config.bridges)
         if self.log_type is not None:
             config.log_type = self.log_type
         if self.log_dest is not None:
@@ -492,12 +497,16 @@ class _Parser:
 
     # -- where a value goes
 
-    def target(self, line: _Line, scope: Scope) -> Config | Listener:
+    def target(self, line: _Line, scope: Scope) -> Config | Listener | Bridge:
         target = self._target(line, scope)
         target.lines.setdefault(line.key, (line.path, line.number))
         return target
 
-    def _target(self, line: _Line, scope: Scope) -> Config | Listener:
+    def _target(self, line: _Line, scope: Scope) -> Config | Listener | Bridge:
+        if scope is Scope.BRIDGE:
+            if self.bridge is None:
+                raise line.error("needs a bridge: put it after a connection line")
+            return self.bridge
         if scope is Scope.SECURITY:
             self.security_line = self.security_line or line
             if not self.config.per_listener_settings:
@@ -716,4 +725,6 @@ KEYS: dict[str, _Key] = {
     "listener_allow_anonymous": _Key(_boolean, _L),
     # HTTP API (gateway.web)
     "http_dir": _Key(_text, _L, _Parser.store_once),
+    # bridges (gateway.config_bridges, gateway.bridge)
+    **{key: _Key(convert, Scope.BRIDGE, apply) for key, (convert, apply) in BRIDGE_KEYS.items()},
 }

@@ -15,6 +15,7 @@ from twisted.logger import ILogObserver, Logger
 from twisted.python import usage
 
 from gateway import __version__
+from gateway.bridge.service import BridgeService
 from gateway.config import Config, Listener, default_config, load
 from gateway.errors import ConfigError, StartupFailed
 from gateway.hub.api import Message
@@ -147,6 +148,11 @@ class GatewayService(service.MultiService):
         self.listeners = ListenerService(self.hub, config, self.mqtt_settings, self.tls,
                                          self._settings_for)
         self.listeners.setServiceParent(self)
+        # After the listeners: started once they are, stopped (DISCONNECT) before them.
+        self.bridges: BridgeService | None = None
+        if config.bridges:
+            self.bridges = BridgeService(self.hub, config.bridges, config.max_inflight_messages)
+            self.bridges.setServiceParent(self)
         self.sys_timer: TimerService | None = None
         self._configure_sys_timer()
         self.pid_file = PidFile(config.pid_file)
@@ -269,6 +275,9 @@ class GatewayService(service.MultiService):
         if old_listeners != new_listeners:
             self.log.warn("listener changes take effect after a restart")
             new.listeners = self.config.listeners
+        if new.bridges != self.config.bridges:
+            self.log.warn("bridge changes take effect after a restart")
+            new.bridges = self.config.bridges
         try:
             self._reload_security(new)
         except ConfigError as e:

@@ -194,17 +194,22 @@ def uses_certificate_identity(listener: Any) -> bool:
 
 
 def client_options(hostname: str, cafile: str | None = None, certfile: str | None = None,
-                   keyfile: str | None = None) -> Any:
+                   keyfile: str | None = None, *, capath: str | None = None,
+                   insecure: bool = False, tls_version: str | None = None,
+                   alpn: str | None = None) -> Any:
     """TLS options for the gateway as a client (bridges): the server's certificate must
-    chain to *cafile* (or the system's roots) and name *hostname* (service-identity
-    checks DNS names and IP addresses); *certfile*/*keyfile* present a client
-    certificate."""
+    chain to *cafile*/*capath* (or the system's roots) and name *hostname*
+    (service-identity checks DNS names and IP addresses) unless *insecure*, which
+    still checks the chain, as Mosquitto's ``bridge_insecure``; *certfile*/*keyfile*
+    present a client certificate; *tls_version* is the lowest version accepted (TLS
+    1.2 by default) and *alpn* the protocol offered."""
     from twisted.internet import ssl
 
-    trust = None
-    if cafile:
-        with open(cafile, "rb") as fh:
-            trust = ssl.Certificate.loadPEM(fh.read())
+    cas = [ssl.Certificate.loadPEM(pem) for path in _ca_files(cafile, capath)
+           for pem in _pem_certificates(path)]
+    if (cafile or capath) and not cas:
+        raise ValueError(f"no PEM certificate in {cafile or capath!r}")
+    trust = ssl.trustRootFromCertificates(cas) if cas else ssl.platformTrust()
     client_cert = None
     if certfile:
         with open(certfile, "rb") as fh:
@@ -212,4 +217,31 @@ def client_options(hostname: str, cafile: str | None = None, certfile: str | Non
         with open(keyfile or certfile, "rb") as fh:
             key_pem = fh.read()
         client_cert = ssl.PrivateCertificate.loadPEM(cert_pem + b"\n" + key_pem)
-    return ssl.optionsForClientTLS(hostname, trustRoot=trust, clientCertificate=client_cert)
+    versions = {"tlsv1.1": ssl.TLSVersion.TLSv1_1, "tlsv1.2": ssl.TLSVersion.TLSv1_2,
+                "tlsv1.3": ssl.TLSVersion.TLSv1_3}
+    extra: dict[str, Any] = {"raiseMinimumTo": versions[tls_version or "tlsv1.2"]}
+    protocols = [alpn.encode()] if alpn else None
+    if insecure:
+        keys = {} if client_cert is None else {
+            "privateKey": client_cert.privateKey.original, "certificate": client_cert.original}
+        return ssl.CertificateOptions(trustRoot=trust, acceptableProtocols=protocols, **keys, **extra)
+    return ssl.optionsForClientTLS(hostname, trustRoot=trust, clientCertificate=client_cert,
+                                   acceptableProtocols=protocols, extraCertificateOptions=extra)
+
+
+def _ca_files(cafile: str | None, capath: str | None) -> list[str]:
+    files = [cafile] if cafile else []
+    if capath:
+        files += sorted(os.path.join(capath, name) for name in os.listdir(capath)
+                        if os.path.isfile(os.path.join(capath, name)))
+    return files
+
+
+def _pem_certificates(path: str) -> list[bytes]:
+    """Every PEM certificate in a file (a CA file may hold several; a file in a CA
+    directory that holds none, such as a CRL, gives none)."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    end = b"-----END CERTIFICATE-----"
+    return [chunk[chunk.index(b"-----BEGIN CERTIFICATE-----"):] + end
+            for chunk in data.split(end) if b"-----BEGIN CERTIFICATE-----" in chunk]

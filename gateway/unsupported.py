@@ -18,8 +18,10 @@ _ENGINE = "OpenSSL engines (hardware keys) are not available; use a PEM key file
 _PERSISTENCE = ("retained messages and persistent sessions live in memory and are lost at "
                 "restart; drop the line")
 _TIMESTAMP = "each log line starts with an ISO 8601 timestamp; drop the line"
-_BRIDGE = ("bridges are not implemented; drop the bridge section and bridge from the other "
-           "broker instead, with a connection whose address is this gateway (try_private false)")
+_PSK_BRIDGE = ("TLS-PSK is not implemented; give the bridge a certificate instead "
+               "(bridge_cafile, bridge_certfile and bridge_keyfile)")
+_LAZY = ("only for start_type lazy, which is not implemented; drop the line (messages for "
+         "out topics queue while the remote is away)")
 
 NOT_SUPPORTED: dict[str, str] = {
     # authentication and authorisation
@@ -63,18 +65,13 @@ NOT_SUPPORTED: dict[str, str] = {
                                  "overlapping subscriptions gets each message once)"),
     "retry_interval": ("removed in Mosquitto 2.0; drop the line (unacknowledged messages are "
                        "resent when the client reconnects)"),
-    # bridges: the whole group goes when bridges are implemented
-    **dict.fromkeys((
-        "connection", "address", "addresses", "topic", "bridge_alpn", "bridge_attempt_unsubscribe",
-        "bridge_bind_address", "bridge_cafile", "bridge_capath", "bridge_certfile",
-        "bridge_identity", "bridge_insecure", "bridge_keyfile", "bridge_max_packet_size",
-        "bridge_outgoing_retain", "bridge_protocol_version", "bridge_psk", "bridge_require_ocsp",
-        "bridge_tls_version", "cleansession", "local_cleansession", "clientid", "remote_clientid",
-        "local_clientid", "username", "remote_username", "local_username", "password",
-        "remote_password", "local_password", "idle_timeout", "keepalive_interval",
-        "notifications", "notifications_local_only", "notification_topic", "restart_timeout",
-        "round_robin", "start_type", "threshold", "try_private",
-    ), _BRIDGE),
+    # bridges
+    "bridge_identity": _PSK_BRIDGE,
+    "bridge_psk": _PSK_BRIDGE,
+    "bridge_require_ocsp": ("OCSP stapling is not checked; drop the line (revoke by "
+                            "replacing the remote's certificate or the bridge_cafile)"),
+    "threshold": _LAZY,
+    "idle_timeout": _LAZY,
 }
 
 # Key prefixes refused the same way (the key is PREFIX followed by a name).

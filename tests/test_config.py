@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 
 from gateway import config
+from gateway.bridge.topics import TopicRule
 from gateway.config import (
     KEYS, NOT_SUPPORTED, NOT_SUPPORTED_PREFIXES, Config, Listener, anonymous_allowed,
     default_config, load, parse, parse_duration,
 )
+from gateway.config_bridges import Bridge
 from gateway.errors import ConfigError
 
 ROOT = Path(__file__).parent.parent
@@ -123,6 +125,24 @@ def test_every_key_parsed():
     assert cfg.scram_file == "/etc/mqttgateway/scram"
     assert [(p.path, p.options) for p in cfg.plugins] == [
         ("plugins.sql_auth", {"database": "/var/lib/mqttgateway/auth.db"})]
+    assert cfg.bridges == [
+        Bridge("cloud", (path, 100),
+               [("broker-1.example.com", 8883), ("2001:db8::1", 8883), ("broker-2.example.com", 1883)],
+               [TopicRule("sensors/#", "out", 1, "", "site-a/"),
+                TopicRule("cmd/#", "in", 2, "site-a/", "cloud/site-a/")],
+               "site-a", "site-a", "secret", "bridge-cloud", "bridge", "local-secret",
+               cleansession=True, local_cleansession=False, protocol_version=5,
+               try_private=False, notifications=False, notifications_local_only=True,
+               notification_topic="site-a/bridge/state", keepalive=30, restart_base=10,
+               restart_cap=60, round_robin=True, start_type="once", attempt_unsubscribe=False,
+               outgoing_retain=False, max_packet_size=65536, receive_maximum=10,
+               session_expiry_interval=3600, bind_address="192.0.2.1",
+               cafile="/etc/mqttgateway/cloud-ca.pem", capath="/etc/ssl/certs",
+               certfile="/etc/mqttgateway/site-a.pem", keyfile="/etc/mqttgateway/site-a.key",
+               insecure=True, tls_version="tlsv1.3", alpn="mqtt"),
+        Bridge("other", (path, 136), [("192.0.2.7", 1883)], [TopicRule("#", "both", 0, "", "")],
+               "site-a-other", "site-a", "other-secret", "local.site-a-other"),
+    ]
 
 
 def test_every_supported_key_is_in_the_every_key_sample():

@@ -13,7 +13,11 @@ config"):
   ``gateway.service``);
 - the modules of ``gateway.mqttsn`` import one another without a loop;
 - the command-line clients (``gateway.clients``) are clients of any broker: of the
-  gateway they use the MQTT wire format (codec, packets, reasons) and nothing else.
+  gateway they use the MQTT wire format (codec, packets, reasons) and nothing else;
+- the bridges (``gateway.bridge``) are hub clients that speak MQTT to a remote broker:
+  they use the hub, MQTT's wire format and its tables to the hub's values (codes), the
+  client side of TLS and their config section, and no channel or transport of any
+  protocol; neither the hub nor any protocol imports them.
 """
 
 from __future__ import annotations
@@ -135,4 +139,22 @@ CLIENTS_MAY_USE = ("gateway.clients", "gateway.mqtt.codec", "gateway.mqtt.packet
 def test_the_clients_use_only_the_mqtt_wire_format(module: str) -> None:
     bad = sorted(name for name in imports_of(module)
                  if name != "gateway" and not any(within(name, a) for a in CLIENTS_MAY_USE))
+    assert bad == [], f"{module} imports {bad}"
+
+
+BRIDGE_MAY_USE = ("gateway.bridge", "gateway.hub", "gateway.mqtt.codec", "gateway.mqtt.encoder",
+                  "gateway.mqtt.packets", "gateway.mqtt.reasons", "gateway.mqtt.codes",
+                  "gateway.config_bridges", "gateway.tls", "gateway.logtext", "gateway.errors")
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if within(m, "gateway.bridge")])
+def test_the_bridge_is_a_hub_client_on_the_mqtt_wire_format(module: str) -> None:
+    bad = sorted(name for name in imports_of(module)
+                 if name != "gateway" and not any(within(name, a) for a in BRIDGE_MAY_USE))
+    assert bad == [], f"{module} imports {bad}"
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if within(m, "gateway.hub") or protocol_of(m)])
+def test_nothing_below_the_service_layer_imports_the_bridge(module: str) -> None:
+    bad = sorted(name for name in imports_of(module) if within(name, "gateway.bridge"))
     assert bad == [], f"{module} imports {bad}"

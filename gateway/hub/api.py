@@ -22,7 +22,7 @@ Values
     What a client asked for with one filter. ``$share/GROUP/FILTER`` filters are
     shared subscriptions for every protocol: one member of the group gets each message.
 
-``ClientInfo(client_id, protocol, peer, username, listener, certificate, auth_method, transport)``
+``ClientInfo(client_id, protocol, peer, username, listener, certificate, auth_method, transport, trusted)``
     Who is connecting, as authentication and ACL see it, and how it came.
 
 ``Allowed`` / ``Denied(reason, text)``
@@ -336,6 +336,9 @@ class ClientInfo:
     ``auth_method`` names the enhanced authentication method the client logged in with.
     ``transport`` names the way in for status pages and metrics when the listener does
     not (a serial line: ``serial:/dev/ttyUSB0``); empty: the listener's.
+    ``trusted`` marks a client the administrator configured inside the gateway (a
+    bridge's local side): no ACL or plugin is asked about it, as Mosquitto trusts its
+    bridges, because the configuration already says what it may carry.
     """
 
     client_id: str
@@ -346,6 +349,7 @@ class ClientInfo:
     certificate: bool = False
     auth_method: str | None = None
     transport: str = ""
+    trusted: bool = False
 
 
 class AuthMethod(Protocol):

@@ -28,7 +28,8 @@ lacks a method answers as for an unknown one. Failures count towards the same lo
 throttle and are logged the same way.
 
 Authorization (``authorize(client, access, topic) -> bool``, synchronous because the
-hub calls it per delivered message): clients never publish to ``$SYS`` or ``$share``;
+hub calls it per delivered message): a trusted client (a bridge) may do anything, as
+Mosquitto lets its bridges; other clients never publish to ``$SYS`` or ``$share``;
 then plugins (through their answer cache, see ``gateway.security.plugins``), then the ACL
 file; with neither, everything is allowed. With ``per_listener_settings true`` each
 listener has its own files and plugins.
@@ -83,7 +84,7 @@ def _dollar_denied(access: str, topic: str) -> bool:
 
 
 def _dollar_guard(client: Any, access: str, topic: str) -> bool:
-    return topic[:1] != "$" or not _dollar_denied(access, topic)
+    return topic[:1] != "$" or client.trusted or not _dollar_denied(access, topic)
 
 
 class LoginThrottle:
@@ -249,6 +250,8 @@ class Security:
         check = policy.acl.check
 
         def authorize(client: Any, access: str, topic: str) -> bool:
+            if client.trusted:
+                return True
             if topic[:1] == "$" and _dollar_denied(access, topic):
                 return False
             return check(client, access, topic)
@@ -337,6 +340,8 @@ class Security:
     # -- authorization -----------------------------------------------------------------
 
     def authorize(self, client: Any, access: str, topic: str) -> bool:
+        if client.trusted:
+            return True
         if topic[:1] == "$" and _dollar_denied(access, topic):
             return False
         policy = self.policy(client.listener)
@@ -356,7 +361,7 @@ class Security:
     def authorize_later(self, client: Any, access: str, topic: str) -> Deferred[bool]:
         """The exact answer, waiting for plugins on a cache miss (for SUBSCRIBE/PUBLISH)."""
         policy = self.policy(client.listener)
-        if policy is None or not policy.acl_plugins or _dollar_denied(access, topic):
+        if policy is None or not policy.acl_plugins or client.trusted or _dollar_denied(access, topic):
             return succeed(self.authorize(client, access, topic))
         waits = [p.acl_later(client, access, topic) for p in policy.acl_plugins]
         return DeferredList(waits, consumeErrors=True).addCallback(
@@ -365,7 +370,7 @@ class Security:
     def needs_wait(self, client: Any, access: str, topic: str) -> bool:
         """True when an ACL plugin has no cached answer yet (use authorize_later)."""
         policy = self.policy(client.listener)
-        if policy is None:
+        if policy is None or client.trusted:
             return False
         return any(not p.acl_cached(client, access, topic)[0] for p in policy.acl_plugins)
 
@@ -383,6 +388,8 @@ class Security:
         whose password file entry changed or vanished is treated as refused; a username
         the password file never vouched for (plugin, certificate, MQTT-SN client list)
         is kept."""
+        if client.trusted:
+            return True
         policy = self.policy(client.listener)
         if policy is None:
             return False

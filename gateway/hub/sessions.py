@@ -100,7 +100,7 @@ class Session:
         self._next_pid = 0
         self._inflight_bytes = 0
         self._queued_bytes = 0
-        self._reserved: set[int] | tuple[()] = ()  # packet ids of queued messages
+        self._reserved: set[int] | tuple[()] = ()  # ids of queued messages, reserve_pid()'s
         # The hub's journal while this session is persistent (its expiry is not 0).
         self._journal: Any = None
 
@@ -199,6 +199,20 @@ class Session:
             if pid not in inflight and pid not in reserved:
                 self._next_pid = pid
                 return pid
+
+    def reserve_pid(self) -> int:
+        """A packet id for a packet the endpoint sends on its own (a bridge's SUBSCRIBE
+        or state message), kept from deliveries until ``release_pid``: packet ids are
+        one space per connection."""
+        pid = self._allocate_pid()
+        if not self._reserved:
+            self._reserved = set()
+        self._reserved.add(pid)  # type: ignore[union-attr]
+        return pid
+
+    def release_pid(self, pid: int) -> None:
+        if self._reserved:
+            self._reserved.discard(pid)  # type: ignore[union-attr]
 
     def pump(self) -> None:
         """Move queued messages into the inflight window while it has room."""

@@ -102,7 +102,7 @@ class MQTTChannel:
         "session", "client", "keepalive", "last_rx", "opened", "congested", "backlog",
         "handshake", "auth_method", "aliases_in", "aliases_out", "max_out", "problem_info",
         "_graceful", "_pending", "_may_wait", "_released", "_sweeper", "_stats", "_linger",
-        "_traffic", "_acks", "__weakref__",
+        "_traffic", "_acks", "bridge", "__weakref__",
     )
 
     def __init__(
@@ -138,6 +138,7 @@ class MQTTChannel:
         self.aliases_out: Any = None
         self.max_out = 0
         self.problem_info = True
+        self.bridge = False             # a Mosquitto bridge said so in its CONNECT
         self._graceful = False
         self._linger: Any = None        # after our DISCONNECT: the DelayedCall that closes
         self._acks: Any = None          # acknowledgements waiting for the store, in order
@@ -492,7 +493,7 @@ class MQTTChannel:
                 over += 1
                 results.append(Denied(Reason.QUOTA_EXCEEDED))
                 continue
-            sub = codes.subscription(options, level, sub_id, max_qos)
+            sub = codes.subscription(options, level, sub_id, max_qos, self.bridge)
             results.append(hub.subscribe(session, topic_filter, sub))
         if over:
             self.log.info("refused {over} subscriptions of {client_id}: max_subscriptions ({limit}) reached",

@@ -34,6 +34,8 @@ __all__ = [
 
 #: (protocol name, level) pairs a CONNECT may carry.
 PROTOCOLS = {("MQIsdp", 3): 3, ("MQTT", 4): 4, ("MQTT", 5): 5}
+#: The same with bit 7 set: a Mosquitto bridge (try_private) at 3.1 or 3.1.1.
+BRIDGE_PROTOCOLS = {("MQIsdp", 0x83): 3, ("MQTT", 0x84): 4}
 #: The largest packet the protocol can express: fixed header and remaining length.
 MAX_PACKET_SIZE = 1 + 4 + MAX_REMAINING_LENGTH
 
@@ -289,6 +291,9 @@ def _parse_connect(b: bytes, i: int, end: int, b0: int, level: int) -> Connect:
     if i >= end:
         raise MQTTError("CONNECT without protocol level")
     plevel = PROTOCOLS.get((name, b[i]))
+    bridge = plevel is None and (name, b[i]) in BRIDGE_PROTOCOLS
+    if bridge:
+        plevel = BRIDGE_PROTOCOLS[(name, b[i])]
     if plevel is None:
         raise MQTTError(
             f"unsupported protocol {name!r} level {b[i]}", ReasonCode.UNSUPPORTED_PROTOCOL_VERSION
@@ -330,7 +335,7 @@ def _parse_connect(b: bytes, i: int, end: int, b0: int, level: int) -> Connect:
         password, i = _read_bin(b, i, end)
     _trailing(i, end, "CONNECT")
     clean = bool(flags & 0x02)
-    return Connect(client_id, plevel, clean, keepalive, username, password, will, name, props)
+    return Connect(client_id, plevel, clean, keepalive, username, password, will, name, props, bridge)
 
 
 def _parse_connack(b: bytes, i: int, end: int, b0: int, level: int) -> ConnAck:

@@ -60,11 +60,14 @@ def v5_code(reason: Reason) -> int:
 RETAIN_HANDLING = {0: RetainHandling.SEND, 1: RetainHandling.SEND_IF_NEW, 2: RetainHandling.NEVER}
 
 
-def subscription(options: int, level: int, sub_id: int | None, max_qos: int) -> Subscription:
-    """A SUBSCRIBE's options byte (the QoS alone below level 5) as a hub Subscription."""
+def subscription(options: int, level: int, sub_id: int | None, max_qos: int,
+                 bridge: bool = False) -> Subscription:
+    """A SUBSCRIBE's options byte (the QoS alone below level 5) as a hub Subscription.
+    A bridge's subscriptions below level 5 have No Local and Retain As Published, as
+    Mosquitto gives them, so what it published does not come back to it."""
     qos = min(options & 3, max_qos)
     if level < 5:
-        return Subscription(qos)
+        return Subscription(qos, bridge, bridge) if bridge else Subscription(qos)
     return Subscription(qos, bool(options & 0x04), bool(options & 0x08),
                         RETAIN_HANDLING[options >> 4 & 3], sub_id)
 

@@ -64,6 +64,7 @@ class Handshake:
             self._refuse_code(code, None)
             return
         ch.level = level
+        ch.bridge = p.bridge
         props = p.properties
         client_id = p.client_id
         if not client_id:

@@ -138,7 +138,7 @@ def _enc_connect(p: Connect, level: int) -> bytes:
     if will is not None:
         flags |= 0x04 | will.qos << 3 | (will.retain and 0x20)
     body = bytearray(_str(p.protocol_name))
-    body += bytes((level, flags)) + p.keepalive.to_bytes(2, "big")
+    body += bytes((level | 0x80 if p.bridge else level, flags)) + p.keepalive.to_bytes(2, "big")
     if level == 5:
         body += _props(p.properties)
     body += _str(p.client_id)

@@ -28,7 +28,10 @@ class Will:
 
 @dataclass(slots=True)
 class Connect:
-    """First packet from a client; ``protocol_level`` picks 3.1 (3), 3.1.1 (4) or 5."""
+    """First packet from a client; ``protocol_level`` picks 3.1 (3), 3.1.1 (4) or 5.
+
+    ``bridge``: the level's bit 7 was (or is to be) set, Mosquitto's way for a bridge
+    to say what it is at 3.1 and 3.1.1 (``try_private``)."""
 
     client_id: str
     protocol_level: int = 4
@@ -39,6 +42,7 @@ class Connect:
     will: Will | None = None
     protocol_name: str = "MQTT"
     properties: dict = field(default_factory=dict)
+    bridge: bool = False
 
     def __post_init__(self) -> None:
         # MQTT 3.1 names itself "MQIsdp"; spare every caller from spelling it.

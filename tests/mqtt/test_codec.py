@@ -107,6 +107,11 @@ CASES = [
         ),
     ),
     (4, Connect("", keepalive=0), b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x00\x00\x00", wire.connect("", keepalive=0)),
+    # Mosquitto's bridges set bit 7 of the level (try_private)
+    (4, Connect("c", bridge=True), b"\x10\x0d\x00\x04MQTT\x84\x02\x00\x3c\x00\x01c",
+     wire.connect("c", proto_level=0x84)),
+    (3, Connect("c", protocol_level=3, bridge=True), b"\x10\x0f\x00\x06MQIsdp\x83\x02\x00\x3c\x00\x01c",
+     wire.connect("c", proto_level=0x83, proto_name="MQIsdp")),
     # --- 3.1 ---
     (
         3,
@@ -409,7 +414,9 @@ MALFORMED = [
     pytest.param(4, C("c", proto_level=3, proto_name="MQTT"), R.UNSUPPORTED_PROTOCOL_VERSION, id="mqtt-3"),
     pytest.param(4, C("c", proto_level=4, proto_name="MQIsdp"), R.UNSUPPORTED_PROTOCOL_VERSION, id="mqisdp-4"),
     pytest.param(4, C("c", proto_level=6), R.UNSUPPORTED_PROTOCOL_VERSION, id="level-6"),
-    pytest.param(4, C("c", proto_level=0x84), R.UNSUPPORTED_PROTOCOL_VERSION, id="bridge-bit"),
+    pytest.param(4, C("c", proto_level=0x85), R.UNSUPPORTED_PROTOCOL_VERSION, id="bridge-bit-5"),
+    pytest.param(4, C("c", proto_level=0x83, proto_name="MQTT"), R.UNSUPPORTED_PROTOCOL_VERSION,
+                 id="bridge-bit-mqtt-3"),
     pytest.param(4, C("c", proto_name="HTTP"), R.UNSUPPORTED_PROTOCOL_VERSION, id="name-http"),
     # body length against fields
     pytest.param(4, PKT(0x40, b"\x00\x01\x00"), R.MALFORMED_PACKET, id="puback-rl-3"),

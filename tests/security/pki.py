@@ -1,8 +1,9 @@
 """Test certificates made at run time with ``cryptography`` (EC P-256, as NOTES.md §6).
 
-``make_pki(directory)`` writes a CA, a server certificate for localhost/127.0.0.1, a
-client certificate (CN ``device-42``), one from a foreign CA, an expired one, a
-revoked one and the CA's CRL listing it, and returns their paths.
+``make_pki(directory)`` writes a CA, a server certificate for localhost/127.0.0.1, one
+for ``broker.example`` only (the wrong name for a server on 127.0.0.1), a client
+certificate (CN ``device-42``), one from a foreign CA, an expired one, a revoked one and
+the CA's CRL listing it, and returns their paths.
 """
 
 from __future__ import annotations
@@ -59,8 +60,12 @@ def _ca(cn: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     return cert, key
 
 
+LOCAL_NAMES = (x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+
+
 def _leaf(ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, name: x509.Name, server: bool,
-          days: tuple[int, int] = (-1, 30)) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+          days: tuple[int, int] = (-1, 30), names: tuple[x509.GeneralName, ...] = LOCAL_NAMES,
+          ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = _key()
     builder = (
         x509.CertificateBuilder()
@@ -74,9 +79,7 @@ def _leaf(ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, name: x509.N
             critical=False)
     )
     if server:
-        builder = builder.add_extension(x509.SubjectAlternativeName([
-            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False)
+        builder = builder.add_extension(x509.SubjectAlternativeName(list(names)), critical=False)
     return builder.sign(ca_key, hashes.SHA256()), key
 
 
@@ -86,6 +89,7 @@ def make_pki(directory: Path) -> dict[str, str]:
     out = {"ca": _write_cert(directory / "ca.pem", ca), "other_ca": _write_cert(directory / "other-ca.pem", other)}
     leaves = {
         "server": (ca, ca_key, _name("localhost"), True, (-1, 30)),
+        "elsewhere": (ca, ca_key, _name("broker.example"), True, (-1, 30)),
         "client": (ca, ca_key, _name("device-42", "Acme"), False, (-1, 30)),
         "foreign": (other, other_key, _name("intruder"), False, (-1, 30)),
         "expired": (ca, ca_key, _name("old-device"), False, (-30, -1)),
@@ -93,7 +97,8 @@ def make_pki(directory: Path) -> dict[str, str]:
     }
     serials = {}
     for label, (issuer, issuer_key, name, server, days) in leaves.items():
-        cert, key = _leaf(issuer, issuer_key, name, server, days)
+        names = (x509.DNSName("broker.example"),) if label == "elsewhere" else LOCAL_NAMES
+        cert, key = _leaf(issuer, issuer_key, name, server, days, names)
         serials[label] = cert.serial_number
         out[label] = _write_cert(directory / f"{label}.pem", cert)
         out[f"{label}_key"] = _write_key(directory / f"{label}.key", key)

@@ -77,3 +77,38 @@ async def test_unknown_ca_is_refused(server):
     with pytest.raises(SSL.Error) as e:
         await talk(port, client_options("localhost", pki["other_ca"], pki["client"], pki["client_key"]))
     assert "certificate verify failed" in str(e.value)
+
+
+@pytest_twisted.ensureDeferred
+async def test_ca_directory(server, tmp_path):
+    pki, port = server
+    cas = tmp_path / "cas"
+    cas.mkdir()
+    (cas / "ca.pem").write_bytes(open(pki["ca"], "rb").read())
+    (cas / "ca.crl").write_bytes(open(pki["crl"], "rb").read())   # no certificate: skipped
+    options = client_options("localhost", None, pki["client"], pki["client_key"], capath=str(cas))
+    assert await talk(port, options) == b"hello"
+
+
+@pytest_twisted.ensureDeferred
+async def test_insecure_skips_the_name_not_the_chain(server):
+    pki, port = server
+    insecure = client_options("wronghost", pki["ca"], pki["client"], pki["client_key"], insecure=True)
+    assert await talk(port, insecure) == b"hello"
+    with pytest.raises(SSL.Error):
+        await talk(port, client_options("wronghost", pki["other_ca"], pki["client"], pki["client_key"],
+                                        insecure=True))
+
+
+@pytest_twisted.ensureDeferred
+async def test_lowest_version(server):
+    pki, port = server
+    options = client_options("localhost", pki["ca"], pki["client"], pki["client_key"],
+                             tls_version="tlsv1.3", alpn="mqtt")
+    assert await talk(port, options) == b"hello"
+
+
+def test_a_ca_file_without_certificates_is_an_error(tmp_path):
+    (tmp_path / "empty.pem").write_text("")
+    with pytest.raises(ValueError):
+        client_options("localhost", str(tmp_path / "empty.pem"))
