@@ -19,7 +19,6 @@ topics of the ``in`` and ``both`` rules (No Local at MQTT 5; the bridge bit of
 from __future__ import annotations
 
 import random
-from collections import deque
 from typing import Any, Callable
 from zlib import crc32
 
@@ -31,6 +30,7 @@ from gateway.bridge.client import ClientError, RemoteLimits
 from gateway.bridge.topics import TopicRule, remap_in, remap_out
 from gateway.bridge.transport import Dialer, RemoteProtocol
 from gateway.config_bridges import Bridge
+from gateway.hub.acks import DurableAcks
 from gateway.hub.api import ClientInfo, Message, Reason, Subscription
 from gateway.hub.hub import Hub
 from gateway.hub.sessions import Session
@@ -94,7 +94,7 @@ class BridgeLink:
         self._explained = False            # the failure of this attempt is logged already
         self._own_pids: dict[int, str] = {}  # our SUBSCRIBE/UNSUBSCRIBE/state ids -> what
         self._dialing: defer.Deferred[Any] | None = None
-        self._acks: deque[list[Any]] | None = None
+        self._acks = DurableAcks(hub, self._write_ack)
         self._packet_limit = 0
 
     @property
@@ -209,7 +209,7 @@ class BridgeLink:
             if session is not None:
                 session.release_pid(pid)
         self._own_pids.clear()
-        self._acks = None
+        self._acks.drop()
         why = reason.getErrorMessage() if reason is not None else "closed"
         if not self.up and not self.stopping and not self._explained:
             self.log.warn("bridge {name}: connection to {address} failed: {reason}",
@@ -489,24 +489,12 @@ class BridgeLink:
     def _ack(self, packet: Any) -> None:
         """Acknowledge the remote once what we acknowledge is durable (persistence on),
         in order, on the connection it came from."""
-        barrier = self.hub.durable()
-        if barrier is None and not self._acks:
-            self._send(packet)
-            return
-        if self._acks is None:
-            self._acks = deque()
-        entry = [packet, barrier is None, self.proto]
-        self._acks.append(entry)
-        if barrier is not None:
-            barrier.addCallback(self._durable, entry)
+        self._acks.send((packet, self.proto))
 
-    def _durable(self, _: Any, entry: list[Any]) -> None:
-        entry[1] = True
-        acks = self._acks
-        while acks and acks[0][1]:
-            packet, _, proto = acks.popleft()
-            if proto is self.proto and proto is not None:
-                proto.send(packet)
+    def _write_ack(self, item: tuple[Any, Any]) -> None:
+        packet, proto = item
+        if proto is self.proto and proto is not None:
+            proto.send(packet)
 
     def _try_primary(self) -> None:
         """Away from the first address (round_robin false): if it accepts connections
