@@ -4,7 +4,8 @@ Usage (from the repository root)::
 
     python bench/coap_load.py [--duration S] [--warmup S] [--only coap-con,coap-non,coap-notify]
 
-(``bench/run.py`` runs the same scenarios after its own.)
+(``bench/run.py`` runs the same scenarios, one column per gateway checkout and one for
+bare aiocoap, with its repeats and results file.)
 
 Scenarios, each run against both servers in the same invocation:
 
@@ -231,15 +232,15 @@ class Server(brokers.Server):
 
     grace = 10.0
 
-    def __init__(self, name: str, workdir: Path) -> None:
+    def __init__(self, name: str, workdir: Path, checkout: Path = brokers.REPO) -> None:
         self.coap = brokers.free_port(socket.SOCK_DGRAM)
         self.mqtt: int | None = None
-        log = workdir / f"{name}.log"
+        log = workdir / f"{name}-{self.coap}.log"
         if name == "mqttgateway":
             self.mqtt = brokers.free_port()
-            conf = workdir / "gateway.conf"
+            conf = workdir / f"gateway-{self.coap}.conf"
             conf.write_text(GATEWAY_CONFIG.format(mqtt=self.mqtt, coap=self.coap, host=HOST))
-            super().__init__(name, brokers.spawn("mqttgateway", conf, log), log)
+            super().__init__(name, brokers.spawn("mqttgateway", conf, log, checkout), log)
             self.wait_port(self.mqtt)
         else:
             argv = [sys.executable, __file__, "--serve-bare", str(self.coap), "udp6"]
@@ -314,14 +315,19 @@ def run_scenario(name: str, server: Server, args: argparse.Namespace) -> dict[st
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The options (and defaults ``bench/run.py`` uses for these scenarios)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--only", default=",".join(SCENARIOS))
     ap.add_argument("--payload", type=int, default=64)
     ap.add_argument("--serve-bare", nargs=2, metavar=("PORT", "TRANSPORT"), help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     if args.serve_bare:
         serve_bare(int(args.serve_bare[0]), args.serve_bare[1])
         return 0

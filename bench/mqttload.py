@@ -1,8 +1,13 @@
-"""MQTT 3.1.1 packet encoders and the load-generating worker processes.
+"""MQTT 3.1.1 and 5 packet encoders and the load-generating worker processes.
 
 Deliberately independent of the gateway's own codec: packets are encoded
 here once, ahead of time, and incoming streams are only parsed as far as
 the scenario needs (usually just the fixed header and remaining length).
+
+At ``level`` 5 the traffic is what a typical MQTT 5 client sends: every
+PUBLISH carries one user property (``USER_PROPERTY``), every subscription a
+subscription identifier (1, as most clients number theirs), so a broker
+delivers a subscription identifier and the user property with each message.
 
 Every worker is a plain function meant to run in a forked
 ``multiprocessing`` process.  Workers report progress through shared
@@ -24,6 +29,8 @@ PUBLISH = 0x30
 PUBACK = 0x40
 CONNACK = 0x20
 SUBACK = 0x90
+SUBSCRIPTION_ID = 0x0B  # MQTT 5 property identifiers
+USER_PROP = 0x26
 RECV_CHUNK = 1 << 18   # subscriber read size
 NAP = 0.002            # subscriber pause after a small read, s
 
@@ -51,22 +58,39 @@ def packet(first: int, body: bytes) -> bytes:
     return bytes([first]) + varint(len(body)) + body
 
 
-def connect(client_id: str, keepalive: int = 60, clean: bool = True) -> bytes:
-    """CONNECT, protocol level 4, no will/username/password."""
-    var = utf8("MQTT") + bytes([4, 0x02 if clean else 0]) + struct.pack("!H", keepalive)
+def properties(props: bytes) -> bytes:
+    """An MQTT 5 property block: its length, then the properties."""
+    return varint(len(props)) + props
+
+
+USER_PROPERTY = bytes([USER_PROP]) + utf8("origin") + utf8("bench")
+
+
+def connect(client_id: str, keepalive: int = 60, clean: bool = True, level: int = 4) -> bytes:
+    """CONNECT at protocol ``level`` 4 or 5 (no properties), no will/username/password."""
+    var = utf8("MQTT") + bytes([level, 0x02 if clean else 0]) + struct.pack("!H", keepalive)
+    if level == 5:
+        var += properties(b"")
     return packet(0x10, var + utf8(client_id))
 
 
-def subscribe(packet_id: int, filters: list[tuple[str, int]]) -> bytes:
-    """SUBSCRIBE with one or more (filter, qos) pairs."""
+def subscribe(packet_id: int, filters: list[tuple[str, int]], level: int = 4) -> bytes:
+    """SUBSCRIBE with one or more (filter, qos) pairs; at level 5 with
+    subscription identifier 1."""
     body = struct.pack("!H", packet_id)
+    if level == 5:
+        body += properties(bytes([SUBSCRIPTION_ID]) + varint(1))
     body += b"".join(utf8(f) + bytes([q]) for f, q in filters)
     return packet(0x82, body)
 
 
-def publish(topic: str, payload: bytes, qos: int = 0, packet_id: int = 0) -> bytes:
-    """PUBLISH; packet_id is only encoded for qos > 0."""
+def publish(topic: str, payload: bytes, qos: int = 0, packet_id: int = 0,
+            level: int = 4) -> bytes:
+    """PUBLISH; packet_id is only encoded for qos > 0; at level 5 with
+    ``USER_PROPERTY``."""
     var = utf8(topic) + (struct.pack("!H", packet_id) if qos else b"")
+    if level == 5:
+        var += properties(USER_PROPERTY)
     return packet(PUBLISH | (qos << 1), var + payload)
 
 
@@ -142,18 +166,24 @@ def read_packet(sock: socket.socket) -> tuple[int, bytes]:
 
 def session(host: str, port: int, client_id: str, keepalive: int = 60,
             subs: list[tuple[str, int]] | None = None,
-            timeout: float = 10.0) -> socket.socket:
+            timeout: float = 10.0, level: int = 4) -> socket.socket:
     """Connect, check CONNACK, optionally subscribe and check SUBACK."""
     sock = socket.create_connection((host, port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.sendall(connect(client_id, keepalive))
+    sock.sendall(connect(client_id, keepalive, level=level))
     first, body = read_packet(sock)
-    if first != CONNACK or len(body) != 2 or body[1] != 0:
-        raise ConnectionError(f"{client_id}: bad CONNACK {first:#x} {body!r}")
+    if first != CONNACK or len(body) < 2 or body[1] != 0 or (level == 4 and len(body) != 2):
+        refused = f" (level {level} refused)" if first == CONNACK and body[1:2] in (
+            b"\x01", b"\x84") else ""
+        raise ConnectionError(f"{client_id}: bad CONNACK {first:#x} {body!r}{refused}")
     if subs:
-        sock.sendall(subscribe(1, subs))
+        sock.sendall(subscribe(1, subs, level))
         first, body = read_packet(sock)
-        if first != SUBACK or any(q == 0x80 for q in body[2:]):
+        codes = body[2:]
+        if level == 5:
+            plen, used = _long_length(bytearray(body), 2)
+            codes = body[2 + used + plen:]
+        if first != SUBACK or any(q >= 0x80 for q in codes):
             raise ConnectionError(f"{client_id}: SUBSCRIBE refused {first:#x} {body!r}")
     sock.settimeout(None)
     return sock
@@ -183,15 +213,16 @@ def _go(barrier: Any) -> bool:
 # ---------------------------------------------------------------- workers
 
 def publisher(host: str, port: int, slot: int, topic: str, payload_len: int,
-              batch: int, barrier: Any, stop: Any, sent: Any, results: Any) -> None:
+              batch: int, barrier: Any, stop: Any, sent: Any, results: Any,
+              level: int = 4) -> None:
     """QoS 0 publisher: write ``batch`` pre-encoded PUBLISHes per sendall
     until ``stop`` is set; only TCP backpressure throttles it."""
     try:
-        sock = session(host, port, f"bench-pub-{slot}")
+        sock = session(host, port, f"bench-pub-{slot}", level=level)
     except Exception as exc:  # noqa: BLE001 - reported to the parent
         _fail(results, barrier, f"publisher {slot}", exc)
         return
-    data = publish(topic, b"x" * payload_len) * batch
+    data = publish(topic, b"x" * payload_len, level=level) * batch
     if not _go(barrier):
         return
     try:
@@ -205,12 +236,45 @@ def publisher(host: str, port: int, slot: int, topic: str, payload_len: int,
     results.put({"who": f"publisher {slot}", "sent": sent[slot]})
 
 
+def paced_publisher(host: str, port: int, slot: int, topic: str, payload_len: int,
+                    rate: float, barrier: Any, stop: Any, sent: Any, results: Any,
+                    level: int = 4) -> None:
+    """QoS 0 publisher at ``rate`` messages/s, one PUBLISH per send: the load of
+    a sensor network trickling in, where the broker's cost per wake-up shows.
+    A late wake-up sends what is due at once, so the average rate holds."""
+    try:
+        sock = session(host, port, f"bench-paced-{slot}", level=level)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        _fail(results, barrier, f"paced publisher {slot}", exc)
+        return
+    data = publish(topic, b"x" * payload_len, level=level)
+    if not _go(barrier):
+        return
+    period = 1.0 / rate
+    start = time.monotonic()
+    count = 0
+    try:
+        while not stop.is_set():
+            due = int((time.monotonic() - start) * rate) + 1 - count
+            if due > 0:
+                sock.sendall(data * due)
+                count += due
+                sent[slot] = count
+            time.sleep(max(0.0, start + count * period - time.monotonic()))
+    except OSError as exc:
+        results.put({"who": f"paced publisher {slot}", "error": str(exc)})
+        return
+    sock.close()
+    results.put({"who": f"paced publisher {slot}", "sent": count})
+
+
 def subscriber(host: str, port: int, slots: list[int], topic_filter: str,
-               barrier: Any, stop: Any, received: Any, results: Any) -> None:
+               barrier: Any, stop: Any, received: Any, results: Any,
+               level: int = 4) -> None:
     """QoS 0 subscriber(s): one session per slot, count PUBLISH packets."""
     try:
-        socks = [session(host, port, f"bench-sub-{s}", subs=[(topic_filter, 0)])
-                 for s in slots]
+        socks = [session(host, port, f"bench-sub-{s}", subs=[(topic_filter, 0)],
+                         level=level) for s in slots]
     except Exception as exc:  # noqa: BLE001
         _fail(results, barrier, f"subscriber {slots}", exc)
         return
@@ -253,7 +317,7 @@ def subscriber(host: str, port: int, slots: list[int], topic_filter: str,
 
 def roundtrip(host: str, port: int, window: int, payload_len: int, quickack: bool,
               barrier: Any, stop: Any, measuring: Any, counters: Any,
-              results: Any) -> None:
+              results: Any, level: int = 4) -> None:
     """QoS 1 pipelined round trip on one session subscribed to its own topic.
 
     Keeps ``window`` messages between PUBLISH sent and PUBLISH delivered;
@@ -262,17 +326,21 @@ def roundtrip(host: str, port: int, window: int, payload_len: int, quickack: boo
     has nothing to answer with, so a broker that leaves Nagle on is not
     stalled by the client's 40 ms delayed ACK.
     counters[0] = delivered, counters[1] = sent.  Latencies are collected
-    only while ``measuring.value`` is non-zero.
+    only while ``measuring.value`` is non-zero.  At level 5 the properties of
+    each delivery (length first) are skipped to reach the sequence number.
     """
     topic = "bench/rt"
     try:
-        sock = session(host, port, "bench-rt", subs=[(topic, 1)])
+        sock = session(host, port, "bench-rt", subs=[(topic, 1)], level=level)
     except Exception as exc:  # noqa: BLE001
         _fail(results, barrier, "qos1 client", exc)
         return
     payload_len = max(payload_len, 8)
-    template = bytearray(publish(topic, b"\0" * payload_len, qos=1, packet_id=1))
-    pid_off = len(template) - payload_len - 2
+    template = bytearray(publish(topic, b"\0" * payload_len, qos=1, packet_id=1,
+                                 level=level))
+    v5 = level == 5
+    props = len(properties(USER_PROPERTY)) if v5 else 0
+    pid_off = len(template) - payload_len - props - 2
     seq_off = len(template) - payload_len
     sent_at: dict[int, float] = {}
     latencies: list[float] = []
@@ -340,6 +408,13 @@ def roundtrip(host: str, port: int, window: int, payload_len: int, quickack: boo
                     out += b"\x40\x02"
                     out += buf[p:p + 2]
                     p += 2
+                if v5:
+                    plen = buf[p]
+                    if plen < 128:
+                        p += 1 + plen
+                    else:
+                        plen, used = _long_length(buf, p)
+                        p += used + plen
                 n = int.from_bytes(buf[p:p + 8], "big")
                 t = sent_at.pop(n, None)
                 if t is None:

@@ -263,13 +263,13 @@ class Gateway(brokers.Server):
 
     grace = 10.0
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, checkout: Path = brokers.REPO) -> None:
         self.mqtt = brokers.free_port()
         self.sn = brokers.free_port(socket.SOCK_DGRAM)
         conf = workdir / f"mqttsn-{self.sn}.conf"
         conf.write_text(GATEWAY_CONFIG.format(mqtt=self.mqtt, sn=self.sn, host=HOST))
         log = workdir / f"mqttsn-{self.sn}.log"
-        super().__init__("mqttgateway", brokers.spawn("mqttgateway", conf, log), log)
+        super().__init__("mqttgateway", brokers.spawn("mqttgateway", conf, log, checkout), log)
         self.wait_port(self.mqtt)
 
     def kernel_drops(self) -> int:
@@ -368,8 +368,10 @@ def idle(gw: Gateway, args: argparse.Namespace) -> dict[str, float]:
     }
 
 
-def run(scenario: str, workdir: Path, args: argparse.Namespace) -> dict[str, float]:
-    gw = Gateway(workdir)
+def run(scenario: str, workdir: Path, args: argparse.Namespace,
+        checkout: Path = brokers.REPO) -> dict[str, float]:
+    """Run ``scenario`` against a fresh gateway from ``checkout``."""
+    gw = Gateway(workdir, checkout)
     try:
         if scenario == "sn-idle":
             return idle(gw, args)
@@ -393,7 +395,8 @@ def table(rows: list[tuple[str, dict[str, float]]]) -> str:
     return "\n".join(out)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The options (and defaults ``bench/run.py`` uses for these scenarios)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=10.0, help="measured window, s")
     ap.add_argument("--warmup", type=float, default=2.0, help="warm-up before the window, s")
@@ -407,6 +410,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=int, default=0,
                     help="sn-qos0: send open loop at this many msgs/s instead (kernel drops "
                     "then show where the gateway saturates)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = parser()
     args = ap.parse_args(argv)
     scenarios = [s.strip() for s in args.only.split(",") if s.strip()]
     bad = [s for s in scenarios if s not in SCENARIOS]

@@ -1,4 +1,5 @@
-"""Results files of the long runs (fuzz, churn, soak): where they go and their header.
+"""Results files of the benchmarks (run, profile, fuzz, churn, soak): where they go
+and their header.
 
 Every file under ``bench/results/`` starts with the facts needed to compare two runs:
 date, CPU model, Python version, git commit and the exact command.
@@ -29,10 +30,11 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def git_commit() -> str:
+def git_commit(path: Path = REPO) -> str:
+    """The commit checked out at ``path``, ``-dirty`` if its tracked files changed."""
     try:
         out = subprocess.run(
-            ["git", "-C", str(REPO), "describe", "--always", "--dirty", "--abbrev=12"],
+            ["git", "-C", str(path), "describe", "--always", "--dirty", "--abbrev=12"],
             capture_output=True, text=True, timeout=10,
         )
     except (OSError, subprocess.SubprocessError):
@@ -40,7 +42,8 @@ def git_commit() -> str:
     return out.stdout.strip() or "unknown"
 
 
-def header(argv: list[str] | None = None) -> str:
+def header(argv: list[str] | None = None, extra: list[tuple[str, str]] = ()) -> str:  # type: ignore[assignment]
+    """The lines every results file starts with, ``extra`` (key, value) pairs last."""
     argv = sys.argv if argv is None else argv
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     return "\n".join(
@@ -50,30 +53,36 @@ def header(argv: list[str] | None = None) -> str:
             f"# python   {platform.python_version()} ({sys.executable})",
             f"# commit   {git_commit()}",
             f"# command  {shlex.join(['python', *argv])}",
+            *(f"# {key:8} {value}" for key, value in extra),
             "",
         ]
     )
 
 
-def results_file(kind: str) -> Path:
+def results_file(kind: str, suffix: str = ".txt") -> Path:
     """``bench/results/KIND-YYYYmmdd-HHMMSS.txt`` (the folder is created)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return RESULTS / f"{kind}-{stamp}.txt"
+    return RESULTS / f"{kind}-{stamp}{suffix}"
 
 
 class Tee:
     """Lines to stdout and to the results file, flushed as they come (a long run
     that is stopped keeps what it had)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | None) -> None:
         self.path = path
-        self._fh: IO[str] = open(path, "w", encoding="utf-8")
+        self._fh: IO[str] | None = None
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(path, "w", encoding="utf-8")
 
     def __call__(self, text: str = "") -> None:
         print(text, flush=True)
-        self._fh.write(text + "\n")
-        self._fh.flush()
+        if self._fh:
+            self._fh.write(text + "\n")
+            self._fh.flush()
 
     def close(self) -> None:
-        self._fh.close()
+        if self._fh:
+            self._fh.close()
