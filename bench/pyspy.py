@@ -2,9 +2,9 @@
 
 Usage (from the repository root, with py-spy in the venv: ``.venv/bin/pip install py-spy``)::
 
-    .venv/bin/python bench/profile.py fanin
-    .venv/bin/python bench/profile.py lowrate --duration 20 --sample-rate 250
-    .venv/bin/python bench/profile.py sn-qos1 --gateway /tmp/gw-old   # another checkout
+    .venv/bin/python bench/pyspy.py fanin
+    .venv/bin/python bench/pyspy.py lowrate --duration 20 --sample-rate 250
+    .venv/bin/python bench/pyspy.py sn-qos1 --gateway /tmp/gw-old   # another checkout
 
 Any option of bench/run.py that shapes the load (``--duration``, ``--warmup``,
 ``--payload``, ``--rate``, ``--connections`` ...) is accepted.  The scenario runs
@@ -135,7 +135,7 @@ def speedscope(collapsed: Path, output: Path, name: str) -> None:
         "shared": {"frames": [{"name": f} for f in index]},
         "profiles": [{"type": "sampled", "name": name, "unit": "none", "startValue": 0,
                       "endValue": sum(weights), "samples": samples, "weights": weights}],
-        "name": name, "exporter": "bench/profile.py",
+        "name": name, "exporter": "bench/pyspy.py",
     }
     output.write_text(json.dumps(doc))
 
