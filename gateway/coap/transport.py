@@ -53,8 +53,14 @@ class GatewayContext(Context):
         tman.token_interface = mman
         self.request_interfaces.append(tman)
 
+    #: Unprotects OSCORE requests (``gateway.coap.oscore``) when the listener has contexts.
+    oscore: Any = None
+
     def render_to_pipe(self, pipe: Any) -> None:
         """Answer in this call; aiocoap would wrap the pipe and start a task per request."""
+        if self.oscore is not None and pipe.request.opt.oscore is not None:
+            self.oscore.render(pipe, self.serversite.render_pipe)
+            return
         self.serversite.render_pipe(pipe)
 
 
@@ -266,7 +272,7 @@ class CoAPListener:
 
     def __init__(self, hub: Any, settings: CoAPSettings, listener: Any, sock: socket.socket,
                  loop: asyncio.AbstractEventLoop, reactor: Any,
-                 interface: type[GatewayUDP6] = GatewayUDP6) -> None:
+                 interface: type[GatewayUDP6] = GatewayUDP6, oscore: Any = None) -> None:
         self.hub = hub
         self.interface = interface  # GatewayUDP6, or a gateway.coap.secure.GatewayDTLS
         self.settings = settings
@@ -278,6 +284,7 @@ class CoAPListener:
         self.clients = Clients(hub, settings, self.stats, reactor, listener)
         self.site = CoAPSite(hub, settings, self.stats, self.clients, listener)
         self.context = GatewayContext(loop=loop, serversite=self.site, loggername=LOGGER_NAME)
+        self.context.oscore = oscore
         self.manager: GatewayMessageManager | None = None
         self.ready: Deferred[None] = Deferred.fromFuture(loop.create_task(self._open()))
         self.ready.addErrback(self._failed, reactor)
@@ -336,5 +343,16 @@ def start_coap(ctx: Any, listener: Any) -> CoAPListener:
 
         interface = interface_for(ctx.hub, listener, tls, Limits.from_settings(ctx.config, listener),
                                   reactor)
+    oscore = None
+    scope = listener if listener.oscore_file else ctx.config
+    if scope.oscore_file:
+        from gateway.coap.oscore import OscoreLayer, load_credentials
+        from gateway.errors import ConfigError
+
+        try:
+            oscore = OscoreLayer(load_credentials(scope.oscore_file))
+        except ConfigError as e:
+            path, line = scope.lines.get("oscore_file", ("", 0))
+            raise SystemExit(f"mqttgateway: {ConfigError(e.reason, path, line, 'oscore_file')}") from None
     sock = bind_udp(listener)
-    return CoAPListener(ctx.hub, settings, listener, sock, loop, reactor, interface)
+    return CoAPListener(ctx.hub, settings, listener, sock, loop, reactor, interface, oscore)
