@@ -14,7 +14,9 @@ What a peer can make it hold is bounded before the peer has proved anything:
   (``DTLSv1_listen``; ``gateway.dtls.cookies``): the HelloVerifyRequest that answers a
   ClientHello without one is built and forgotten, so spoofed sources cost CPU only;
 - ClientHellos are limited per source host (a token bucket), handshakes in progress
-  and sessions per server (``Limits``); a handshake has ``HANDSHAKE_TIMEOUT`` seconds
+  and sessions per server (``Limits``), and one source host holds at most a quarter
+  of the handshakes in progress, so a flood from one address that answers its
+  cookies cannot keep others out; a handshake has ``HANDSHAKE_TIMEOUT`` seconds
   to complete, an established session is closed after ``idle_timeout`` seconds
   without a datagram from its peer (unless ``keep(addr)`` says it is in use);
 - every OpenSSL error, and any other exception while one peer's datagram is handled,
@@ -159,6 +161,7 @@ class DTLSServer:
         self.hellos = RateLimiter(self.limits.hellos[0], self.limits.hellos[1], clock)
         self.sessions: dict[Any, Session] = {}
         self.handshakes: dict[Any, Session] = {}
+        self._by_host: dict[Any, int] = {}  # handshakes in progress per source host
         self._outgoing: list[tuple[bytes, Any]] = []
         self._events: deque[Event] = deque()
         self._sweep_at = clock.seconds() + self._sweep_interval()
@@ -279,8 +282,10 @@ class DTLSServer:
             stats.dropped += 1
             return []
         limits = self.limits
+        host = _host(addr)
         sessions = len(self.sessions) - (old is not None)
         if (len(self.handshakes) >= limits.max_handshakes
+                or self._by_host.get(host, 0) >= max(1, limits.max_handshakes // 4)
                 or 0 <= limits.max_sessions <= sessions):
             stats.refused += 1
             return []
@@ -289,6 +294,7 @@ class DTLSServer:
             self._events.append(Closed(addr, "the client started a new handshake", "replaced"))
         self.sessions[addr] = session
         self.handshakes[addr] = session
+        self._by_host[host] = self._by_host.get(host, 0) + 1
         stats.started += 1
         stats.sessions += 1
         return self._handshake(session)
@@ -306,7 +312,7 @@ class DTLSServer:
             self._fail(session, _reason(e))
             return []
         self._flush(session)
-        del self.handshakes[session.addr]
+        self._handshake_over(session)
         session.established = True
         session.deadline = None
         self.stats.completed += 1
@@ -372,7 +378,16 @@ class DTLSServer:
             del self.sessions[addr]
             self.stats.sessions -= 1
         if self.handshakes.get(addr) is session:
-            del self.handshakes[addr]
+            self._handshake_over(session)
+
+    def _handshake_over(self, session: Session) -> None:
+        del self.handshakes[session.addr]
+        host = _host(session.addr)
+        left = self._by_host[host] - 1
+        if left:
+            self._by_host[host] = left
+        else:
+            del self._by_host[host]
 
     def _fail(self, session: Session, reason: str) -> None:
         self._remove(session)

@@ -2,12 +2,14 @@
 
 ``ClientEnd`` is the client's connection without I/O (the unit tests pass its datagrams
 to a ``DTLSServer`` by hand); ``DTLSClient`` runs one over a UDP socket for the
-end-to-end tests. PSK uses the OpenSSL binding's ``SSL_CTX_set_psk_client_callback``
+end-to-end tests; ``flood`` is a handshake flood (tests/dtls/test_flood.py and
+bench/dtls_load.py). PSK uses the OpenSSL binding's ``SSL_CTX_set_psk_client_callback``
 directly, independently of the gateway's server-side hook.
 """
 
 from __future__ import annotations
 
+import random
 import select
 import socket
 import time
@@ -114,10 +116,14 @@ class ClientEnd:
 class DTLSClient:
     """``ClientEnd`` over a UDP socket: blocking calls with timeouts, for e2e tests."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1", **context: Any) -> None:
+    def __init__(self, port: int, host: str = "127.0.0.1", bind: str | None = None,
+                 **context: Any) -> None:
+        """``bind``: the source address (another 127.x is another host to the server)."""
         self.end = ClientEnd(client_context(**context))
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        if bind is not None:
+            self.sock.bind((bind, 0))
         self.sock.connect((host, port))
         self.alerts: list[str] = []
 
@@ -171,3 +177,52 @@ class DTLSClient:
         except OSError:
             pass
         self.sock.close()
+
+
+def flood(ports: list[int], seconds: float, seed: int = 0, sockets: int = 200,
+          host: str = "127.0.0.1") -> None:
+    """A handshake flood from ``sockets`` source ports of ``host``: half of them send
+    cookie-less ClientHellos only, the others answer their HelloVerifyRequest and then
+    go silent (each holds a handshake until it times out). Answers beyond the
+    HelloVerifyRequest are never read."""
+    rnd = random.Random(seed)
+    ctx = client_context(psk=("flooder", b"not the key"))
+    socks = []
+    for i in range(sockets):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+        s.bind((host, 0))
+        s.connect(("127.0.0.1", ports[i % len(ports)]))
+        s.setblocking(False)
+        socks.append(s)
+    hellos = [ClientEnd(ctx).start()[0] for _ in range(16)]
+    pending: dict[socket.socket, ClientEnd] = {}
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for i, s in enumerate(socks):
+            if i % 2:
+                end = ClientEnd(ctx)
+                pending[s] = end
+                data = end.start()[0]
+            else:
+                data = rnd.choice(hellos)
+            try:
+                s.send(data)
+            except OSError:
+                pass
+        ready, _, _ = select.select(list(pending), [], [], 0.01)
+        for s in ready:
+            try:
+                answer = s.recv(4096)
+            except OSError:
+                continue
+            end = pending.pop(s)
+            if answer[:1] == b"\x16" and answer[13:14] == b"\x03":  # HelloVerifyRequest
+                try:
+                    for d in end.feed(answer):
+                        s.send(d)
+                except Exception:  # noqa: BLE001 - a flooder does not care
+                    pass
+        time.sleep(0.002)
+    for s in socks:
+        s.close()

@@ -225,25 +225,39 @@ def test_client_hellos_are_rate_limited_per_source_host() -> None:
     assert server.stats.cookies == 6 and server.stats.limited == 5
 
 
-def test_handshakes_and_sessions_are_bounded() -> None:
+def stall(server: DTLSServer, addr: Any) -> None:
+    """A client that answers its cookie, then stops: a handshake in progress."""
+    client = ClientEnd(client_context(psk=("dev1", b"sixteen byte key")))
+    server.receive(client.start()[0], addr)
+    (hvr, _), = server.datagrams_to_send()
+    server.receive(client.feed(hvr)[0], addr)  # the verified ClientHello
+    server.datagrams_to_send()
+
+
+def test_handshakes_are_bounded_per_server_and_per_host() -> None:
     clock = task.Clock()
-    server = make_server(clock=clock, max_handshakes=2, max_sessions=3)
-    stalled = []
+    server = make_server(clock=clock, max_handshakes=8)
     for port in range(1, 4):
-        client = ClientEnd(client_context(psk=("dev1", b"sixteen byte key")))
-        server.receive(client.start()[0], ("192.0.2.7", port))
-        (hvr, _), = server.datagrams_to_send()
-        server.receive(client.feed(hvr)[0], ("192.0.2.7", port))  # verified ClientHello
-        server.datagrams_to_send()
-        stalled.append(client)
+        stall(server, ("192.0.2.7", port))
+    # One host holds at most a quarter of the handshakes in progress.
     assert len(server.handshakes) == 2 and server.stats.refused == 1
+    for host in range(10, 20):
+        stall(server, (f"192.0.2.{host}", 1))
+    assert len(server.handshakes) == 8 and server.stats.refused == 5
     clock.advance(HANDSHAKE_TIMEOUT)
     server.handle_timer()
-    assert server.handshakes == {} and server.stats.failed == 2
+    assert server.handshakes == {} and server.sessions == {} and server.stats.failed == 8
     assert {e.reason for e in events(server)} == {"handshake timed out"}
-    for port in range(10, 14):
+    connect(server, ("192.0.2.7", 9))
+    assert server.session(("192.0.2.7", 9)) is not None
+
+
+def test_sessions_are_bounded() -> None:
+    server = make_server(max_sessions=3)
+    for port in range(1, 5):
         connect(server, ("192.0.2.7", port))
-    assert len(server.sessions) == 3 and server.stats.refused == 2
+    assert len(server.sessions) == 3 and server.stats.refused == 1
+    assert server.stats.sessions == 3
 
 
 def test_idle_sessions_expire_unless_kept() -> None:
