@@ -180,49 +180,52 @@ class DTLSClient:
 
 
 def flood(ports: list[int], seconds: float, seed: int = 0, sockets: int = 200,
-          host: str = "127.0.0.1") -> None:
-    """A handshake flood from ``sockets`` source ports of ``host``: half of them send
-    cookie-less ClientHellos only, the others answer their HelloVerifyRequest and then
-    go silent (each holds a handshake until it times out). Answers beyond the
-    HelloVerifyRequest are never read."""
+          host: str = "127.0.0.1", stall_host: str = "127.0.0.3") -> None:
+    """A handshake flood from ``sockets`` source ports: half of them, on ``host``, send
+    cookie-less ClientHellos as fast as they can; the others, on ``stall_host`` (a
+    source address of its own), answer their HelloVerifyRequest, then go silent for
+    half a second (a handshake the server holds until it times out), and again.
+    Answers beyond the HelloVerifyRequest are never read."""
     rnd = random.Random(seed)
     ctx = client_context(psk=("flooder", b"not the key"))
-    socks = []
+    sprayers, stallers = [], []
     for i in range(sockets):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
-        s.bind((host, 0))
-        s.connect(("127.0.0.1", ports[i % len(ports)]))
+        s.bind((stall_host if i % 2 else host, 0))
+        s.connect(("127.0.0.1", ports[(i // 2) % len(ports)]))
         s.setblocking(False)
-        socks.append(s)
+        (stallers if i % 2 else sprayers).append(s)
     hellos = [ClientEnd(ctx).start()[0] for _ in range(16)]
     pending: dict[socket.socket, ClientEnd] = {}
+    quiet_until: dict[socket.socket, float] = {}
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        for i, s in enumerate(socks):
-            if i % 2:
-                end = ClientEnd(ctx)
-                pending[s] = end
-                data = end.start()[0]
-            else:
-                data = rnd.choice(hellos)
+    while (now := time.monotonic()) < deadline:
+        for s in sprayers:
             try:
-                s.send(data)
+                s.send(rnd.choice(hellos))
             except OSError:
                 pass
+        for s in stallers:
+            if s not in pending and quiet_until.get(s, 0.0) <= now:
+                end = pending[s] = ClientEnd(ctx)
+                quiet_until[s] = now + 0.5
+                try:
+                    s.send(end.start()[0])
+                except OSError:
+                    pass
         ready, _, _ = select.select(list(pending), [], [], 0.01)
         for s in ready:
+            end = pending.pop(s)
             try:
                 answer = s.recv(4096)
-            except OSError:
-                continue
-            end = pending.pop(s)
-            if answer[:1] == b"\x16" and answer[13:14] == b"\x03":  # HelloVerifyRequest
-                try:
+                if answer[:1] == b"\x16" and answer[13:14] == b"\x03":  # HelloVerifyRequest
                     for d in end.feed(answer):
                         s.send(d)
-                except Exception:  # noqa: BLE001 - a flooder does not care
-                    pass
+            except Exception:  # noqa: BLE001 - a flooder does not care
+                pass
+        for s in [s for s in pending if quiet_until[s] <= now]:
+            del pending[s]  # no HelloVerifyRequest (rate limited): try again
         time.sleep(0.002)
-    for s in socks:
+    for s in sprayers + stallers:
         s.close()
