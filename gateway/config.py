@@ -134,7 +134,7 @@ class Config:
     coap_notify_type: str = "qos"                # qos: CON for QoS >= 1, NON for QoS 0
     oscore_file: str | None = None               # OSCORE contexts for every CoAP listener
     # DTLS (gateway.dtls): CoAP and MQTT-SN listeners with certfile/keyfile or psk_hint.
-    dtls_max_sessions: int = 10000               # per listener, handshaking or established
+    dtls_max_sessions: int = 2000                # per listener, about 70 KiB each
     dtls_max_handshakes: int = 100               # per listener, past the cookie exchange
     dtls_idle_timeout: int = 1800                # seconds without a datagram from the peer
     # MQTT-SN (gateway.mqttsn): UDP listeners, serial lines and what they share.

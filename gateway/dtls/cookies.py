@@ -78,10 +78,11 @@ def _verify(conn: SSL.Connection, cookie: bytes) -> bool:
 def prepare_context(ctx: SSL.Context) -> SSL.Context:
     """Make a server context (``SSL.DTLS_SERVER_METHOD``) ready for this package:
     DTLS 1.2 only, no MTU queries (memory BIOs have no path), no renegotiation (a
-    client could make the server redo its costliest step at will), cookies by
-    ``Peer``. Call it before the context serves its first connection."""
+    client could make the server redo its costliest step at will), buffers released
+    while idle, cookies by ``Peer``. Call it before the context serves its first connection."""
     ctx.set_min_proto_version(DTLS1_2_VERSION)
     ctx.set_options(SSL.OP_NO_QUERY_MTU | SSL.OP_NO_RENEGOTIATION)
+    ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)  # about 12 KiB less per idle session
     ctx.set_cookie_generate_callback(_generate)
     ctx.set_cookie_verify_callback(_verify)
     return ctx

@@ -50,7 +50,7 @@ SWEEP_INTERVAL = 5.0        # seconds between looks for idle sessions (at most)
 
 @dataclass(slots=True)
 class Limits:
-    max_sessions: int = 10000        # sessions, handshaking or established; -1 unlimited
+    max_sessions: int = 2000         # sessions, handshaking or established; -1 unlimited
     max_handshakes: int = 100        # handshakes past the cookie at once
     idle_timeout: float = 1800.0     # seconds without a datagram from the peer
     hellos: tuple[int, float] = (20, 1.0)   # ClientHellos per source host: COUNT per SECONDS

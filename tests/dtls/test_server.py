@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from OpenSSL import SSL
 from twisted.internet import task
 
@@ -315,3 +317,32 @@ def test_flights_are_packed_into_datagrams_under_the_mtu(tmp_path: Path) -> None
     datagrams = records.pack(data, 1200)
     assert [len(d) for d in datagrams] == [1026, 313, 1513]
     assert b"".join(datagrams) == data
+
+
+@pytest.fixture(scope="module")
+def live() -> tuple[DTLSServer, ClientEnd, list[bytes]]:
+    """A server with one established session, and real datagrams to mutate: a
+    ClientHello, and the session's own records."""
+    server = make_server()
+    client = connect(server)
+    samples = [ClientEnd(client_context(psk=("dev1", b"x"))).start()[0],
+               client.send(b"sample one")[0], client.send(b"x" * 300)[0]]
+    return server, client, samples
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_mutated_datagrams_never_raise_and_never_end_the_session(
+        live: tuple[DTLSServer, ClientEnd, list[bytes]], data: st.DataObject) -> None:
+    server, client, samples = live
+    datagram = bytearray(data.draw(st.sampled_from(samples)))
+    for _ in range(data.draw(st.integers(1, 4))):
+        datagram[data.draw(st.integers(0, len(datagram) - 1))] = data.draw(st.integers(0, 255))
+    datagram = bytes(datagram[:data.draw(st.integers(0, len(datagram)))])
+    datagram += data.draw(st.binary(max_size=20))
+    stranger = ("198.51.100.9", data.draw(st.integers(1, 65535)))
+    server.receive(datagram, stranger)
+    server.receive(datagram, ADDR)
+    server.datagrams_to_send()
+    assert server.session(ADDR) is not None
+    assert stranger not in server.sessions or not server.sessions[stranger].established
