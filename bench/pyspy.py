@@ -17,8 +17,6 @@ counts a thread blocked in ``Condition.wait`` (the log writer's) as busy;
 ``--gil`` keeps only samples that hold the GIL: Python code running, without
 the system calls.
 py-spy needs ptrace rights over the gateway (root, or kernel.yama.ptrace_scope 0).
-(For scripts run from bench/ this module hides the standard library's ``profile``;
-none of them imports it.)
 
 Written to ``bench/results/``::
 

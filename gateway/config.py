@@ -81,6 +81,9 @@ class Listener:
     require_certificate: bool = False
     use_identity_as_username: bool = False
     use_subject_as_username: bool = False
+    psk_hint: str | None = None                  # TLS-PSK (DTLS-PSK on coap/mqttsn) with psk_file
+    psk_file: str | None = None                  # per_listener_settings: this listener's keys
+    oscore_file: str | None = None               # CoAP: OSCORE security contexts (aiocoap JSON)
     max_keepalive: int | None = None             # set inside this listener's section
     max_connection_rate: tuple[int, float] | None = None   # (connections, seconds) per address
     mqttsn_multicast: tuple[str, int] | None = None   # (group, port): SEARCHGW in, ADVERTISE out
@@ -134,6 +137,11 @@ class Config:
     coap_publish_qos: str = "coap"
     coap_subscribe_qos: str = "coap"
     coap_notify_type: str = "qos"                # qos: CON for QoS >= 1, NON for QoS 0
+    oscore_file: str | None = None               # OSCORE contexts for every CoAP listener
+    # DTLS (gateway.dtls): CoAP and MQTT-SN listeners with certfile/keyfile or psk_hint.
+    dtls_max_sessions: int = 2000                # per listener, about 70 KiB each
+    dtls_max_handshakes: int = 100               # per listener, past the cookie exchange
+    dtls_idle_timeout: int = 1800                # seconds without a datagram from the peer
     # MQTT-SN (gateway.mqttsn): UDP listeners, serial lines and what they share.
     mqttsn_gateway_id: int = 1
     mqttsn_advertise_interval: int = 900         # seconds between ADVERTISE; 0 = never
@@ -147,6 +155,7 @@ class Config:
     password_file: str | None = None
     acl_file: str | None = None
     scram_file: str | None = None                # SCRAM-SHA-256 credentials (MQTT 5 AUTH)
+    psk_file: str | None = None                  # identity:hexkey for psk_hint listeners
     plugins: list[PluginSpec] = field(default_factory=list)
     bridges: list[Bridge] = field(default_factory=list)   # connection sections (gateway.bridge)
     lines: dict[str, tuple[str, int]] = field(default_factory=dict, compare=False, repr=False)
@@ -406,7 +415,7 @@ class _Line(NamedTuple):
 _LISTENER_FIELDS = frozenset(f.name for f in fields(Listener))
 # Listener keys that only some protocols have.
 _ONLY_FOR = {"mqttsn_multicast": ("mqttsn",), "websockets_origin": ("websockets",),
-             "enable_proxy_protocol": ("mqtt", "websockets")}
+             "enable_proxy_protocol": ("mqtt", "websockets"), "oscore_file": ("coap",)}
 
 
 def _mosquitto_order(name: str) -> list[tuple[str, str]]:
@@ -682,6 +691,11 @@ KEYS: dict[str, _Key] = {
     "coap_publish_qos": _Key(_choice(COAP_QOS_CHOICES, "expected qos0, qos1, qos2 or coap, got {!r}"), _G),
     "coap_subscribe_qos": _Key(_choice(COAP_QOS_CHOICES, "expected qos0, qos1, qos2 or coap, got {!r}"), _G),
     "coap_notify_type": _Key(_choice(COAP_NOTIFY_TYPES, "expected non, con or qos, got {!r}"), _G),
+    "oscore_file": _Key(_text, _G, _Parser.listener_or_global),
+    # DTLS
+    "dtls_max_sessions": _Key(_integer(1), _G),
+    "dtls_max_handshakes": _Key(_integer(1), _G),
+    "dtls_idle_timeout": _Key(_integer(1), _G),
     # MQTT-SN
     "mqttsn_gateway_id": _Key(_integer(0, 255), _G),
     "mqttsn_advertise_interval": _Key(_integer(0, 65535), _G),
@@ -702,6 +716,7 @@ KEYS: dict[str, _Key] = {
     "password_file": _Key(_text, _S, _Parser.store_once),
     "acl_file": _Key(_text, _S, _Parser.store_once),
     "scram_file": _Key(_text, _S, _Parser.store_once),
+    "psk_file": _Key(_text, _S, _Parser.store_once),
     "plugin": _Key(_text, _S, _Parser.add_plugin),
     "plugin_opt_": _Key(_text, _S, _Parser.plugin_option),
     # TLS (gateway.tls)
@@ -715,6 +730,7 @@ KEYS: dict[str, _Key] = {
     "require_certificate": _Key(_boolean, _L),
     "use_identity_as_username": _Key(_boolean, _L),
     "use_subject_as_username": _Key(_boolean, _L),
+    "psk_hint": _Key(_text, _L, _Parser.store_once),
     "max_connection_rate": _Key(_rate, _L),
     # MQTT per listener (MQTT 5 limits, mount point, accepted levels)
     "max_qos": _Key(_integer(0, 2), _L),

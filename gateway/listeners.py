@@ -21,6 +21,7 @@ from gateway.hub.hub import Hub
 from gateway.mqtt.channel import MQTTSettings
 from gateway.mqtt.transport import MQTTFactory
 from gateway.netaddr import LISTEN_BACKLOG, interface
+from gateway.tls import is_tls
 
 
 class ListenerHandle(Protocol):
@@ -126,7 +127,12 @@ def start_websockets(ctx: ListenerContext, listener: Listener) -> TCPHandle:
 
 
 def start_mqttsn(ctx: ListenerContext, listener: Listener) -> ListenerHandle:
-    """MQTT-SN over UDP (gateway.mqttsn.udp)."""
+    """MQTT-SN over UDP (gateway.mqttsn.udp), or over DTLS with TLS keys
+    (gateway.mqttsn.dtls)."""
+    if is_tls(listener):
+        from gateway.mqttsn.dtls import start_dtls
+
+        return start_dtls(ctx, listener)
     from gateway.mqttsn.udp import start_udp
 
     return start_udp(ctx, listener)

@@ -24,16 +24,17 @@ def interface(listener: Listener) -> str:
 
 #: The socket kind under each listener protocol, as status pages and metrics name it.
 _KINDS = {"mqtt": "tcp", "mqttsn": "udp", "coap": "udp", "websockets": "ws", "http_api": "tcp"}
-_SECURE = {"tcp": "tls", "ws": "wss"}
+_SECURE = {"tcp": "tls", "ws": "wss", "udp": "dtls"}
 
 
 def transport_label(listener: object) -> str:
     """How a listener's clients reach the gateway: ``tcp:1883``, ``tls:8883``,
-    ``udp:1884``, ``ws:8080``; empty without a listener."""
+    ``udp:1884``, ``dtls:5684``, ``ws:8080``; empty without a listener."""
     if listener is None:
         return ""
     protocol = getattr(listener, "protocol", "mqtt")
     kind = _KINDS.get(protocol, protocol)
-    if getattr(listener, "certfile", None) and getattr(listener, "keyfile", None):
+    if (getattr(listener, "certfile", None) and getattr(listener, "keyfile", None)) or getattr(
+            listener, "psk_hint", None):
         kind = _SECURE.get(kind, kind)
     return f"{kind}:{getattr(listener, 'port', 0)}"

@@ -27,7 +27,7 @@ from gateway.logs import make_observer, report_startup_failure, wants_own_observ
 from gateway.mqtt.channel import MQTTSettings
 from gateway.pidfile import PidFile
 from gateway.sdnotify import SystemdNotify
-from gateway.security.policy import build_policies, load_security
+from gateway.security.policy import build_policies, load_security, psk_files
 from gateway.tls import ServerTLS, build_context, check_settings, is_tls
 
 
@@ -143,7 +143,9 @@ class GatewayService(service.MultiService):
         self.security.install(self.hub)
         for listener in config.listeners:
             check_settings(listener)       # TLS keys on a listener without certfile, ...
-        self.tls = {listener_key(x): ServerTLS(x) for x in config.listeners if is_tls(x)}
+        keys = psk_files(config)
+        self.tls = {listener_key(x): ServerTLS(x, keys.get(listener_key(x)))
+                    for x in config.listeners if is_tls(x)}
         self.listener_settings: dict[object, MQTTSettings] = {}
         self.listeners = ListenerService(self.hub, config, self.mqtt_settings, self.tls,
                                          self._settings_for)
@@ -174,11 +176,13 @@ class GatewayService(service.MultiService):
         return own
 
     def _reload_security(self, new: Config) -> None:
-        """Certificates, password/ACL files and plugins, all or nothing."""
+        """Certificates, PSK files, password/ACL files and plugins, all or nothing."""
         by_key = {listener_key(x): x for x in new.listeners}
         for listener in new.listeners:
             check_settings(listener)
-        contexts = {key: build_context(by_key.get(key, tls.listener)) for key, tls in self.tls.items()}
+        keys = psk_files(new)
+        contexts = {key: build_context(by_key.get(key, tls.listener), keys.get(key))
+                    for key, tls in self.tls.items()}
         old_policies = self.security.snapshot()
         replaced = self.security.replace(build_policies(new, self.security.clock))
         for key, context in contexts.items():

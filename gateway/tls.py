@@ -1,15 +1,19 @@
 """TLS for listeners: Mosquitto's ``certfile``/``keyfile``/``cafile``... keys on pyOpenSSL.
 
-A listener with ``certfile`` and ``keyfile`` speaks TLS. ``ServerTLS.getContext()`` is
+A listener with ``certfile`` and ``keyfile``, or with ``psk_hint`` (TLS-PSK, keys from
+``psk_file``: ``gateway.psk``), speaks TLS; a CoAP or MQTT-SN listener with them speaks
+DTLS 1.2 (``gateway.dtls``), from a context built here too. ``ServerTLS.getContext()`` is
 asked once per new connection (Twisted's ``listenSSL`` does so), so swapping the
 context on SIGHUP serves the new certificates to new connections while established
 ones keep theirs, as Mosquitto does.
 
 Mosquitto semantics kept: ``require_certificate false`` does not ask for a client
 certificate at all; ``tls_version`` is the *minimum* version (default: TLS 1.2);
-``use_identity_as_username`` takes the certificate's CN as the username and
-``use_subject_as_username`` its whole subject (RFC 2253 form); with either, the
-CONNECT's username and password are ignored.
+``use_identity_as_username`` takes the certificate's CN (on a PSK listener: the PSK
+identity) as the username and ``use_subject_as_username`` the certificate's whole
+subject (RFC 2253 form); with either, the CONNECT's username and password are ignored.
+Beyond Mosquitto, which ignores ``psk_hint`` on a listener with a certificate, a
+listener with both accepts both kinds of client.
 
 Problems with the files are reported at the config line that names them
 (``gateway.conf:7: certfile: cannot load ...``) and stop startup or fail a reload.
@@ -17,6 +21,7 @@ Problems with the files are reported at the config line that names them
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -28,6 +33,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from gateway.errors import ConfigError
+from gateway.psk import PskFile, psk_identity, use_psk
 
 TLS_VERSIONS = {
     "tlsv1.1": SSL.TLS1_1_VERSION,
@@ -36,11 +42,32 @@ TLS_VERSIONS = {
 }
 TLS_KEYS = ("cafile", "capath", "certfile", "keyfile", "tls_version", "ciphers",
             "require_certificate", "use_identity_as_username", "use_subject_as_username",
-            "crlfile")
+            "crlfile", "psk_hint")
+#: Listener protocols that speak DTLS with the same keys.
+DTLS_PROTOCOLS = frozenset({"coap", "mqttsn"})
 
 
 def is_tls(listener: Any) -> bool:
-    return bool(getattr(listener, "certfile", None) or getattr(listener, "keyfile", None))
+    return bool(getattr(listener, "certfile", None) or getattr(listener, "keyfile", None)
+                or getattr(listener, "psk_hint", None))
+
+
+def is_dtls(listener: Any) -> bool:
+    return is_tls(listener) and getattr(listener, "protocol", "mqtt") in DTLS_PROTOCOLS
+
+
+@functools.lru_cache(maxsize=1)
+def dtls_ciphers() -> str:
+    """OpenSSL's default suites, then the AES-CCM ones it leaves out: constrained DTLS
+    stacks often offer nothing else. (CCM_8, CoAP's mandatory suite, also needs a lower
+    security level in OpenSSL 3.2 and later: a ``ciphers`` line with ``@SECLEVEL=0``.)
+    Spelled out name by name: ``DEFAULT:AESCCM`` adds nothing, as DEFAULT's ``!``
+    removes the CCM suites for good."""
+    names = SSL.Connection(SSL.Context(SSL.DTLS_SERVER_METHOD)).get_cipher_list()
+    ccm = SSL.Context(SSL.DTLS_SERVER_METHOD)
+    ccm.set_cipher_list(b"AESCCM")
+    names += SSL.Connection(ccm).get_cipher_list()
+    return ":".join(dict.fromkeys(n for n in names if not n.startswith("TLS_")))
 
 
 def _error(listener: Any, key: str, reason: str) -> ConfigError:
@@ -64,8 +91,10 @@ def _readable(listener: Any, key: str, path: str, directory: bool = False) -> No
         raise _error(listener, key, f"cannot read {what} {path!r}")
 
 
-#: Listener protocols that speak TLS with certfile/keyfile (the HTTP API: HTTPS).
-TLS_PROTOCOLS = frozenset({"mqtt", "websockets", "http_api"})
+#: Listener protocols that speak TLS with certfile/keyfile (the HTTP API: HTTPS), and
+#: those that may use a pre-shared key instead (psk_hint).
+TLS_PROTOCOLS = frozenset({"mqtt", "websockets", "http_api"}) | DTLS_PROTOCOLS
+PSK_PROTOCOLS = frozenset({"mqtt"}) | DTLS_PROTOCOLS
 
 
 def check_settings(listener: Any) -> None:
@@ -73,26 +102,70 @@ def check_settings(listener: Any) -> None:
     if not is_tls(listener):
         for key in TLS_KEYS:
             if getattr(listener, key, None) not in (None, False):
-                raise _error(listener, key, "needs certfile and keyfile on the same listener")
+                raise _error(listener, key, "needs certfile and keyfile (or psk_hint) on the "
+                                            "same listener")
         return
-    if getattr(listener, "protocol", "mqtt") not in TLS_PROTOCOLS:
-        raise _error(listener, "certfile", "TLS is for protocol mqtt, websockets and http_api listeners only")
-    if not listener.certfile:
+    protocol = getattr(listener, "protocol", "mqtt")
+    psk = getattr(listener, "psk_hint", None)
+    if protocol not in TLS_PROTOCOLS:
+        raise _error(listener, "certfile", "TLS is for protocol mqtt, websockets, http_api, "
+                                           "coap and mqttsn listeners only")
+    if psk and protocol not in PSK_PROTOCOLS:
+        raise _error(listener, "psk_hint", "TLS-PSK is for protocol mqtt, coap and mqttsn "
+                                           "listeners only")
+    if listener.keyfile and not listener.certfile:
         raise _error(listener, "keyfile", "keyfile without certfile")
-    if not listener.keyfile:
+    if listener.certfile and not listener.keyfile:
         raise _error(listener, "certfile", "certfile without keyfile")
+    if protocol in DTLS_PROTOCOLS and listener.tls_version:
+        raise _error(listener, "tls_version", "a CoAP or MQTT-SN listener speaks DTLS 1.2 only")
+    if getattr(listener, "mqttsn_multicast", None):
+        raise _error(listener, "mqttsn_multicast", "discovery cannot be encrypted: give it a "
+                                                   "listener without DTLS")
+    if not listener.certfile:
+        for key in ("cafile", "capath", "crlfile", "require_certificate", "use_subject_as_username"):
+            if getattr(listener, key, None) not in (None, False):
+                raise _error(listener, key, "needs certfile and keyfile: a PSK handshake has no "
+                                            "client certificate")
     if listener.require_certificate and not (listener.cafile or listener.capath):
         raise _error(listener, "require_certificate", "needs cafile or capath to verify clients")
     # use_identity_as_username without require_certificate is valid, as in Mosquitto:
     # a certificate is asked for, and a client without one is refused at CONNECT.
 
 
-def build_context(listener: Any) -> SSL.Context:
-    """A server context from the listener's TLS keys; ConfigError on any bad file."""
+def build_context(listener: Any, psk: PskFile | None = None) -> SSL.Context:
+    """A server context from the listener's TLS keys (DTLS for CoAP and MQTT-SN),
+    serving the keys of ``psk`` if it has ``psk_hint``; ConfigError on any bad file."""
     check_settings(listener)
-    ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
-    ctx.set_min_proto_version(TLS_VERSIONS.get(listener.tls_version or "tlsv1.2", SSL.TLS1_2_VERSION))
+    dtls = is_dtls(listener)
+    if dtls:
+        from gateway.dtls.cookies import prepare_context
+
+        ctx = prepare_context(SSL.Context(SSL.DTLS_SERVER_METHOD))
+    else:
+        ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+        ctx.set_min_proto_version(TLS_VERSIONS.get(listener.tls_version or "tlsv1.2",
+                                                   SSL.TLS1_2_VERSION))
     ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE)
+    if listener.certfile:
+        _load_certificate(ctx, listener)
+    if listener.psk_hint:
+        if psk is None:
+            raise _error(listener, "psk_hint", "needs a psk_file with the clients' keys")
+        use_psk(ctx, listener.psk_hint, psk.key)
+    ciphers = listener.ciphers or (dtls_ciphers() if dtls else None)
+    if ciphers:
+        try:
+            ctx.set_cipher_list(ciphers.encode())
+        except SSL.Error as e:
+            raise _error(listener, "ciphers", f"no usable cipher in {ciphers!r}: "
+                         f"{_openssl_reason(e)}") from None
+    if listener.certfile:
+        _load_verification(ctx, listener)
+    return ctx
+
+
+def _load_certificate(ctx: SSL.Context, listener: Any) -> None:
     _readable(listener, "certfile", listener.certfile)
     _readable(listener, "keyfile", listener.keyfile)
     try:
@@ -106,12 +179,10 @@ def build_context(listener: Any) -> SSL.Context:
     except SSL.Error as e:
         raise _error(listener, "keyfile", f"cannot use private key {listener.keyfile!r}: "
                      f"{_openssl_reason(e)}") from None
-    if listener.ciphers:
-        try:
-            ctx.set_cipher_list(listener.ciphers.encode())
-        except SSL.Error as e:
-            raise _error(listener, "ciphers", f"no usable cipher in {listener.ciphers!r}: "
-                         f"{_openssl_reason(e)}") from None
+
+
+def _load_verification(ctx: SSL.Context, listener: Any) -> None:
+    """Client certificates: the CAs, the CRL, and whether one is required."""
     if listener.cafile or listener.capath:
         if listener.cafile:
             _readable(listener, "cafile", listener.cafile)
@@ -141,7 +212,6 @@ def build_context(listener: Any) -> SSL.Context:
     elif uses_certificate_identity(listener) and (listener.cafile or listener.capath):
         ctx.set_verify(SSL.VERIFY_PEER)  # asked for, checked if given, not required
         ctx.set_session_id(b"mqttgateway")
-    return ctx
 
 
 @implementer(IOpenSSLContextFactory)
@@ -150,9 +220,9 @@ class ServerTLS:
 
     log = Logger()
 
-    def __init__(self, listener: Any) -> None:
+    def __init__(self, listener: Any, psk: PskFile | None = None) -> None:
         self.listener = listener
-        self._context = build_context(listener)
+        self._context = build_context(listener, psk)
 
     def getContext(self) -> SSL.Context:
         return self._context
@@ -167,12 +237,19 @@ def certificate_username(link: Any, listener: Any, username: str | None) -> str 
     """The username a CONNECT counts as: the CONNECT's, or the certificate's identity.
 
     With ``use_identity_as_username``/``use_subject_as_username`` the certificate
-    decides; without a usable certificate the result is None and the client is refused.
+    decides (or, after a PSK handshake, the PSK identity); without a usable
+    certificate the result is None and the client is refused. ``link`` is a TLS
+    transport, or anything with its ``getHandle`` and ``getPeerCertificate``.
     """
     by_cn = getattr(listener, "use_identity_as_username", False)
     by_subject = getattr(listener, "use_subject_as_username", False)
     if not (by_cn or by_subject):
         return username
+    if by_cn and getattr(listener, "psk_hint", None):
+        handle = getattr(link, "getHandle", None)
+        identity = psk_identity(handle()) if handle is not None else None
+        if identity is not None:
+            return identity if "\x00" not in identity else None
     get = getattr(link, "getPeerCertificate", None)
     cert = get() if get is not None else None
     if cert is None:

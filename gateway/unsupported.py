@@ -12,8 +12,6 @@ from __future__ import annotations
 __all__ = ["NOT_SUPPORTED", "NOT_SUPPORTED_PREFIXES", "refusal"]
 
 _C_PLUGIN = "C plugins cannot load into a Python process"
-_PSK = ("TLS-PSK is not implemented; give devices client certificates instead "
-        "(cafile and require_certificate, see README: TLS)")
 _ENGINE = "OpenSSL engines (hardware keys) are not available; use a PEM key file (keyfile)"
 _PERSISTENCE = ("retained messages and persistent sessions live in memory and are lost at "
                 "restart; drop the line")
@@ -28,13 +26,11 @@ NOT_SUPPORTED: dict[str, str] = {
     "auth_plugin": (f"Mosquitto's {_C_PLUGIN}; use plugin with a Python module "
                     "(see README: Plugins)"),
     "auth_plugin_deny_special_chars": f"it belongs to auth_plugin ({_C_PLUGIN}); drop the line",
-    "psk_file": _PSK,
     "use_username_as_clientid": ("clients keep the client id they send; drop the line, and tie "
                                  "ids to users with ACL patterns (%c, %u)"),
     "clientid_prefixes": ("deprecated in Mosquitto 2.0; drop the line (a plugin's authenticate "
                           "can refuse client ids)"),
     # TLS
-    "psk_hint": _PSK,
     "dhparamfile": "DHE key exchange is not offered (ECDHE needs no parameters); drop the line",
     "ciphers_tls1.3": ("TLS 1.3 uses OpenSSL's default suites; drop the line (ciphers sets "
                        "those of TLS 1.2)"),

@@ -119,7 +119,11 @@ def test_every_key_parsed():
         Listener(8080, "127.0.0.1", "websockets", source=(path, 93),
                  websockets_origin=["https://app.example", "http://localhost:3000"],
                  enable_proxy_protocol=2),
+        Listener(5684, "127.0.0.1", "coap", source=(path, 104), psk_hint="gateway",
+                 oscore_file="/etc/mqttgateway/oscore.json"),
     ]
+    assert cfg.psk_file == "/etc/mqttgateway/psk" and cfg.oscore_file is None
+    assert (cfg.dtls_max_sessions, cfg.dtls_max_handshakes, cfg.dtls_idle_timeout) == (500, 20, 600)
     assert (cfg.websockets_headers_size, cfg.websockets_log_level) == (8192, 255)
     assert (cfg.password_file, cfg.acl_file) == ("/etc/mqttgateway/passwd", "/etc/mqttgateway/acl")
     assert cfg.scram_file == "/etc/mqttgateway/scram"

@@ -11,6 +11,8 @@ config"):
 - a protocol package (``gateway.mqtt``, ``gateway.mqttsn``, ``gateway.coap``) imports no
   other protocol package, nor the service layer that starts it (``gateway.listeners``,
   ``gateway.service``);
+- ``gateway.dtls``, which the CoAP and MQTT-SN transports share, imports neither a
+  protocol package nor the service layer (its SSL context comes from outside);
 - the modules of ``gateway.mqttsn`` import one another without a loop;
 - the command-line clients (``gateway.clients``) are clients of any broker: of the
   gateway they use the MQTT wire format (codec, packets, reasons) and nothing else;
@@ -93,6 +95,13 @@ def test_a_protocol_imports_no_other_protocol_and_not_its_starter(module: str) -
     bad = sorted(name for name in imports_of(module)
                  if protocol_of(name) not in (None, own)
                  or within(name, "gateway.listeners") or within(name, "gateway.service"))
+    assert bad == [], f"{module} imports {bad}"
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if within(m, "gateway.dtls")])
+def test_dtls_imports_no_protocol_and_no_service_layer(module: str) -> None:
+    bad = sorted(name for name in imports_of(module)
+                 if protocol_of(name) or any(within(name, s) for s in SERVICE_LAYER))
     assert bad == [], f"{module} imports {bad}"
 
 

@@ -60,6 +60,7 @@ from gateway.coap.content import content_format_of, properties_for, representati
 from gateway.coap.manager import CoAPStats
 from gateway.coap.refusals import ACCESS, AUTHENTICATION, Busy, refusal, refused
 from gateway.coap.settings import CoAPSettings, qos_for
+from gateway.tls import uses_certificate_identity
 
 #: How long a blockwise body waits for its next block (RFC 7252 MAX_TRANSMIT_WAIT).
 BLOCK_LIFETIME = constants.TransportTuning().MAX_TRANSMIT_WAIT
@@ -155,6 +156,8 @@ class CoAPSite:
         self.traffic = hub.stats.traffic_of("coap")  # PUBLISH by QoS: in, out, dropped
         self.clients = clients
         self.listener = listener
+        # use_identity_as_username: a request without a DTLS identity is refused.
+        self.requires_identity = uses_certificate_identity(listener)
         clients.site = self
         self.block1 = Block1Assembler(BoundedCache(
             UPLOADS, max(UPLOAD_BYTES, 2 * settings.body_limit), BLOCK_LIFETIME))
@@ -225,6 +228,23 @@ class CoAPSite:
 
     # identity ------------------------------------------------------------------------
 
+    def client_info(self, request: Message, query: dict[str, str],
+                    client_id: str) -> tuple[ClientInfo, bytes | None]:
+        """Who a request comes from, and its password: the DTLS or OSCORE identity when
+        the transport established one (the credential itself, as a certificate is for
+        MQTT), else ``username``/``password`` from the query."""
+        remote = request.remote
+        identity = getattr(remote, "identity", None)
+        if identity is not None:
+            return ClientInfo(client_id, "coap", peer_string(remote), identity, self.listener,
+                              certificate=True), None
+        if self.requires_identity:
+            raise error.Unauthorized("no identity from the DTLS handshake")
+        password = query.get("password")
+        return (ClientInfo(client_id, "coap", peer_string(remote), query.get("username"),
+                           self.listener),
+                password.encode() if password is not None else None)
+
     def _identify(self, request: Message, query: dict[str, str],
                   then: Callable[[ClientInfo, CoAPClient | None], Any]) -> Any:
         """Authenticate as EMQX does, then call ``then(client_info, connection)``."""
@@ -234,10 +254,8 @@ class CoAPSite:
             if client is None:
                 raise error.Unauthorized("invalid or missing token and clientid")
             return then(client.info, client)
-        info = ClientInfo(query.get("clientid", ""), "coap", peer_string(request.remote),
-                          query.get("username"), self.listener)
-        password = query.get("password")
-        result = self.hub.authenticate(info, password.encode() if password is not None else None)
+        info, password = self.client_info(request, query, query.get("clientid", ""))
+        result = self.hub.authenticate(info, password)
 
         def checked(result: Any) -> Any:
             if not result:
@@ -401,10 +419,8 @@ class CoAPSite:
                 raise error.BadRequest("clientid is required")
             if client_id not in self.clients.connections and self.clients.full():
                 raise Busy("too many CoAP clients (max_connections)")
-            info = ClientInfo(client_id, "coap", peer_string(request.remote),
-                              query.get("username"), self.listener)
-            password = query.get("password")
-            result = self.hub.authenticate(info, password.encode() if password is not None else None)
+            info, password = self.client_info(request, query, client_id)
+            result = self.hub.authenticate(info, password)
             if isinstance(result, Deferred):
                 return result.addCallback(lambda result: self._open(request, info, result))
             return self._open(request, info, result)
@@ -433,10 +449,8 @@ class CoAPSite:
         if accept is not None and accept != LINK_FORMAT:
             raise error.NotAcceptable()
         query = parse_query(request)
-        info = ClientInfo(query.get("clientid", ""), "coap", peer_string(request.remote),
-                          query.get("username"), self.listener)
-        password = query.get("password")
-        ok = self.hub.authenticate(info, password.encode() if password is not None else None)
+        info, password = self.client_info(request, query, query.get("clientid", ""))
+        ok = self.hub.authenticate(info, password)
         if isinstance(ok, Deferred):
             return ok.addCallback(lambda ok: self._links(query, info if ok else None))
         return self._links(query, info if ok else None)

@@ -6,8 +6,9 @@ and bound here, synchronously, while the listeners start: a port already in use 
 startup with ``CannotListenError`` like a busy MQTT port does, and the socket never
 gets SO_REUSEPORT (aiocoap's own udp6 server sets it, which would let two gateways
 silently share a port and split its clients between them). aiocoap's udp6 message
-interface is then built on that socket, behind ``GatewayMessageManager``, with
-``CoAPSite`` answering requests. aiocoap's stdlib logging is bridged into
+interface is then built on that socket (encrypted, ``gateway.coap.secure``, when the
+listener has TLS keys), behind ``GatewayMessageManager``, with ``CoAPSite`` answering
+requests. aiocoap's stdlib logging is bridged into
 twisted.logger, warnings and up only, at most a few lines per second.
 """
 
@@ -33,6 +34,7 @@ from gateway.coap.clients import Clients
 from gateway.coap.manager import CoAPStats, GatewayMessageManager
 from gateway.coap.resources import CoAPSite
 from gateway.coap.settings import CoAPSettings, settings_from
+from gateway.hub.auth import listener_key
 from gateway.logtext import clip
 
 LOGGER_NAME = "coap-server"
@@ -51,8 +53,14 @@ class GatewayContext(Context):
         tman.token_interface = mman
         self.request_interfaces.append(tman)
 
+    #: Unprotects OSCORE requests (``gateway.coap.oscore``) when the listener has contexts.
+    oscore: Any = None
+
     def render_to_pipe(self, pipe: Any) -> None:
         """Answer in this call; aiocoap would wrap the pipe and start a task per request."""
+        if self.oscore is not None and pipe.request.opt.oscore is not None:
+            self.oscore.render(pipe, self.serversite.render_pipe)
+            return
         self.serversite.render_pipe(pipe)
 
 
@@ -128,19 +136,24 @@ class GatewayUDP6(MessageInterfaceUDP6):
 
     def send(self, message: Any) -> None:
         remote = message.remote
-        pktinfo = remote.pktinfo
+        self.transmit(message.encode(), remote.sockaddr, remote.pktinfo, remote)
+
+    def transmit(self, data: bytes, sockaddr: Any, pktinfo: bytes | None, remote: Any) -> None:
+        """One datagram to ``sockaddr`` (from the local address in ``pktinfo``); a send
+        error that is about ``remote`` is reported for it."""
         ancdata = [] if pktinfo is None else [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO,
                                                 pktinfo)]
-        data = (message.encode(),)
         sendmsg = self._sock.sendmsg
         for _ in range(3):
             try:
-                sendmsg(data, ancdata, 0, remote.sockaddr)
+                sendmsg((data,), ancdata, 0, sockaddr)
                 return
             except (BlockingIOError, InterruptedError):
                 return  # the socket buffer is full: lost, as UDP may lose it anyway
             except OSError as e:
                 if e.errno not in PENDING_ICMP:
+                    if remote is None:
+                        remote = GatewayAddress(sockaddr, self)
                     self._ctx.dispatch_error(e, remote)
                     return
 
@@ -258,8 +271,10 @@ class CoAPListener:
     log = Logger()
 
     def __init__(self, hub: Any, settings: CoAPSettings, listener: Any, sock: socket.socket,
-                 loop: asyncio.AbstractEventLoop, reactor: Any) -> None:
+                 loop: asyncio.AbstractEventLoop, reactor: Any,
+                 interface: type[GatewayUDP6] = GatewayUDP6, oscore: Any = None) -> None:
         self.hub = hub
+        self.interface = interface  # GatewayUDP6, or a gateway.coap.secure.GatewayDTLS
         self.settings = settings
         self.listener = listener
         self.sock = sock
@@ -269,6 +284,7 @@ class CoAPListener:
         self.clients = Clients(hub, settings, self.stats, reactor, listener)
         self.site = CoAPSite(hub, settings, self.stats, self.clients, listener)
         self.context = GatewayContext(loop=loop, serversite=self.site, loggername=LOGGER_NAME)
+        self.context.oscore = oscore
         self.manager: GatewayMessageManager | None = None
         self.ready: Deferred[None] = Deferred.fromFuture(loop.create_task(self._open()))
         self.ready.addErrback(self._failed, reactor)
@@ -278,7 +294,7 @@ class CoAPListener:
 
         async def interface(mman: GatewayMessageManager) -> Any:
             self.manager = mman
-            return await GatewayUDP6._create_transport_endpoint(
+            return await self.interface._create_transport_endpoint(
                 sock, mman, context.log, self.loop)
 
         await context._append_tokenmanaged_messagemanaged_transport(interface)
@@ -290,8 +306,6 @@ class CoAPListener:
 
     def reload(self, config: Any) -> None:
         """SIGHUP: the new coap_* values, read live by the site, manager and clients."""
-        from gateway.hub.auth import listener_key
-
         key = listener_key(self.listener)
         listener = next((x for x in config.listeners if listener_key(x) == key), self.listener)
         fresh = settings_from(config, listener)
@@ -321,5 +335,24 @@ def start_coap(ctx: Any, listener: Any) -> CoAPListener:
     loop = getattr(reactor, "_asyncioEventloop", None) or asyncio.get_event_loop()
     bridge_logging()
     settings = settings_from(ctx.config, listener)
+    interface: type[GatewayUDP6] = GatewayUDP6
+    tls = ctx.tls.get(listener_key(listener))
+    if tls is not None:
+        from gateway.coap.secure import interface_for
+        from gateway.dtls.server import Limits
+
+        interface = interface_for(ctx.hub, listener, tls, Limits.from_settings(ctx.config, listener),
+                                  reactor)
+    oscore = None
+    scope = listener if listener.oscore_file else ctx.config
+    if scope.oscore_file:
+        from gateway.coap.oscore import OscoreLayer, load_credentials
+        from gateway.errors import ConfigError
+
+        try:
+            oscore = OscoreLayer(load_credentials(scope.oscore_file))
+        except ConfigError as e:
+            path, line = scope.lines.get("oscore_file", ("", 0))
+            raise SystemExit(f"mqttgateway: {ConfigError(e.reason, path, line, 'oscore_file')}") from None
     sock = bind_udp(listener)
-    return CoAPListener(ctx.hub, settings, listener, sock, loop, reactor)
+    return CoAPListener(ctx.hub, settings, listener, sock, loop, reactor, interface, oscore)

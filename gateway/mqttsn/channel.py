@@ -195,10 +195,16 @@ class MQTTSNChannel:
         if not p.client_id:
             self._refuse(ReturnCode.NOT_SUPPORTED, "empty client id")
             return
-        username = settings.clients.get(p.client_id, settings.default_username)
-        if username is None and settings.clients and p.client_id not in settings.clients:
-            self._refuse(ReturnCode.NOT_SUPPORTED, f"client id {clip(p.client_id)} not in the client list")
-            return
+        network = self.network
+        username = network.identity(self.addr)
+        if username is None:
+            if network.requires_identity:
+                self._refuse(ReturnCode.NOT_SUPPORTED, "no identity from the DTLS handshake")
+                return
+            username = settings.clients.get(p.client_id, settings.default_username)
+            if username is None and settings.clients and p.client_id not in settings.clients:
+                self._refuse(ReturnCode.NOT_SUPPORTED, f"client id {clip(p.client_id)} not in the client list")
+                return
         self._connect = (p, username)
         self.state = CONNECTING
         self._arm(settings.handshake_timeout, self._handshake_expired)
@@ -245,8 +251,8 @@ class MQTTSNChannel:
                                  transport=self.network.transport_name)
         self.state = AUTHENTICATING
         if username is not None:
-            # The client list or the default username is the credential (MQTT-SN has no
-            # password), as a certificate is for use_identity_as_username: the ACL applies.
+            # The client list, the default username or the DTLS identity is the credential
+            # (MQTT-SN has no password), as a certificate is for use_identity_as_username.
             self._authenticated(ALLOWED)
             return
         result = self.ctx.hub.authenticate(self.client, None)

@@ -156,6 +156,8 @@ class Channel(Protocol):
 
     def move(self, network: Network, addr: Any) -> None: ...
 
+    def lost(self, why: str) -> None: ...
+
     def shutdown(self) -> None: ...
 
 
@@ -168,6 +170,9 @@ class Network:
 
     log = Logger()
     max_message = 65535
+    #: The transport names each client (a DTLS identity), and CONNECTs without a name are
+    #: refused (use_identity_as_username).
+    requires_identity = False
 
     def __init__(self, ctx: MQTTSNContext, listener: Any) -> None:
         self.ctx = ctx
@@ -185,6 +190,10 @@ class Network:
 
     def describe(self, addr: Any) -> str:
         return str(addr)
+
+    def identity(self, addr: Any) -> str | None:
+        """The username the transport authenticated ``addr`` as (DTLS), or None."""
+        return None
 
     @property
     def transport_name(self) -> str:
@@ -352,7 +361,12 @@ class MQTTSNContext:
             p.retain and not hub.settings.retain_available
         ):
             return
-        client = ClientInfo("", "mqttsn", network.describe(addr), settings.default_username, network.listener,
+        username = network.identity(addr)
+        if username is None:
+            if network.requires_identity:
+                return
+            username = settings.default_username
+        client = ClientInfo("", "mqttsn", network.describe(addr), username, network.listener,
                             transport=network.transport_name)
         message = Message(topic, p.data, 0, p.retain)
 

@@ -4,7 +4,8 @@
 ``::`` and takes IPv4 clients too (as ``::ffff:a.b.c.d``), unless ``socket_domain
 ipv4``. The receive buffer is enlarged so bursts from many sensors queue in the
 kernel rather than vanish; what the kernel still drops is read from
-``/proc/net/udp[6]`` and shown as ``$SYS/broker/mqttsn/udp/kernel dropped``.
+``/proc/net/udp[6]`` and shown as ``$SYS/broker/mqttsn/udp/kernel dropped``. A listener
+with ``certfile``/``keyfile`` or ``psk_hint`` speaks DTLS (``gateway.mqttsn.dtls``).
 
 Datagrams go out with ``socket.sendto`` directly: Twisted's ``Port.write`` validates the
 address string on every call, and a full send buffer (EAGAIN) must count a drop, not
@@ -152,9 +153,12 @@ class UDPHandle:
 
 
 def listen_udp(ctx: MQTTSNContext, reactor: Any, port: int, interface: str, listener: Any = None,
-               multicast: tuple[str, int] | None = None) -> UDPHandle:
-    """Open one MQTT-SN UDP listener on ``interface``:``port`` (and its multicast group)."""
-    network = UDPNetwork(ctx, listener, multicast)
+               multicast: tuple[str, int] | None = None,
+               network: UDPNetwork | None = None) -> UDPHandle:
+    """Open one MQTT-SN UDP listener on ``interface``:``port`` (and its multicast group);
+    ``network`` replaces the plain one (DTLS)."""
+    if network is None:
+        network = UDPNetwork(ctx, listener, multicast)
     udp_port = reactor.listenUDP(port, network, interface=interface, maxPacketSize=MAX_DATAGRAM)
     group_port = None
     if multicast is not None:

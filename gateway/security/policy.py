@@ -12,6 +12,7 @@ from typing import Any
 from gateway.config import Config, Listener, anonymous_allowed
 from gateway.errors import ConfigError
 from gateway.hub.auth import Policies, Policy, Security, close_policies, listener_key
+from gateway.psk import PskFile
 from gateway.security.acl import AclFile
 from gateway.security.passwords import PasswordFile
 from gateway.security.plugins import LoadedPlugin, PluginSpec
@@ -97,6 +98,25 @@ def build_policies(config: Config, clock: Any) -> Policies:
     except Exception:
         close_policies(built)
         raise
+
+
+def psk_files(config: Config) -> dict[Any, PskFile]:
+    """The ``psk_file`` of each ``psk_hint`` listener, by listener key (a file named by
+    several scopes is read once); ConfigError at the line that names a bad file."""
+    loaded: dict[str, PskFile] = {}
+    found: dict[Any, PskFile] = {}
+    for listener in config.listeners:
+        if not listener.psk_hint:
+            continue
+        scope = _scope_settings(config, listener)
+        path = getattr(scope, "psk_file", None)
+        if not path:
+            path_, line = listener.lines.get("psk_hint", listener.source)
+            raise ConfigError("needs a psk_file with the clients' keys", path_, line, "psk_hint")
+        if path not in loaded:
+            loaded[path] = _load_named(scope, "psk_file", PskFile.load)
+        found[listener_key(listener)] = loaded[path]
+    return found
 
 
 def load_security(config: Config, clock: Any = None) -> Security:

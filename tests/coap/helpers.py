@@ -67,11 +67,21 @@ class Observation:
 class AioCoAP:
     """aiocoap's client library on a private loop in a thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, transports: Iterable[str] = ("udp6",),
+                 credentials: dict[str, Any] | None = None) -> None:
+        """``credentials``: aiocoap's client credentials (with ``oscore`` among the
+        transports, OSCORE contexts by URI pattern)."""
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.ctx = self.run(Context.create_client_context(transports=["udp6"]))
+
+        async def create() -> Context:
+            ctx = await Context.create_client_context(transports=list(transports))
+            if credentials:
+                ctx.client_credentials.load_from_dict(credentials)
+            return ctx
+
+        self.ctx = self.run(create())
 
     def run(self, coro: Any, timeout: float = TIMEOUT) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)

@@ -46,3 +46,14 @@ def test_example_config_listens_on_loopback_only(path):
 
 def test_every_example_config_is_checked():
     assert {p.name for p in EXAMPLE_CONFIGS} >= {"mqttgateway.conf", "mqttsn.conf", "coap.conf"}
+
+
+def test_psk_example_and_the_dtls_example_that_uses_it():
+    from gateway.psk import PskFile
+
+    keys = PskFile.load(str(REPO / "etc" / "psk.example"))
+    assert keys.key("sensor-1") == b"secretPSK" and len(keys) == 2
+    config = load(str(REPO / "etc" / "dtls.conf"))
+    assert config.psk_file == "etc/psk.example"
+    assert [(x.protocol, x.psk_hint) for x in config.listeners] == [
+        ("mqtt", None), ("coap", "mqttgateway"), ("mqttsn", "mqttgateway")]
