@@ -130,7 +130,7 @@ def test_every_key_parsed():
     assert [(p.path, p.options) for p in cfg.plugins] == [
         ("plugins.sql_auth", {"database": "/var/lib/mqttgateway/auth.db"})]
     assert cfg.bridges == [
-        Bridge("cloud", (path, 100),
+        Bridge("cloud", (path, 110),
                [("broker-1.example.com", 8883), ("2001:db8::1", 8883), ("broker-2.example.com", 1883)],
                [TopicRule("sensors/#", "out", 1, "", "site-a/"),
                 TopicRule("cmd/#", "in", 2, "site-a/", "cloud/site-a/")],
@@ -144,7 +144,7 @@ def test_every_key_parsed():
                cafile="/etc/mqttgateway/cloud-ca.pem", capath="/etc/ssl/certs",
                certfile="/etc/mqttgateway/site-a.pem", keyfile="/etc/mqttgateway/site-a.key",
                insecure=True, tls_version="tlsv1.3", alpn="mqtt"),
-        Bridge("other", (path, 136), [("192.0.2.7", 1883)], [TopicRule("#", "both", 0, "", "")],
+        Bridge("other", (path, 146), [("192.0.2.7", 1883)], [TopicRule("#", "both", 0, "", "")],
                "site-a-other", "site-a", "other-secret", "local.site-a-other"),
     ]
 
