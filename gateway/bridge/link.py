@@ -296,7 +296,7 @@ class BridgeLink:
         props = p.properties
         if props:
             message = Message(topic, p.payload, p.qos, p.retain, codes.hub_properties(props),
-                              codes.expires_at(props, hub.now()))
+                              codes.expires_at(props, hub.now))
         else:
             message = Message(topic, p.payload, p.qos, p.retain)
         qos = p.qos

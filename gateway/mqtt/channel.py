@@ -31,7 +31,7 @@ from gateway.hub.sessions import AWAIT_ACK, AWAIT_COMP, Session
 from gateway.hub.topics import TopicError, split_shared, validate_topic_filter
 from gateway.mqtt import codes
 from gateway.mqtt.codec import MQTTError, encode
-from gateway.mqtt.outbound import encode_delivery
+from gateway.mqtt.outbound import encode_delivery, forwardable
 from gateway.mqtt.packets import (
     Auth, ConnAck, Connect, Disconnect, PingReq, PubAck, PubComp, Publish, PubRec, PubRel,
     SubAck, Subscribe, UnsubAck, Unsubscribe,
@@ -316,7 +316,8 @@ class MQTTChannel:
         props = p.properties
         if props:
             message = Message(topic, p.payload, qos, p.retain, codes.hub_properties(props),
-                              codes.expires_at(props, hub.now()))
+                              codes.expires_at(props, hub.now))
+            forwardable(message, props)
         else:
             message = Message(topic, p.payload, qos, p.retain)
         if qos == 2:

@@ -223,35 +223,82 @@ _PROP_SPECS[PropertyId.PAYLOAD_FORMAT_INDICATOR] = (
 
 class OrderedProperties(dict):
     """The properties of a PUBLISH or will, with ``order``: every (id, value) as it came,
-    so a message is forwarded with its properties in the publisher's order."""
+    so a message is forwarded with its properties in the publisher's order; and ``raw``,
+    the block's bytes, which a broker may forward as they are when nothing in them
+    changes on the way (no topic alias, no expiry to count down)."""
 
-    __slots__ = ("order",)
+    __slots__ = ("order", "raw")
 
     def __init__(self) -> None:
         super().__init__()
         self.order: list[tuple[PropertyId, object]] = []
+        self.raw = b""
 
 
 _ORDERED = frozenset({PacketType.PUBLISH, WILL})
 # A property that may not be 0 but is: what Mosquitto answers.
 _ZERO_REASON = {_TOPIC_ALIAS: ReasonCode.TOPIC_ALIAS_INVALID, _SUB_ID: _MALFORMED}
+_USER = PropertyId.USER_PROPERTY
 
 
 def _read_props(b: bytes, i: int, end: int, ctx: int) -> tuple[dict, int]:
     """Read a level 5 property block; ``ctx`` is the PacketType, or WILL.
 
     A property not allowed in this packet, or given twice, is a malformed packet (as
-    Mosquitto reads it: MQTT 5 DISCONNECT 0x81).
+    Mosquitto reads it: MQTT 5 DISCONNECT 0x81). User properties, the common case of
+    every packet, are read inline.
     """
-    size, i = _read_varint(b, i, end)
+    if i < end and b[i] < 0x80:
+        size = b[i]
+        i += 1
+    else:
+        size, i = _read_varint(b, i, end)
     stop = i + size
     if stop > end:
         raise MQTTError("properties overrun the packet")
-    props: dict = OrderedProperties() if ctx in _ORDERED and size else {}
-    order = props.order if type(props) is OrderedProperties else None
+    if not size:
+        return {}, i
+    if ctx in _ORDERED:
+        props: dict = OrderedProperties()
+        order = props.order
+        props.raw = b[i:stop]
+    else:
+        props = {}
+        order = None
+    specs = _PROP_SPECS
     while i < stop:
-        ident, i = _read_varint(b, i, stop)
-        spec = _PROP_SPECS.get(ident)
+        ident = b[i]
+        if ident == 0x26:
+            # User Property: two strings, inline (no function call per field).
+            i += 1
+            if i + 2 > stop:
+                raise MQTTError("two-byte integer overruns the packet")
+            ke = i + 2 + (b[i] << 8 | b[i + 1])
+            if ke + 2 > stop:
+                raise MQTTError("field overruns the packet")
+            ve = ke + 2 + (b[ke] << 8 | b[ke + 1])
+            if ve > stop:
+                raise MQTTError("field overruns the packet")
+            try:
+                pair = (b[i + 2 : ke].decode(), b[ke + 2 : ve].decode())
+            except UnicodeDecodeError:
+                raise MQTTError("string is not valid UTF-8") from None
+            if "\x00" in pair[0] or "\x00" in pair[1]:
+                raise MQTTError("string contains U+0000")
+            i = ve
+            users = props.get(_USER)
+            if users is None:
+                props[_USER] = [pair]
+            else:
+                users.append(pair)
+            if order is not None:
+                order.append((_USER, pair))
+            continue
+        if ident < 0x80:
+            i += 1
+        else:
+            ident, i = _read_varint(b, i, stop)
+        spec = specs.get(ident)
         if spec is None:
             raise MQTTError(f"unknown property {ident:#04x}")
         prop, read, allowed = spec
@@ -353,17 +400,35 @@ def _parse_connack(b: bytes, i: int, end: int, b0: int, level: int) -> ConnAck:
 
 
 def _publish_v5(b: bytes, i: int, end: int, b0: int, level: int) -> Publish:
-    """The slow half of the inline PUBLISH path: the level 5 property block."""
+    """A level 5 PUBLISH: the level 4 fields, then the property block."""
     qos = b0 >> 1 & 3
-    topic, i = _read_str(b, i, end)
-    _check_topic_name(topic)
+    te = i + 2
+    if te > end:
+        raise MQTTError("PUBLISH without topic")
+    te += b[i] << 8 | b[i + 1]
+    if (te + 2 if qos else te) > end:
+        raise MQTTError("PUBLISH topic overruns the packet")
+    try:
+        topic = b[i + 2 : te].decode()
+    except UnicodeDecodeError:
+        raise MQTTError("string is not valid UTF-8") from None
+    if "\x00" in topic:
+        raise MQTTError("string contains U+0000")
+    if "+" in topic or "#" in topic:
+        raise MQTTError("wildcard in a topic name", _TOPIC_INVALID)
+    if topic.count("/") > MAX_TOPIC_SEPARATORS:
+        raise MQTTError("topic name with too many levels", _TOPIC_INVALID)
     pid = None
+    i = te
     if qos:
-        pid, i = _read_pid(b, i, end)
+        pid = b[i] << 8 | b[i + 1]
+        if not pid:
+            raise MQTTError("packet identifier 0", _PROTOCOL)
+        i += 2
     props, i = _read_props(b, i, end, PacketType.PUBLISH)
     if not topic and _TOPIC_ALIAS not in props:
         raise MQTTError("empty topic without a topic alias", _PROTOCOL)
-    return Publish(topic, b[i:end], qos, bool(b0 & 1), bool(b0 & 8), pid, props)
+    return Publish(topic, b[i:end], qos, b0 & 1 == 1, b0 & 8 == 8, pid, props)
 
 
 def _read_pid_malformed(b: bytes, i: int, end: int) -> tuple[int, int]:
@@ -628,8 +693,11 @@ class Decoder:
                     append(Publish(topic, data[te + 2 : end], qos, b0 & 1 == 1, dup, pid, {}))
                 else:
                     append(Publish(topic, data[te:end], 0, b0 & 1 == 1, False, None, {}))
-            elif rl == 2 and 4 <= ptype <= 7 and level != 5:
-                # PUBACK..PUBCOMP, the other per-message packets.
+            elif ptype == 3:
+                append(_publish_v5(data, start, end, b0, 5))
+            elif rl == 2 and 4 <= ptype <= 7:
+                # PUBACK..PUBCOMP, the other per-message packets (at level 5 too:
+                # without a reason code they mean success, with no properties).
                 pid = data[start] << 8 | data[start + 1]
                 if not pid:
                     raise MQTTError("packet identifier 0", _PROTOCOL)

@@ -5,7 +5,9 @@ kept in ``message.cache``: levels 3 and 4 share one encoding per (QoS, retain); 
 has its own (its property block differs), and what varies per delivery (packet id,
 DUP, subscription identifiers, the remaining expiry, a topic alias) is stamped onto
 the cached parts. Cache keys: ints below 8 for levels 3/4, 8..15 for plain level 5,
-strings for the level 5 parts.
+(QoS, retain, identifiers) tuples for level 5 with subscription identifiers, strings
+for the level 5 parts (``"props"``: the property block, which ``forwardable`` fills
+with the publisher's own bytes when they can go out unchanged).
 """
 
 from __future__ import annotations
@@ -48,8 +50,11 @@ def encode_delivery(
         if dup:
             head = set_dup(head)
         return head + packet_id.to_bytes(2, "big") + message.payload  # type: ignore[union-attr]
-    if not sub_ids and message.expires_at is None and ch.aliases_out is None:
-        data = _plain_v5(message, qos, packet_id, dup, retain)
+    if message.expires_at is None and ch.aliases_out is None:
+        if sub_ids:
+            data = _with_ids(message, qos, packet_id, dup, retain, sub_ids)
+        else:
+            data = _plain_v5(message, qos, packet_id, dup, retain)
     else:
         data = _stamped_v5(ch, message, qos, packet_id, dup, retain, sub_ids)
         if data is None:
@@ -70,13 +75,65 @@ def _unmounted(message: Message, mount: str) -> Message:
     return copy
 
 
-def _plain_v5(message: Message, qos: int, packet_id: int | None, dup: bool, retain: bool) -> bytes:
+def forwardable(message: Message, props: dict) -> None:
+    """A level 5 PUBLISH's property block, kept as it came for the deliveries of
+    ``message`` when nothing in it changes on the way: no topic alias (never
+    forwarded) and no expiry (counted down per delivery)."""
+    raw = getattr(props, "raw", None)
+    if raw and _ALIAS not in props and _EXPIRY not in props:
+        message.cache["props"] = raw
+
+
+def _static_v5(message: Message) -> bytes:
+    """The end-to-end property block of ``message`` at level 5 (no length prefix)."""
     cache = message.cache
-    key = 8 + qos * 2 + retain
+    static = cache.get("props")
+    if static is None:
+        static = cache["props"] = props_body(codes.static_properties(message.props))
+    return static  # type: ignore[no-any-return]
+
+
+def _parts_v5(message: Message, key: object, qos: int, retain: bool, body: bytes) -> tuple[bytes, bytes]:
+    """(head, tail) of a level 5 PUBLISH with property list ``body``, kept under ``key``:
+    the packet is ``head + tail`` at QoS 0, ``head + packet id + tail`` otherwise."""
+    cache = message.cache
     parts = cache.get(key)
     if parts is None:
-        parts = cache[key] = publish_parts(message.topic, message.payload, qos, retain, 5,
-                                           codes.static_properties(message.props))
+        topic = message.topic.encode()
+        plen = len(body)
+        tail = b"".join((_varint(plen), body, message.payload))
+        rl = 2 + len(topic) + (2 if qos else 0) + len(tail)
+        head = b"".join((bytes((0x30 | qos << 1 | retain,)), _varint(rl), len(topic).to_bytes(2, "big"), topic))
+        parts = cache[key] = (head, tail)
+    return parts  # type: ignore[no-any-return]
+
+
+def _plain_v5(message: Message, qos: int, packet_id: int | None, dup: bool, retain: bool) -> bytes:
+    key = 8 + qos * 2 + retain
+    parts = message.cache.get(key)
+    if parts is None:
+        parts = _parts_v5(message, key, qos, retain, _static_v5(message))
+    head, tail = parts
+    if qos == 0:
+        return head + tail
+    if dup:
+        head = set_dup(head)
+    return head + packet_id.to_bytes(2, "big") + tail  # type: ignore[union-attr]
+
+
+def _with_ids(message: Message, qos: int, packet_id: int | None, dup: bool, retain: bool,
+              sub_ids: tuple[int, ...]) -> bytes:
+    """With subscription identifiers and nothing else per delivery: the same bytes for
+    every subscriber with the same identifiers, kept once."""
+    key = (qos, retain, sub_ids)
+    parts = message.cache.get(key)
+    if parts is None:
+        if len(sub_ids) == 1 and sub_ids[0] < 0x80:
+            ids = bytes((_SUB_ID, sub_ids[0]))
+        else:
+            ids = b"".join(bytes((_SUB_ID,)) + _varint(i) for i in sub_ids)
+        body = _static_v5(message) + ids
+        parts = _parts_v5(message, key, qos, retain, body)
     head, tail = parts
     if qos == 0:
         return head + tail
@@ -90,11 +147,10 @@ def _stamped_v5(
     retain: bool, sub_ids: tuple[int, ...],
 ) -> bytes | None:
     cache = message.cache
-    static = cache.get("props")
-    if static is None:
-        static = cache["props"] = props_body(codes.static_properties(message.props))
-        cache["topic"] = message.topic.encode()
-    topic: bytes = cache["topic"]
+    static = _static_v5(message)
+    topic = cache.get("topic")
+    if topic is None:
+        topic = cache["topic"] = message.topic.encode()
     extra = bytearray()
     remaining = codes.remaining_expiry(message, ch.hub.now())
     if remaining is not None:

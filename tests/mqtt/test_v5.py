@@ -222,6 +222,32 @@ def test_end_to_end_properties_reach_v5_subscribers_and_not_v4_ones():
     assert s4.take() == wire.publish("t", b"hello")
 
 
+def test_publisher_properties_go_out_unchanged_beside_each_subscribers_own():
+    """The publisher's property bytes are forwarded as they came, the topic alias
+    left out, each subscriber's identifiers added, each QoS 1 delivery its own id."""
+    broker = Broker()
+    plain = v5(broker, "plain")
+    sub5(plain, "t/#", 1)
+    one = v5(broker, "one")
+    sub5(one, "t/#", 1, props=wire.prop_varint(P_SUB_ID, 1))
+    both = v5(broker, "both")
+    sub5(both, "t/+", 1, props=wire.prop_varint(P_SUB_ID, 200))
+    sub5(both, "t/x", 1, mid=2, props=wire.prop_varint(P_SUB_ID, 3))
+    users = (wire.prop_pair(P_USER, "z", "\u00e9") + wire.prop_byte(P_PAYLOAD_FORMAT, 7)
+             + wire.prop_pair(P_USER, "z", "again"))
+    pub = v5(broker, "p")
+    pub.send(pub5("t/x", b"m", 1, mid=9, props=wire.prop_u16(P_ALIAS, 1) + users))
+    pub.send(pub5("", b"n", 0, props=users + wire.prop_u16(P_ALIAS, 1)))
+    assert plain.take() == pub5("t/x", b"m", 1, mid=1, props=users) + pub5("t/x", b"n", props=users)
+    ids1 = wire.prop_varint(P_SUB_ID, 1)
+    assert one.take() == pub5("t/x", b"m", 1, mid=1, props=users + ids1) + pub5("t/x", b"n", props=users + ids1)
+    got = both.take()
+    ids = {wire.prop_varint(P_SUB_ID, 200) + wire.prop_varint(P_SUB_ID, 3),
+           wire.prop_varint(P_SUB_ID, 3) + wire.prop_varint(P_SUB_ID, 200)}
+    assert any(got == pub5("t/x", b"m", 1, mid=1, props=users + i) + pub5("t/x", b"n", props=users + i)
+               for i in ids)
+
+
 def test_puback_reason_codes():
     broker = Broker()
     broker.hub.set_security(allow_all_authenticate, lambda c, access, topic: not (access == WRITE and topic == "no"))
