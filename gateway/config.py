@@ -130,7 +130,8 @@ class Config:
     websockets_log_level: int = 0                # libwebsockets' bit mask: accepted, no effect
     per_listener_settings: bool = False
     # CoAP listeners (gateway.coap); the names follow EMQX's CoAP gateway where it has one.
-    coap_max_requests_per_second: int = 1000     # per source address; 0 = unlimited
+    coap_max_requests_per_second: int = 1000     # per endpoint (address and port); 0 = unlimited
+    coap_max_requests_per_address: int = 5000    # per source address, all ports; 0 = unlimited
     coap_deduplication_entries: int = 50000      # message ids remembered for duplicates
     coap_connection_required: bool = False       # only /mqtt/connection tokens may publish
     coap_heartbeat: int = 30                     # seconds a connection-mode client may idle
@@ -685,6 +686,7 @@ KEYS: dict[str, _Key] = {
     "sys_interval": _Key(_integer(0, 65535), _G),
     # CoAP
     "coap_max_requests_per_second": _Key(_integer(0), _G),
+    "coap_max_requests_per_address": _Key(_integer(0), _G),
     "coap_deduplication_entries": _Key(_integer(1), _G),
     "coap_connection_required": _Key(_boolean, _G),
     "coap_heartbeat": _Key(_integer(1, 86400), _G),

@@ -97,7 +97,8 @@ def test_every_key_parsed():
     assert cfg.check_retain_source is True
     assert cfg.persistent_client_expiration == 365 * 86400
     assert cfg.set_tcp_nodelay is True
-    assert (cfg.coap_max_requests_per_second, cfg.coap_deduplication_entries) == (50, 1000)
+    assert (cfg.coap_max_requests_per_second, cfg.coap_max_requests_per_address,
+            cfg.coap_deduplication_entries) == (50, 400, 1000)
     assert (cfg.coap_connection_required, cfg.coap_heartbeat) == (True, 60)
     assert (cfg.coap_publish_qos, cfg.coap_subscribe_qos, cfg.coap_notify_type) == (
         "qos1", "qos2", "con")
@@ -116,10 +117,10 @@ def test_every_key_parsed():
                  listener_allow_anonymous=False),
         Listener(9883, "127.0.0.1", "http_api", source=(path, 62),
                  http_dir="/usr/share/mqttgateway/www"),
-        Listener(8080, "127.0.0.1", "websockets", source=(path, 93),
+        Listener(8080, "127.0.0.1", "websockets", source=(path, 94),
                  websockets_origin=["https://app.example", "http://localhost:3000"],
                  enable_proxy_protocol=2),
-        Listener(5684, "127.0.0.1", "coap", source=(path, 104), psk_hint="gateway",
+        Listener(5684, "127.0.0.1", "coap", source=(path, 105), psk_hint="gateway",
                  oscore_file="/etc/mqttgateway/oscore.json"),
     ]
     assert cfg.psk_file == "/etc/mqttgateway/psk" and cfg.oscore_file is None
@@ -130,7 +131,7 @@ def test_every_key_parsed():
     assert [(p.path, p.options) for p in cfg.plugins] == [
         ("plugins.sql_auth", {"database": "/var/lib/mqttgateway/auth.db"})]
     assert cfg.bridges == [
-        Bridge("cloud", (path, 110),
+        Bridge("cloud", (path, 111),
                [("broker-1.example.com", 8883), ("2001:db8::1", 8883), ("broker-2.example.com", 1883)],
                [TopicRule("sensors/#", "out", 1, "", "site-a/"),
                 TopicRule("cmd/#", "in", 2, "site-a/", "cloud/site-a/")],
@@ -144,7 +145,7 @@ def test_every_key_parsed():
                cafile="/etc/mqttgateway/cloud-ca.pem", capath="/etc/ssl/certs",
                certfile="/etc/mqttgateway/site-a.pem", keyfile="/etc/mqttgateway/site-a.key",
                insecure=True, tls_version="tlsv1.3", alpn="mqtt"),
-        Bridge("other", (path, 146), [("192.0.2.7", 1883)], [TopicRule("#", "both", 0, "", "")],
+        Bridge("other", (path, 147), [("192.0.2.7", 1883)], [TopicRule("#", "both", 0, "", "")],
                "site-a-other", "site-a", "other-secret", "local.site-a-other"),
     ]
 

@@ -7,7 +7,8 @@ garbage collections, which in this process would stall every MQTT client too.
 ``GatewayMessageManager`` keeps the same RFC 7252 deduplication in a dict plus a
 FIFO of expiry times (no timers), capped at ``coap_deduplication_entries``; when full,
 the oldest message ids are forgotten first. It also answers requests above
-``coap_max_requests_per_second`` from one source address with 5.03 and Max-Age before
+``coap_max_requests_per_second`` from one endpoint (address and port), or above
+``coap_max_requests_per_address`` from one address, with 5.03 and Max-Age before
 anything else is allocated for them, tells a notification's sender when its CON was
 acknowledged, and ends observations whose NON notification was answered with RST.
 
@@ -43,6 +44,7 @@ class CoAPStats:
     __slots__ = (
         "requests",
         "limited",
+        "limited_address",
         "duplicates",
         "errors",
         "notifications",
@@ -53,7 +55,8 @@ class CoAPStats:
 
     def __init__(self) -> None:
         self.requests = 0  # requests received (all methods, all paths)
-        self.limited = 0  # answered 5.03 by the rate limit
+        self.limited = 0  # answered 5.03 by a rate limit
+        self.limited_address = 0  # of which by the per-address one
         self.duplicates = 0  # retransmissions recognised by message id
         self.errors = 0  # 4.xx and 5.xx responses sent
         self.notifications = 0  # Observe notifications sent
@@ -81,7 +84,9 @@ class CoAPStats:
         ):
             hub.probe(name, kind, help, (), lambda attr=attr: [((), getattr(self, attr))], "coap")
         hub.probe("rate_limited", "counter", "Answers delayed or refused by a rate limit",
-                  ("protocol", "limit"), lambda: [(("coap", "request_rate"), self.limited)], "coap")
+                  ("protocol", "limit"),
+                  lambda: [(("coap", "request_rate"), self.limited - self.limited_address),
+                           (("coap", "address_request_rate"), self.limited_address)], "coap")
 
 
 def source_host(remote: Any) -> Any:
@@ -96,29 +101,49 @@ def source_host(remote: Any) -> Any:
 
 
 class RateLimiter:
-    """Requests per source address in fixed one-second windows.
+    """Requests per endpoint (address and port) and per address, in fixed one-second
+    windows.
 
-    One dict, cleared when a window ends, so memory is bounded by the number of
-    sources seen in one second whatever the load.
+    The endpoint limit is one device's share; the address limit, higher, lets many
+    devices behind one NAT address through while a client spraying source ports
+    still meets a ceiling. Two dicts, cleared when a window ends, so memory is
+    bounded by the senders of one second whatever the load.
     """
 
-    __slots__ = ("limit", "_counts", "_window_end", "_clock")
+    __slots__ = ("limit", "address_limit", "_endpoints", "_addresses", "_window_end", "_clock")
 
-    def __init__(self, limit: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, limit: int, address_limit: int = 0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
-        self._counts: dict[Any, int] = {}
+        self.address_limit = address_limit
+        self._endpoints: dict[Any, int] = {}
+        self._addresses: dict[Any, int] = {}
         self._window_end = 0.0
         self._clock = clock
 
-    def allow(self, source: Any) -> bool:
+    def allow(self, endpoint: Any, address: Any) -> str | None:
+        """None if the request fits; else which limit it is over (``"endpoint"`` or
+        ``"address"``)."""
         now = self._clock()
-        counts = self._counts
+        endpoints = self._endpoints
+        addresses = self._addresses
         if now >= self._window_end:
-            counts.clear()
+            endpoints.clear()
+            addresses.clear()
             self._window_end = now + 1.0
-        n = counts.get(source, 0) + 1
-        counts[source] = n
-        return n <= self.limit
+        limit = self.limit
+        if limit:
+            n = endpoints.get(endpoint, 0) + 1
+            endpoints[endpoint] = n
+            if n > limit:
+                return "endpoint"
+        limit = self.address_limit
+        if limit:
+            n = addresses.get(address, 0) + 1
+            addresses[address] = n
+            if n > limit:
+                return "address"
+        return None
 
 
 def exchange_peer(remote: Any) -> Any:
@@ -148,7 +173,7 @@ class GatewayMessageManager(MessageManager):
         super().__init__(token_manager)
         self.stats = stats
         self.limits = limits  # CoAPSettings: read live, so a reload applies at once
-        self._limiter = RateLimiter(limits.max_requests_per_second)
+        self._limiter = RateLimiter(limits.max_requests_per_second, limits.max_requests_per_address)
         # Keys and values are plain tuples, strings, ints and bytes: the garbage
         # collector stops tracking them, so a full table adds nothing to GC pauses.
         self._recent: dict[tuple[Any, int], bytes | None] = {}
@@ -162,11 +187,16 @@ class GatewayMessageManager(MessageManager):
     def dispatch_message(self, message: Message) -> None:
         if message.code.is_request():
             self.stats.requests += 1
-            limit = self.limits.max_requests_per_second
-            if limit:
-                limiter = self._limiter
-                limiter.limit = limit
-                if not limiter.allow(source_host(message.remote)):
+            limits = self.limits
+            limiter = self._limiter
+            limiter.limit = limits.max_requests_per_second
+            limiter.address_limit = limits.max_requests_per_address
+            if limiter.limit or limiter.address_limit:
+                remote = message.remote
+                over = limiter.allow(exchange_peer(remote), source_host(remote))
+                if over is not None:
+                    if over == "address":
+                        self.stats.limited_address += 1
                     self._refuse_busy(message)
                     return
         super().dispatch_message(message)

@@ -13,6 +13,7 @@ DEFAULT_BODY_LIMIT = 1 << 20
 @dataclass(slots=True)
 class CoAPSettings:
     max_requests_per_second: int = 1000
+    max_requests_per_address: int = 5000
     deduplication_entries: int = 50000
     connection_required: bool = False
     heartbeat: int = 30
@@ -31,6 +32,7 @@ def settings_from(config: Any, listener: Any = None) -> CoAPSettings:
     """Build the settings from a ``gateway.config.Config`` (and the listener)."""
     return CoAPSettings(
         max_requests_per_second=config.coap_max_requests_per_second,
+        max_requests_per_address=config.coap_max_requests_per_address,
         deduplication_entries=config.coap_deduplication_entries,
         connection_required=config.coap_connection_required,
         heartbeat=config.coap_heartbeat,

@@ -62,6 +62,34 @@ def test_requests_above_the_rate_get_5_03_with_max_age(gateway):
     client.close()
 
 
+def test_devices_behind_one_address_each_have_their_own_rate(gateway):
+    """The limit is per endpoint: eight devices on one address (eight source ports),
+    each under it, are all served; the per-address ceiling is what they share."""
+    port = free_udp_port()
+    gateway(*coap_lines(port, "coap_max_requests_per_second 5"))
+    devices = [RawClient(port) for _ in range(8)]
+    for n, device in enumerate(devices):
+        for mid in range(1, 5):
+            device.send(put(n * 10 + mid, "fleet/t"))
+    codes = [device.receive().code for device in devices for _ in range(4)]
+    assert codes == [CHANGED] * 32
+    for device in devices:
+        device.close()
+
+
+def test_a_client_spraying_source_ports_meets_the_address_ceiling(gateway):
+    port = free_udp_port()
+    gateway(*coap_lines(port, "coap_max_requests_per_second 100", "coap_max_requests_per_address 10"))
+    sockets = [RawClient(port) for _ in range(8)]
+    for n, sock in enumerate(sockets):
+        for mid in range(1, 6):
+            sock.send(put(n * 10 + mid, "spray/t"))
+    codes = [sock.receive().code for sock in sockets for _ in range(5)]
+    assert codes.count(SERVICE_UNAVAILABLE) >= 20  # 10 per window; the burst may straddle two
+    for sock in sockets:
+        sock.close()
+
+
 def test_deduplication_is_bounded(gateway, mqtt_client):
     port = free_udp_port()
     gw = gateway(*coap_lines(port, "coap_deduplication_entries 50"))

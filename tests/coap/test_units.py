@@ -56,11 +56,20 @@ def test_bounded_cache_byte_limit_and_lifetime():
 
 def test_rate_limiter_windows():
     clock = Clock()
-    limiter = RateLimiter(3, clock)
-    assert [limiter.allow("a") for _ in range(4)] == [True, True, True, False]
-    assert limiter.allow("b")  # per source
+    limiter = RateLimiter(3, 0, clock)
+    assert [limiter.allow(("a", 1), "a") for _ in range(4)] == [None, None, None, "endpoint"]
+    assert limiter.allow(("b", 1), "b") is None  # per endpoint
     clock.now += 1.0
-    assert limiter.allow("a")  # a new window
+    assert limiter.allow(("a", 1), "a") is None  # a new window
+
+
+def test_rate_limiter_lets_devices_behind_one_address_through_up_to_its_ceiling():
+    limiter = RateLimiter(3, 8, Clock())
+    # Eight devices behind one NAT address, one port each: each under its own limit.
+    assert [limiter.allow(("nat", port), "nat") for port in range(8)] == [None] * 8
+    # A ninth port from the same address meets the per-address ceiling.
+    assert limiter.allow(("nat", 99), "nat") == "address"
+    assert limiter.allow(("other", 1), "other") is None
 
 
 UTF8 = PayloadFormat.UTF8
