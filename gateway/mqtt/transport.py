@@ -10,11 +10,13 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
+from gateway import outbox
 from gateway.hub.hub import Hub
 from gateway.logtext import summary_for
 from gateway.mqtt.channel import CLOSED, CONNECTED, WAITING, MQTTChannel, MQTTSettings
 from gateway.mqtt.codec import MAX_PACKET_SIZE, Decoder, MQTTError, packet_size
 from gateway.mqtt.packets import Connect
+from gateway.outbox import BufferedLink
 
 # Send whatever the kernel will take in one writable event (Twisted's default of
 # 128 KiB lets a few publishers outrun one subscriber).
@@ -80,7 +82,8 @@ class MQTTProtocol(Protocol):
         # CONNECT needs (the limit rises in dataReceived once it is authenticated).
         self.decoder = Decoder(connect_limit(settings))
         self.authenticated = False
-        self.channel = MQTTChannel(f.hub, settings, self.transport, f.clock, address, f.listener)
+        self.link = BufferedLink(self.transport)
+        self.channel = MQTTChannel(f.hub, settings, self.link, f.clock, address, f.listener)
         transport = self.transport
         transport.registerProducer(self.channel, True)  # type: ignore[union-attr]
         # The TCP connection itself, under TLS, PROXY or WebSocket wrappers if any.
@@ -94,6 +97,15 @@ class MQTTProtocol(Protocol):
         channel = self.channel
         if channel.state == CLOSED:
             return
+        outbox.begin()
+        try:
+            self._received(channel, data)
+        finally:
+            outbox.end()
+        if self.tcp_conn is not None and not self.link.replied() and channel.state != CLOSED:
+            self.ack_if_unanswered(self.tcp_conn)
+
+    def _received(self, channel: MQTTChannel, data: bytes) -> None:
         stats = self.factory.stats
         stats.bytes_received += len(data)
         channel.last_rx = self.factory.clock.seconds()
@@ -123,8 +135,6 @@ class MQTTProtocol(Protocol):
             if not (packets and type(packets[-1]) is Connect and decoder.buffered):
                 break
             data = b""
-        if self.tcp_conn is not None:
-            self.ack_if_unanswered(self.tcp_conn)
 
     def ack_if_unanswered(self, conn: tcp.Connection) -> None:
         """ACK the bytes just read now if no reply is queued to carry the ACK.
@@ -135,8 +145,9 @@ class MQTTProtocol(Protocol):
         it waited that long per QoS 1 or 2 message, whatever our TCP_NODELAY.
         (Mosquitto avoids it only while its own Nagle holds back the PUBACK until
         the client's PUBACK arrives.) TCP_QUICKACK 2 sends the pending ACK and
-        keeps delayed ACKs for later segments. A queued reply, which Twisted
-        sends on the next reactor turn, carries the ACK itself.
+        keeps delayed ACKs for later segments. A reply written during the read
+        (sent when it ends) carries the ACK itself, as does output Twisted still
+        holds for the connection.
         """
         if conn.dataBuffer or conn._tempDataLen:  # Twisted's unsent output
             return
@@ -147,6 +158,9 @@ class MQTTProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.factory.protocols.discard(self)
+        link = getattr(self, "link", None)
+        if link is not None:
+            link.discard()
         channel = getattr(self, "channel", None)
         if channel is not None:
             channel.connection_lost()

@@ -31,6 +31,10 @@ log = Logger(namespace=__name__)
 class WebSocketLink:
     """The transport ``MQTTProtocol`` writes to: one binary message per write."""
 
+    #: One MQTT packet per WebSocket message, as Mosquitto sends them: some browser
+    #: and mini-program clients read one packet per message (``gateway.outbox``).
+    one_message_per_write = True
+
     def __init__(self, ws: MQTTWebSocketProtocol) -> None:
         self.ws = ws
 
