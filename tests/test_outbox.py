@@ -90,4 +90,4 @@ def test_a_framing_transport_gets_each_write_as_it_is() -> None:
 def test_everything_else_is_the_transport_s() -> None:
     t = Recording()
     assert BufferedLink(t).getPeer() == t.getPeer()
-    assert BufferedLink(t).peerAddress is t.peerAddress
+    assert BufferedLink(t).producer is t.producer
