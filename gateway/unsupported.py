@@ -15,8 +15,6 @@ _C_PLUGIN = "C plugins cannot load into a Python process"
 _PSK = ("TLS-PSK is not implemented; give devices client certificates instead "
         "(cafile and require_certificate, see README: TLS)")
 _ENGINE = "OpenSSL engines (hardware keys) are not available; use a PEM key file (keyfile)"
-_PERSISTENCE = ("retained messages and persistent sessions live in memory and are lost at "
-                "restart; drop the line")
 _TIMESTAMP = "each log line starts with an ISO 8601 timestamp; drop the line"
 _BRIDGE = ("bridges are not implemented; drop the bridge section and bridge from the other "
            "broker instead, with a connection whose address is this gateway (try_private false)")
@@ -39,13 +37,6 @@ NOT_SUPPORTED: dict[str, str] = {
     "tls_engine": _ENGINE,
     "tls_engine_kpass_sha1": _ENGINE,
     "tls_keyform": "keys are read from PEM files only; drop the line",
-    # persistence
-    "persistence": _PERSISTENCE,
-    "retained_persistence": _PERSISTENCE,
-    "persistence_file": _PERSISTENCE,
-    "persistence_location": _PERSISTENCE,
-    "autosave_interval": _PERSISTENCE,
-    "autosave_on_changes": _PERSISTENCE,
     # listeners
     "bind_interface": "bind to the interface's address instead: listener PORT ADDRESS",
     # logging
