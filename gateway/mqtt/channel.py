@@ -380,8 +380,9 @@ class MQTTChannel:
             self._ack_when_durable(PubRec(p.packet_id, code))  # type: ignore[arg-type]
 
     def _ack_when_durable(self, packet: Any) -> None:
-        """An acknowledgement of what the client sent, written once what it acknowledges
-        is durable (with persistence on), and never before an earlier one."""
+        """An acknowledgement of what the client sent (or a QoS 2 delivery's bytes),
+        written once what it acknowledges is durable (with persistence on), and never
+        before an earlier one."""
         acks = self._acks
         barrier = self.hub.durable()
         if barrier is None and not acks:
@@ -400,7 +401,10 @@ class MQTTChannel:
         while acks and acks[0][1]:
             packet = acks.popleft()[0]
             if self.state != CLOSED:
-                self._write_ack(packet)
+                if type(packet) is bytes:
+                    self.link.write(packet)   # a held QoS 2 delivery, already counted
+                else:
+                    self._write_ack(packet)
         if not acks:
             self._acks = None
 
@@ -568,11 +572,19 @@ class MQTTChannel:
         stats = self._stats
         stats.messages_sent += 1
         stats.bytes_sent += len(data)
-        self.link.write(data)
+        session = self.session
+        if qos == 2 and (self._acks or (session is not None and session.expiry != 0)):
+            # Exactly once across a crash: the client sees a QoS 2 delivery to its
+            # persistent session only once the store knows it was sent.
+            self._ack_when_durable(data)
+        else:
+            self.link.write(data)
         return True
 
     def send_pubrel(self, packet_id: int) -> None:
-        self._write_ack(PubRel(packet_id))
+        # Held as a delivery is: a PUBREL the store has not recorded could be followed,
+        # after a crash, by the same PUBLISH again, which the client would take as new.
+        self._ack_when_durable(PubRel(packet_id))
 
     def close(self, reason: Reason) -> None:
         """The hub ended this connection (taken over, no longer authorized, shutting
