@@ -386,7 +386,10 @@ class MQTTChannel:
         acks = self._acks
         barrier = self.hub.durable()
         if barrier is None and not acks:
-            self._write_ack(packet)
+            if type(packet) is bytes:
+                self.link.write(packet)
+            else:
+                self._write_ack(packet)
             return
         if acks is None:
             acks = self._acks = deque()
@@ -436,7 +439,7 @@ class MQTTChannel:
             session.acknowledge(pid)  # the client refused it: the flow ends here
             return
         session.received_pubrec(pid)
-        self._write_ack(PubRel(pid))
+        self.send_pubrel(pid)
 
     def _on_pubrel(self, p: PubRel) -> None:
         session = self.session

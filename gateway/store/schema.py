@@ -102,6 +102,12 @@ def open_store(path: str, sync: str = "normal", create: bool = True) -> sqlite3.
                 path)
         elif version < 1:
             raise StoreError(f"unknown store format version {version}", path)
+        else:
+            # Every page of every table and index, without cross-checking them: a
+            # damaged store stops startup here rather than at some later write.
+            problem = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if problem != "ok":
+                raise StoreError(f"corrupt store: {problem}", path)
         conn.execute("COMMIT")
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode.lower() != "wal":
