@@ -7,6 +7,8 @@ one on the same store (on another port) and checks with real clients (paho-mqtt 
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import shutil
 import signal
 import sqlite3
@@ -347,3 +349,58 @@ def test_a_missing_folder_stops_startup(gateway, tmp_path):
     gw = gateway("persistence true", f"persistence_location {tmp_path}/absent/", wait=False)
     assert gw.wait_exit() == 1
     assert f"{tmp_path}/absent/mqttgateway.db: no such directory" in gw.stderr
+
+
+# --- replacing Mosquitto ----------------------------------------------------------------
+
+MOSQUITTO = "/usr/sbin/mosquitto"
+
+
+def _mosquitto_db_maker():
+    spec = importlib.util.spec_from_file_location("make_mosquitto_db", DATA / "make_mosquitto_db.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(not os.access(MOSQUITTO, os.X_OK), reason="Debian's mosquitto is not installed")
+def test_first_start_imports_the_mosquitto_db_beside_the_store(stores, paho, tmp_path):
+    made = _mosquitto_db_maker().make("v6-mosquitto-2.0.11.db", tmp_path)
+    stores.folder.mkdir(exist_ok=True)
+    shutil.copy(made, stores.folder / "mosquitto.db")
+    gw = stores.start()
+    assert (f"imported {stores.folder}/mosquitto.db: 3 retained messages, 3 sessions, "
+            "6 subscriptions") in gw.stderr, gw.describe()
+    reader = paho(gw.port, "reader", 4)
+    reader.connect()
+    reader.subscribe("r/#", 0)
+    got = {m.topic: m.payload for m in (reader.next_message() for _ in range(3))}
+    assert got == {"r/plain": b"21.5", "r/binary": b"\x00\x01\xfe\xff", "r/v5": b'{"t": 21.5}'}
+    session = paho(gw.port, "sess-311", 4, clean_session=False)
+    assert session.connect() is True
+    got = sorted(m.payload for m in (session.next_message() for _ in range(5)))
+    assert got == sorted([b"first", b"second", b"third, sent at QoS 2", b"fourth",
+                          b"for the shared subscription"])
+    session.disconnect()
+    # The store is ours from now on: a restart does not import again.
+    gw = stores.restart()
+    assert "imported" not in gw.stderr
+    assert (stores.folder / "mosquitto.db").read_bytes() == made.read_bytes()
+
+
+def test_a_broken_mosquitto_db_beside_stops_startup_without_making_a_store(stores):
+    stores.folder.mkdir(exist_ok=True)
+    shutil.copy(DATA / "corrupt-truncated.db", stores.folder / "mosquitto.db")
+    gw = stores.start(wait=False)
+    assert gw.wait_exit() == 1
+    assert f"{stores.folder}/mosquitto.db: retain chunk at offset 1671" in gw.stderr
+    assert not stores.path.exists()
+
+
+def test_persistence_file_naming_a_mosquitto_db_stops_startup(gateway, tmp_path):
+    shutil.copy(DATA / "v6-mosquitto-2.0.11.db", tmp_path / "mosquitto.db")
+    gw = gateway("persistence true", f"persistence_location {tmp_path}/",
+                 "persistence_file mosquitto.db", wait=False)
+    assert gw.wait_exit() == 1
+    assert (f"{tmp_path}/mosquitto.db: this is a Mosquitto persistence file, not an mqttgateway "
+            "store; import it with 'mqttgateway-db import'") in gw.stderr
