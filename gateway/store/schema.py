@@ -48,10 +48,9 @@ CREATE TABLE subscriptions(
     retain_handling TEXT NOT NULL, identifier INTEGER,
     PRIMARY KEY(client_id, topic_filter)) WITHOUT ROWID;
 CREATE TABLE outgoing(
-    client_id TEXT NOT NULL, seq INTEGER NOT NULL, message_id INTEGER NOT NULL,
+    seq INTEGER PRIMARY KEY, client_id TEXT NOT NULL, message_id INTEGER NOT NULL,
     qos INTEGER NOT NULL, retain INTEGER NOT NULL, sub_ids TEXT, share_name TEXT,
-    share_filter TEXT, pid INTEGER NOT NULL, state INTEGER NOT NULL, inflight INTEGER NOT NULL,
-    PRIMARY KEY(client_id, seq)) WITHOUT ROWID;
+    share_filter TEXT, pid INTEGER NOT NULL, state INTEGER NOT NULL, inflight INTEGER NOT NULL);
 CREATE TABLE inbound(
     client_id TEXT NOT NULL, pid INTEGER NOT NULL, fingerprint INTEGER NOT NULL,
     message_id INTEGER, PRIMARY KEY(client_id, pid)) WITHOUT ROWID;
@@ -234,7 +233,7 @@ def _load(conn: sqlite3.Connection, now: float) -> Snapshot:
             disconnected_at, will_id, will_delay, will_expiry, next_pid,
             json.loads(extra) if extra else {}))
     known = {s.client_id for s in sessions}
-    orphans: dict[str, list[Any]] = {"subscriptions": [], "outgoing": [], "inbound": []}
+    orphans: dict[str, list[Any]] = {"subscriptions": [], "inbound": []}
 
     subs = snap.subscriptions
     for row in conn.execute("SELECT * FROM subscriptions"):
@@ -244,7 +243,8 @@ def _load(conn: sqlite3.Connection, now: float) -> Snapshot:
         else:
             orphans["subscriptions"].append(row[0])
     outgoing = snap.outgoing
-    for (cid, seq, mid, qos, retain, sub_ids, share_name, share_filter, pid, state,
+    orphan_seqs = []
+    for (seq, cid, mid, qos, retain, sub_ids, share_name, share_filter, pid, state,
          inflight) in conn.execute("SELECT * FROM outgoing"):
         if cid in known:
             outgoing.append(StoredOutgoing(
@@ -253,7 +253,7 @@ def _load(conn: sqlite3.Connection, now: float) -> Snapshot:
                 (share_name, share_filter) if share_name is not None else None,
                 pid, state, bool(inflight)))
         else:
-            orphans["outgoing"].append(cid)
+            orphan_seqs.append((seq,))
     inbound = snap.inbound
     for cid, pid, fingerprint, mid in conn.execute("SELECT * FROM inbound"):
         if cid in known:
@@ -294,6 +294,8 @@ def _load(conn: sqlite3.Connection, now: float) -> Snapshot:
     for table, clients in orphans.items():
         if clients:
             conn.executemany(f"DELETE FROM {table} WHERE client_id = ?", [(c,) for c in set(clients)])
+    if orphan_seqs:
+        conn.executemany("DELETE FROM outgoing WHERE seq = ?", orphan_seqs)
     if unused:
         conn.executemany("DELETE FROM messages WHERE id = ?", unused)
     conn.execute("UPDATE sessions SET disconnected_at = ? WHERE disconnected_at IS NULL", (now,))
@@ -332,7 +334,7 @@ def write_snapshot(conn: sqlite3.Connection, snap: Snapshot, replace: bool = Fal
             (s.client_id, s.topic_filter, s.qos, s.no_local, s.retain_as_published,
              s.retain_handling, s.identifier) for s in snap.subscriptions))
         conn.executemany(PUT_OUTGOING, (
-            (o.client_id, o.seq, o.message_id, o.qos, o.retain, sub_ids_text(o.sub_ids),
+            (o.seq, o.client_id, o.message_id, o.qos, o.retain, sub_ids_text(o.sub_ids),
              o.share[0] if o.share else None, o.share[1] if o.share else None, o.pid, o.state,
              o.inflight) for o in snap.outgoing))
         conn.executemany(PUT_INBOUND, (

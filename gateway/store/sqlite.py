@@ -118,8 +118,8 @@ class SqliteStore:
         self._ret: dict[str, int | None] = {}
         self._sess: dict[str, Session] = {}
         self._subs: dict[tuple[str, str], Subscription | None] = {}
-        # (client id, seq) -> (session, delivery, row is new in this batch) or None: delete
-        self._out: dict[tuple[str, int], Any] = {}
+        # seq -> (session, delivery, row is new in this batch), or None: delete the row
+        self._out: dict[int, Any] = {}
         self._in: dict[tuple[str, int], Any] = {}
         self._wills: dict[str, Any] = {}
 
@@ -244,15 +244,19 @@ class SqliteStore:
     def session_ended(self, client_id: str) -> None:
         self._sess.pop(client_id, None)
         self._ended.add(client_id)
-        for mid in (self._out_refs.pop(client_id, None) or {}).values():
+        out = self._out
+        for sid, mid in (self._out_refs.pop(client_id, None) or {}).items():
             self._unref(mid)
+            entry = out.pop(sid, None)
+            if entry is None or not entry[2]:
+                out[sid] = None
         for mid in (self._in_refs.pop(client_id, None) or {}).values():
             if mid is not None:
                 self._unref(mid)
         mid = self._swill_refs.pop(client_id, None)
         if mid is not None:
             self._unref(mid)
-        for table in (self._subs, self._out, self._in):
+        for table in (self._subs, self._in):
             for key in [k for k in table if k[0] == client_id]:
                 del table[key]
         if not self._pending:
@@ -273,11 +277,10 @@ class SqliteStore:
             sid = out.sid = self._next_sid
             self._next_sid += 1
             refs[sid] = self._ref(out.message)
-            self._out[(client, sid)] = (session, out, True)
+            self._out[sid] = (session, out, True)
         else:
-            key = (client, sid)
-            entry = self._out.get(key)
-            self._out[key] = (session, out, entry is not None and entry[2])
+            entry = self._out.get(sid)
+            self._out[sid] = (session, out, entry is not None and entry[2])
         if not self._pending:
             self._touch()
 
@@ -288,10 +291,9 @@ class SqliteStore:
         if not sid or refs is None or sid not in refs:
             return
         self._unref(refs.pop(sid))
-        key = (client, sid)
-        entry = self._out.pop(key, None)
+        entry = self._out.pop(sid, None)
         if entry is None or not entry[2]:
-            self._out[key] = None
+            self._out[sid] = None
         if not self._pending:
             self._touch()
 
@@ -376,14 +378,14 @@ class SqliteStore:
                 mid, session.will_delay, session.will_expiry, session._next_pid,
                 json.dumps(session.extra) if session.extra else None))
         out_put, out_del = [], []
-        for key, entry in self._out.items():
+        for sid, entry in self._out.items():
             if entry is None:
-                out_del.append(key)
+                out_del.append((sid,))
                 continue
             session, out, _ = entry
             share = out.share
             out_put.append((
-                key[0], key[1], out.message.store_id, out.qos, out.retain,
+                sid, session.client_id, out.message.store_id, out.qos, out.retain,
                 sub_ids_text(out.sub_ids) if out.sub_ids else None,
                 share.name if share is not None else None,
                 share.topic_filter if share is not None else None,
@@ -408,7 +410,7 @@ class SqliteStore:
         ended = [(c,) for c in self._ended]
         statements: list[tuple[str, list[Any]]] = []
         if ended:
-            for table in ("sessions", "subscriptions", "outgoing", "inbound"):
+            for table in ("sessions", "subscriptions", "inbound"):
                 statements.append((f"DELETE FROM {table} WHERE client_id = ?", ended))
         for sql, rows in (
             (schema.PUT_MESSAGE, [message_row(mid, m) for mid, m in self._msg_new.items()]),
@@ -418,7 +420,7 @@ class SqliteStore:
             (schema.PUT_SUBSCRIPTION, sub_put),
             ("DELETE FROM subscriptions WHERE client_id = ? AND topic_filter = ?", sub_del),
             (schema.PUT_OUTGOING, out_put),
-            ("DELETE FROM outgoing WHERE client_id = ? AND seq = ?", out_del),
+            ("DELETE FROM outgoing WHERE seq = ?", out_del),
             (schema.PUT_INBOUND, in_put),
             ("DELETE FROM inbound WHERE client_id = ? AND pid = ?", in_del),
             (schema.PUT_WILL, will_put),
