@@ -148,8 +148,8 @@ def config_lines(kind: str, store: Path, mosquitto21: str | None) -> list[str]:
         return ["persistence true", f"persistence_location {store}/", "max_queued_messages 1000"]
     plugin = Path(mosquitto21).parent.parent / "plugins" / "persist-sqlite" / \
         "mosquitto_persist_sqlite.so"
-    return ["persistence true", f"persistence_location {store}/", f"plugin {plugin}",
-            "plugin_opt_flush_period 0"]
+    # Mosquitto 2.1 refuses "persistence true" beside a persistence plugin.
+    return [f"persistence_location {store}/", f"plugin {plugin}", "plugin_opt_flush_period 0"]
 
 
 def start(kind: str, workdir: Path, store: Path, mosquitto21: str | None) -> brokers.Server:
@@ -339,14 +339,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--only", default="throughput,restart")
     parser.add_argument("--mosquitto21", help="Mosquitto 2.1 binary (its build tree has the plugin)")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--kinds", default="gw-memory,gw-persist-normal,gw-persist-full,mosquitto")
     parser.add_argument("--retained", type=int, default=100_000)
     parser.add_argument("--sessions", type=int, default=10_000)
     parser.add_argument("--queued", type=int, default=100_000)
     args = parser.parse_args(argv[1:])
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = header(argv)
-    kinds = ["gw-memory", "gw-persist-normal", "gw-persist-full", "mosquitto"]
-    if args.mosquitto21:
+    kinds = args.kinds.split(",")
+    if args.mosquitto21 and "mosquitto21" not in kinds:
         kinds.append("mosquitto21")
     only = args.only.split(",")
     if "throughput" in only:
@@ -356,8 +357,8 @@ def main(argv: list[str]) -> int:
             out.append(f"throughput {kind}: " + ", ".join(
                 f"{k} {v:,.0f}" for k, v in figures[kind].items()))
             print(out[-1], flush=True)
-        base = figures["gw-memory"]["acked/s"]
-        for kind in kinds[1:]:
+        base = figures.get("gw-memory", {}).get("acked/s")
+        for kind in kinds[1:] if base else ():
             out.append(f"ratio {kind} / gw-memory: {figures[kind]['acked/s'] / base:.2f}")
     if "restart" in only:
         for kind in ("gw-persist-normal", "mosquitto") + (("mosquitto21",) if args.mosquitto21 else ()):
