@@ -121,7 +121,7 @@ class Config:
     persistence: bool = False
     persistence_location: str = ""
     persistence_file: str = "mqttgateway.db"
-    persistence_sync: str = "normal"             # normal: survives a crash; full: a power cut
+    persistence_sync: str = "full"               # full: survives a power cut; normal: a crash
     autosave_interval: int = 1800                # accepted: every change is committed at once
     autosave_on_changes: bool = False            # accepted, as autosave_interval
     set_tcp_nodelay: bool = False

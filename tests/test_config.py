@@ -123,6 +123,35 @@ def test_every_key_parsed():
     assert cfg.scram_file == "/etc/mqttgateway/scram"
     assert [(p.path, p.options) for p in cfg.plugins] == [
         ("plugins.sql_auth", {"database": "/var/lib/mqttgateway/auth.db"})]
+    assert (cfg.persistence, cfg.persistence_location, cfg.persistence_file) == (
+        True, "/var/lib/mqttgateway/", "state.db")
+    assert (cfg.persistence_sync, cfg.autosave_interval, cfg.autosave_on_changes) == (
+        "normal", 60, True)
+
+
+def test_debian_default_config_loads(tmp_path):
+    """Debian's stock mosquitto.conf, with its include_dir pointed at an empty folder."""
+    text = (DATA / "good" / "debian-default.conf").read_text()
+    conf_d = tmp_path / "conf.d"
+    conf_d.mkdir()
+    path = tmp_path / "mosquitto.conf"
+    path.write_text(text.replace("include_dir /etc/mosquitto/conf.d", f"include_dir {conf_d}"))
+    cfg = load(str(path))
+    assert (cfg.persistence, cfg.persistence_location) == (True, "/var/lib/mosquitto/")
+    assert cfg.persistence_file == "mqttgateway.db"
+    assert cfg.pid_file == "/run/mosquitto/mosquitto.pid"
+    assert cfg.log_dest == ["file /var/log/mosquitto/mosquitto.log"]
+
+
+def test_persistence_defaults():
+    cfg = parse("")
+    assert (cfg.persistence, cfg.persistence_location, cfg.persistence_file) == (
+        False, "", "mqttgateway.db")
+    assert cfg.persistence_sync == "full"
+
+
+def test_retained_persistence_is_persistence():
+    assert parse("retained_persistence true").persistence is True
 
 
 def test_every_supported_key_is_in_the_every_key_sample():

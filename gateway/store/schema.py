@@ -12,6 +12,7 @@ Everything here runs on one thread at a time: the caller's at startup (``open_st
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sqlite3
@@ -71,7 +72,7 @@ PUT_INBOUND = "INSERT OR REPLACE INTO inbound VALUES (?,?,?,?)"
 PUT_WILL = "INSERT OR REPLACE INTO wills VALUES (?,?,?,?,?,?)"
 
 
-def open_store(path: str, sync: str = "normal", create: bool = True) -> sqlite3.Connection:
+def open_store(path: str, sync: str = "full", create: bool = True) -> sqlite3.Connection:
     """Open (or create) the store at ``path``, locked for this process; any reason it
     cannot be used is a ``StoreError`` naming the file."""
     _check_header(path)
@@ -210,6 +211,8 @@ def load(conn: sqlite3.Connection, path: str, now: float | None = None) -> Snaps
     stopped keep ``disconnected_at`` None in the snapshot (so ``restore`` sends their
     will) and get ``now`` in the file."""
     now = time.time() if now is None else now
+    collecting = gc.isenabled()
+    gc.disable()      # as in restore(): many objects, all kept
     try:
         return _load(conn, now)
     except sqlite3.DatabaseError as e:
@@ -220,6 +223,9 @@ def load(conn: sqlite3.Connection, path: str, now: float | None = None) -> Snaps
         raise StoreError(f"corrupt store: {e}", path) from None
     except (ValueError, TypeError, KeyError) as e:
         raise StoreError(f"corrupt store: a row does not decode ({e})", path) from None
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _load(conn: sqlite3.Connection, now: float) -> Snapshot:

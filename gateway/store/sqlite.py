@@ -80,7 +80,7 @@ class SqliteStore:
 
     log = Logger()
 
-    def __init__(self, path: str, sync: str = "normal", reactor: Any = None,
+    def __init__(self, path: str, sync: str = "full", reactor: Any = None,
                  autoflush: bool = True, create: bool = True) -> None:
         self.path = path
         self.conn = schema.open_store(path, sync, create)
