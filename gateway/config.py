@@ -125,6 +125,13 @@ class Config:
     upgrade_outgoing_qos: bool = False
     check_retain_source: bool = False
     persistent_client_expiration: int | None = None   # seconds; None = never
+    # The durable store (gateway.store): the file is persistence_location/persistence_file.
+    persistence: bool = False
+    persistence_location: str = ""
+    persistence_file: str = "mqttgateway.db"
+    persistence_sync: str = "full"               # full: survives a power cut; normal: a crash
+    autosave_interval: int = 1800                # accepted: every change is committed at once
+    autosave_on_changes: bool = False            # accepted, as autosave_interval
     set_tcp_nodelay: bool = False
     websockets_headers_size: int = WEBSOCKETS_HEADERS_SIZE   # bytes of HTTP request headers
     websockets_log_level: int = 0                # libwebsockets' bit mask: accepted, no effect
@@ -683,6 +690,13 @@ KEYS: dict[str, _Key] = {
     "check_retain_source": _Key(_boolean, _G),
     "persistent_client_expiration": _Key(_duration, _G),
     "set_tcp_nodelay": _Key(_boolean, _G),
+    "persistence": _Key(_boolean, _G),
+    "retained_persistence": _Key(_boolean, _G, _Parser.store_as("persistence")),
+    "persistence_location": _Key(_text, _G),
+    "persistence_file": _Key(_text, _G),
+    "persistence_sync": _Key(_choice(frozenset({"normal", "full"}), "expected normal or full, got {!r}"), _G),
+    "autosave_interval": _Key(_integer(0), _G),
+    "autosave_on_changes": _Key(_boolean, _G),
     "sys_interval": _Key(_integer(0, 65535), _G),
     # CoAP
     "coap_max_requests_per_second": _Key(_integer(0), _G),

@@ -17,7 +17,7 @@ from twisted.python import usage
 from gateway import __version__
 from gateway.bridge.service import BridgeService
 from gateway.config import Config, Listener, default_config, load
-from gateway.errors import ConfigError, StartupFailed
+from gateway.errors import ConfigError, StartupFailed, StoreError
 from gateway.hub.api import Message
 from gateway.hub.auth import close_policies, listener_key
 from gateway.hub.hub import Hub, HubSettings
@@ -158,6 +158,7 @@ class GatewayService(service.MultiService):
         self.sys_timer: TimerService | None = None
         self._configure_sys_timer()
         self.pid_file = PidFile(config.pid_file)
+        self.store: Any = None
         # Last child: started once the listeners are, stopped (STOPPING=1) first.
         SystemdNotify().setServiceParent(self)
 
@@ -220,12 +221,34 @@ class GatewayService(service.MultiService):
         try:
             require_asyncio_reactor()
             self._write_pid_file()
+            self._open_store()
             super().privilegedStartService()
         except SystemExit as e:
             self._startup_failed(e)
         except Exception:
             self.pid_file.remove()
             raise
+
+    def _open_store(self) -> None:
+        """With ``persistence true``: open the store (after twistd has daemonized, so
+        the lock belongs to the process that serves), rebuild the hub from it, and
+        report every change to it from now on."""
+        if not self.config.persistence:
+            return
+        from gateway.hub.persistence import restore
+        from gateway.store.startup import open_configured
+
+        listeners = {listener_key(x): x for x in self.config.listeners}
+        try:
+            store, snapshot = open_configured(self.config, list(listeners), self.log)
+        except StoreError as e:
+            raise SystemExit(f"mqttgateway: {e}") from None
+        self.store = store
+        self.hub.journal = store
+        found = restore(self.hub, snapshot, listeners)
+        store.attach(self.hub)
+        self.log.info("store {path}: {retained} retained messages, {sessions} sessions, "
+                      "{queued} queued messages", path=store.path, **found)
 
     def _write_pid_file(self) -> None:
         try:
@@ -319,6 +342,9 @@ class GatewayService(service.MultiService):
         if getattr(reactor, "_exitSignal", None) is not None:
             reactor._exitSignal = None  # type: ignore[attr-defined]
         yield self.security.close()
+        if self.store is not None:
+            # Every change made until now (the connections just closed) is committed.
+            yield self.store.close()
         self.pid_file.remove()
         self.log.info("mqttgateway stopped")
 

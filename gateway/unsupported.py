@@ -13,8 +13,6 @@ __all__ = ["NOT_SUPPORTED", "NOT_SUPPORTED_PREFIXES", "refusal"]
 
 _C_PLUGIN = "C plugins cannot load into a Python process"
 _ENGINE = "OpenSSL engines (hardware keys) are not available; use a PEM key file (keyfile)"
-_PERSISTENCE = ("retained messages and persistent sessions live in memory and are lost at "
-                "restart; drop the line")
 _TIMESTAMP = "each log line starts with an ISO 8601 timestamp; drop the line"
 _PSK_BRIDGE = ("TLS-PSK is not implemented; give the bridge a certificate instead "
                "(bridge_cafile, bridge_certfile and bridge_keyfile)")
@@ -37,13 +35,6 @@ NOT_SUPPORTED: dict[str, str] = {
     "tls_engine": _ENGINE,
     "tls_engine_kpass_sha1": _ENGINE,
     "tls_keyform": "keys are read from PEM files only; drop the line",
-    # persistence
-    "persistence": _PERSISTENCE,
-    "retained_persistence": _PERSISTENCE,
-    "persistence_file": _PERSISTENCE,
-    "persistence_location": _PERSISTENCE,
-    "autosave_interval": _PERSISTENCE,
-    "autosave_on_changes": _PERSISTENCE,
     # listeners
     "bind_interface": "bind to the interface's address instead: listener PORT ADDRESS",
     # logging

@@ -120,7 +120,7 @@ def test_every_key_parsed():
         Listener(8080, "127.0.0.1", "websockets", source=(path, 94),
                  websockets_origin=["https://app.example", "http://localhost:3000"],
                  enable_proxy_protocol=2),
-        Listener(5684, "127.0.0.1", "coap", source=(path, 105), psk_hint="gateway",
+        Listener(5684, "127.0.0.1", "coap", source=(path, 112), psk_hint="gateway",
                  oscore_file="/etc/mqttgateway/oscore.json"),
     ]
     assert cfg.psk_file == "/etc/mqttgateway/psk" and cfg.oscore_file is None
@@ -131,7 +131,7 @@ def test_every_key_parsed():
     assert [(p.path, p.options) for p in cfg.plugins] == [
         ("plugins.sql_auth", {"database": "/var/lib/mqttgateway/auth.db"})]
     assert cfg.bridges == [
-        Bridge("cloud", (path, 111),
+        Bridge("cloud", (path, 118),
                [("broker-1.example.com", 8883), ("2001:db8::1", 8883), ("broker-2.example.com", 1883)],
                [TopicRule("sensors/#", "out", 1, "", "site-a/"),
                 TopicRule("cmd/#", "in", 2, "site-a/", "cloud/site-a/")],
@@ -145,9 +145,38 @@ def test_every_key_parsed():
                cafile="/etc/mqttgateway/cloud-ca.pem", capath="/etc/ssl/certs",
                certfile="/etc/mqttgateway/site-a.pem", keyfile="/etc/mqttgateway/site-a.key",
                insecure=True, tls_version="tlsv1.3", alpn="mqtt"),
-        Bridge("other", (path, 147), [("192.0.2.7", 1883)], [TopicRule("#", "both", 0, "", "")],
+        Bridge("other", (path, 154), [("192.0.2.7", 1883)], [TopicRule("#", "both", 0, "", "")],
                "site-a-other", "site-a", "other-secret", "local.site-a-other"),
     ]
+    assert (cfg.persistence, cfg.persistence_location, cfg.persistence_file) == (
+        True, "/var/lib/mqttgateway/", "state.db")
+    assert (cfg.persistence_sync, cfg.autosave_interval, cfg.autosave_on_changes) == (
+        "normal", 60, True)
+
+
+def test_debian_default_config_loads(tmp_path):
+    """Debian's stock mosquitto.conf, with its include_dir pointed at an empty folder."""
+    text = (DATA / "good" / "debian-default.conf").read_text()
+    conf_d = tmp_path / "conf.d"
+    conf_d.mkdir()
+    path = tmp_path / "mosquitto.conf"
+    path.write_text(text.replace("include_dir /etc/mosquitto/conf.d", f"include_dir {conf_d}"))
+    cfg = load(str(path))
+    assert (cfg.persistence, cfg.persistence_location) == (True, "/var/lib/mosquitto/")
+    assert cfg.persistence_file == "mqttgateway.db"
+    assert cfg.pid_file == "/run/mosquitto/mosquitto.pid"
+    assert cfg.log_dest == ["file /var/log/mosquitto/mosquitto.log"]
+
+
+def test_persistence_defaults():
+    cfg = parse("")
+    assert (cfg.persistence, cfg.persistence_location, cfg.persistence_file) == (
+        False, "", "mqttgateway.db")
+    assert cfg.persistence_sync == "full"
+
+
+def test_retained_persistence_is_persistence():
+    assert parse("retained_persistence true").persistence is True
 
 
 def test_every_supported_key_is_in_the_every_key_sample():

@@ -226,6 +226,7 @@ class Hub:
                 self.deadlines.schedule(("will", session.client_id), self.now() + delay,
                                         lambda: self._publish_will(session, will, will_expiry))
                 if self.journal is not None:
+                    will.source = session.client     # whose ACL applies when it goes out
                     self.journal.will(session.client_id, will, self.now() + delay, will_expiry)
             else:
                 self._publish_will(session, will, will_expiry)

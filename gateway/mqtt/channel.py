@@ -14,7 +14,6 @@ one connection, never anything else.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 from zlib import crc32
@@ -23,6 +22,7 @@ from twisted.internet.defer import gatherResults
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger, LogLevel
 
+from gateway.hub.acks import DurableAcks
 from gateway.hub.api import SUBSCRIBE, WRITE, ClientInfo, Denied, Message, Reason
 from gateway.hub.auth import authorize_later, has_acl_plugins
 from gateway.logtext import clip, summary_for
@@ -141,7 +141,8 @@ class MQTTChannel:
         self.bridge = False             # a Mosquitto bridge said so in its CONNECT
         self._graceful = False
         self._linger: Any = None        # after our DISCONNECT: the DelayedCall that closes
-        self._acks: Any = None          # acknowledgements waiting for the store, in order
+        # Acknowledgements wait for the store, in order (only with persistence on).
+        self._acks = DurableAcks(hub, self._write_durable) if hub.journal is not None else None
         self._pending: list[Any] = []
         self._may_wait = False          # an ACL plugin may need asking (gateway.hub.auth)
         self._released: Any = None      # the held packet being handled again
@@ -382,29 +383,22 @@ class MQTTChannel:
             self._ack_when_durable(PubRec(p.packet_id, code))  # type: ignore[arg-type]
 
     def _ack_when_durable(self, packet: Any) -> None:
-        """An acknowledgement of what the client sent, written once what it acknowledges
-        is durable (with persistence on), and never before an earlier one."""
+        """An acknowledgement of what the client sent (or a QoS 2 delivery's bytes),
+        written once what it acknowledges is durable (with persistence on), and never
+        before an earlier one."""
         acks = self._acks
-        barrier = self.hub.durable()
-        if barrier is None and not acks:
-            self._write_ack(packet)
-            return
         if acks is None:
-            acks = self._acks = deque()
-        entry = [packet, barrier is None]
-        acks.append(entry)
-        if barrier is not None:
-            barrier.addCallback(self._acks_durable, entry)
+            self._write_durable(packet)
+        else:
+            acks.send(packet)
 
-    def _acks_durable(self, _: Any, entry: list[Any]) -> None:
-        entry[1] = True
-        acks = self._acks
-        while acks and acks[0][1]:
-            packet = acks.popleft()[0]
-            if self.state != CLOSED:
-                self._write_ack(packet)
-        if not acks:
-            self._acks = None
+    def _write_durable(self, packet: Any) -> None:
+        if self.state == CLOSED:
+            return
+        if type(packet) is bytes:
+            self.link.write(packet)  # a held QoS 2 delivery, already counted
+        else:
+            self._write_ack(packet)
 
     def _write_ack(self, packet: Any) -> None:
         """An acknowledgement: at levels 3 and 4 its four bytes, at 5 through the encoder."""
@@ -434,7 +428,7 @@ class MQTTChannel:
             session.acknowledge(pid)  # the client refused it: the flow ends here
             return
         session.received_pubrec(pid)
-        self._write_ack(PubRel(pid))
+        self.send_pubrel(pid)
 
     def _on_pubrel(self, p: PubRel) -> None:
         session = self.session
@@ -570,11 +564,20 @@ class MQTTChannel:
         stats = self._stats
         stats.messages_sent += 1
         stats.bytes_sent += len(data)
-        self.link.write(data)
+        session = self.session
+        acks = self._acks
+        if qos == 2 and acks is not None and (acks.pending() or (session is not None and not session.clean)):
+            # Exactly once across a crash: the client sees a QoS 2 delivery to its
+            # persistent session only once the store knows it was sent.
+            self._ack_when_durable(data)
+        else:
+            self.link.write(data)
         return True
 
     def send_pubrel(self, packet_id: int) -> None:
-        self._write_ack(PubRel(packet_id))
+        # Held as a delivery is: a PUBREL the store has not recorded could be followed,
+        # after a crash, by the same PUBLISH again, which the client would take as new.
+        self._ack_when_durable(PubRel(packet_id))
 
     def close(self, reason: Reason) -> None:
         """The hub ended this connection (taken over, no longer authorized, shutting
@@ -612,6 +615,8 @@ class MQTTChannel:
         if self.state != CLOSED:
             self.state = CLOSED
             self._sweeper.discard(self)
+            if self._acks is not None:
+                self._acks.drop()
             link = self.link
             if getattr(link, "producer", None) is self:
                 # A transport with a registered producer never finishes closing.

@@ -10,12 +10,12 @@ from gateway.config import NOT_SUPPORTED
 from tests.conftest import REPO, Gateway, cli_command, free_port, launch, serving
 from tests.e2e.clients import PahoClient, unique
 
-DEBIAN = REPO / "tests" / "data" / "config" / "bad" / "debian-default.conf"   # Debian 12's file
+DEBIAN = REPO / "tests" / "data" / "config" / "good" / "debian-default.conf"   # Debian 12's file
 
 
 def debian_config(directory: Path, port: int) -> str:
     """Debian's file with its paths moved under ``directory``, and conf.d holding a
-    listener; keys the gateway refuses are dropped (and must be persistence keys)."""
+    listener; the gateway refuses none of its keys."""
     conf_d = directory / "conf.d"
     conf_d.mkdir()
     (conf_d / "local.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
@@ -29,7 +29,7 @@ def debian_config(directory: Path, port: int) -> str:
                      .replace("/var/log/mosquitto/", f"{directory}/")
                      .replace("/var/lib/mosquitto/", f"{directory}/")
                      .replace("/etc/mosquitto/conf.d", str(conf_d)))
-    assert set(dropped) <= {"persistence", "persistence_location"}
+    assert dropped == []
     return "\n".join(lines) + "\n"
 
 
@@ -47,6 +47,7 @@ def test_debian_stock_config(tmp_path):
         client.close()
         log = (tmp_path / "mosquitto.log").read_text()
         assert f"listening for mqtt on 127.0.0.1:{port}" in log
+        assert f"store {tmp_path}/mqttgateway.db: 0 retained messages" in log
     finally:
         assert gw.stop() == 0, gw.describe()
     assert not (tmp_path / "mosquitto.pid").exists()

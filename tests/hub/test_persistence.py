@@ -1,65 +1,114 @@
 """The persistence seam: what the hub reports to its journal is enough to rebuild it.
 
-Each test runs traffic on a hub with an in-memory journal, then restores a new hub
-from the journal's snapshot (as a restart would) and checks what survived.
+Each test runs traffic on a hub with a journal, then restores a new hub from what the
+journal kept (as a restart would) and checks what survived. Every test runs against
+the in-memory journal and against the SQLite store (``gateway.store.sqlite``), which
+is closed and opened again in between.
 """
 
+import pytest
 from twisted.internet import task
 
 from gateway.hub.api import Message, Properties, Subscription
 from gateway.hub.hub import Hub, HubSettings
 from gateway.hub.persistence import restore
 from gateway.hub.sessions import AWAIT_COMP, Limits
+from gateway.store.sqlite import SqliteStore
 from tests.hub.helpers import FakeEndpoint, join, pub
 from tests.hub.memory_journal import MemoryJournal
 
 
-def hub_with_journal(clock=None, settings=None):
-    clock = clock or task.Clock()
-    journal = MemoryJournal()
-    return Hub(settings, clock, journal), journal, clock
+class Backend:
+    """Makes journals of one kind and restarts a hub from one."""
+
+    def __init__(self, kind, tmp_path):
+        self.kind = kind
+        self.path = str(tmp_path / "store.db")
+
+    def journal(self):
+        if self.kind == "memory":
+            return MemoryJournal()
+        return SqliteStore(self.path, autoflush=False)
+
+    def hub(self, clock=None, settings=None):
+        clock = clock or task.Clock()
+        journal = self.journal()
+        return Hub(settings, clock, journal), journal, clock
+
+    def restart(self, journal, clock, settings=None):
+        """A new hub and a new journal, rebuilt from what the old journal kept."""
+        if self.kind == "memory":
+            fresh, snapshot = MemoryJournal(), journal.snapshot()
+        else:
+            journal.close()
+            fresh = SqliteStore(self.path, autoflush=False)
+            snapshot = fresh.load(now=clock.seconds())
+        hub = Hub(settings, clock, fresh)
+        restore(hub, snapshot, {})
+        return hub, fresh
+
+    def rows(self, journal, table):
+        """What the journal holds in ``table`` now: client ids (and shares for outgoing)."""
+        if self.kind == "memory":
+            kept = {"sessions": journal.sessions, "subscriptions": journal.subs,
+                    "outgoing": journal.outgoing_rows}[table]
+            if table == "outgoing":
+                return sorted((o.client_id, o.share) for o in kept.values())
+            return sorted(k if isinstance(k, str) else k[0] for k in kept)
+        journal.flush_now()
+        if table == "outgoing":
+            return sorted((c, (n, f) if n else None) for c, n, f in journal.conn.execute(
+                "SELECT client_id, share_name, share_filter FROM outgoing"))
+        return sorted(c for (c,) in journal.conn.execute(f"SELECT client_id FROM {table}"))
+
+    def disconnected_at(self, journal, client_id):
+        if self.kind == "memory":
+            return journal.sessions[client_id].disconnected_at
+        journal.flush_now()
+        return journal.conn.execute("SELECT disconnected_at FROM sessions WHERE client_id = ?",
+                                    (client_id,)).fetchone()[0]
+
+    def changed(self, journal):
+        return journal.calls > 0 if self.kind == "memory" else journal._pending
 
 
-def restart(journal, clock, settings=None):
-    """A new hub and a new journal, rebuilt from the old journal's snapshot."""
-    fresh = MemoryJournal()
-    hub = Hub(settings, clock, fresh)
-    restore(hub, journal.snapshot(), {})
-    return hub, fresh
+@pytest.fixture(params=["memory", "sqlite"])
+def backend(request, tmp_path):
+    return Backend(request.param, tmp_path)
 
 
-def test_retained_messages_survive_with_their_properties_and_expiry():
-    hub, journal, clock = hub_with_journal()
+def test_retained_messages_survive_with_their_properties_and_expiry(backend):
+    hub, journal, clock = backend.hub()
     props = Properties(content_type="text/plain", user_properties=(("k", "v"),))
     hub.publish(Message("a", b"1", 1, True, props, expires_at=clock.seconds() + 100))
     hub.publish(Message("b", b"2", 0, True))
     hub.publish(Message("b", b"", 0, True))     # cleared
-    again, _ = restart(journal, clock)
+    again, _ = backend.restart(journal, clock)
     [m] = again.retained("#")
     assert (m.topic, m.payload, m.qos, m.props, m.expires_at) == ("a", b"1", 1, props, 100.0)
 
 
-def test_persistent_sessions_survive_clean_ones_do_not():
-    hub, journal, clock = hub_with_journal()
+def test_persistent_sessions_survive_clean_ones_do_not(backend):
+    hub, journal, clock = backend.hub()
     p = join(hub, "p", clean=False, subscribe=[("t/#", Subscription(1, identifier=4)), ("$share/g/j", 2)])
     join(hub, "c", subscribe=[("t/#", 1)])
     hub.disconnect(p.session, graceful=True)
-    again, _ = restart(journal, clock)
+    again, _ = backend.restart(journal, clock)
     assert set(again.sessions) == {"p"}
     session = again.session("p")
     assert session.subscriptions == {"t/#": Subscription(1, identifier=4), "$share/g/j": Subscription(2)}
     assert again.has_subscribers("t/x") and again.has_subscribers("j")
 
 
-def test_queued_and_inflight_messages_survive_in_order_with_their_ids():
+def test_queued_and_inflight_messages_survive_in_order_with_their_ids(backend):
     settings = HubSettings(limits=Limits(max_inflight=2))
-    hub, journal, clock = hub_with_journal(settings=settings)
+    hub, journal, clock = backend.hub(settings=settings)
     p = join(hub, "p", clean=False, subscribe=[("t", 2)])
     for i in range(4):
         pub(hub, "t", b"%d" % i, qos=2)
     p.session.received_pubrec(1)
     hub.disconnect(p.session, graceful=False)
-    again, _ = restart(journal, clock, settings)
+    again, _ = backend.restart(journal, clock, settings)
     ep = FakeEndpoint()
     session, present = again.connect(p.session.client, ep, False, None)
     assert present
@@ -70,49 +119,49 @@ def test_queued_and_inflight_messages_survive_in_order_with_their_ids():
     assert [(d.payload, d.pid) for d in ep.take()] == [(b"2", 3)]
 
 
-def test_acknowledged_messages_are_gone_after_a_restart():
-    hub, journal, clock = hub_with_journal()
+def test_acknowledged_messages_are_gone_after_a_restart(backend):
+    hub, journal, clock = backend.hub()
     p = join(hub, "p", clean=False, subscribe=[("t", 1)])
     pub(hub, "t", b"acked", qos=1)
     p.session.acknowledge(1)
     pub(hub, "t", b"not yet", qos=1)
-    again, _ = restart(journal, clock)
+    again, _ = backend.restart(journal, clock)
     outs = list(again.session("p").inflight.values())
     assert [o.message.payload for o in outs] == [b"not yet"]
 
 
-def test_inbound_qos2_waiting_for_pubrel_survives():
-    hub, journal, clock = hub_with_journal()
+def test_inbound_qos2_waiting_for_pubrel_survives(backend):
+    hub, journal, clock = backend.hub()
     sub = join(hub, "sub", clean=False, subscribe=[("t", 0)])
     p = join(hub, "p", clean=False)
     held = Message("t", b"held", 2)
     p.session.inbound_qos2_received(7, 42, held)
     hub.disconnect(sub.session, graceful=True)
-    again, _ = restart(journal, clock)
+    again, _ = backend.restart(journal, clock)
     session = again.session("p")
     assert session.inbound_qos2_pending(7, 42)
     known, message = session.inbound_qos2_released(7)
     assert known and message.payload == b"held"
 
 
-def test_session_expiry_runs_on_the_wall_clock_across_the_restart():
-    hub, journal, clock = hub_with_journal()
+def test_session_expiry_runs_on_the_wall_clock_across_the_restart(backend):
+    hub, journal, clock = backend.hub()
     p = join(hub, "p", clean=False, expiry=100)
     hub.disconnect(p.session, graceful=True)
     clock.advance(60)
-    again, _ = restart(journal, clock)
+    again, _ = backend.restart(journal, clock)
     clock.advance(39)
     assert again.session("p") is not None
     clock.advance(2)
     assert again.session("p") is None
 
 
-def test_a_pending_will_survives_and_goes_out_on_time():
-    hub, journal, clock = hub_with_journal()
+def test_a_pending_will_survives_and_goes_out_on_time(backend):
+    hub, journal, clock = backend.hub()
     p = join(hub, "p", clean=False, expiry=600, will=Message("will", b"gone"), will_delay=30)
     hub.disconnect(p.session, graceful=False)
     clock.advance(10)
-    again, _ = restart(journal, clock)
+    again, _ = backend.restart(journal, clock)
     watcher = join(again, "w", subscribe=[("will", 0)])
     clock.advance(19)
     assert watcher.ep.take() == []
@@ -120,47 +169,46 @@ def test_a_pending_will_survives_and_goes_out_on_time():
     assert watcher.ep.payloads() == [b"gone"]
 
 
-def test_a_session_connected_when_the_process_stopped_loses_its_connection_then():
-    hub, journal, clock = hub_with_journal()
+def test_a_session_connected_when_the_process_stopped_loses_its_connection_then(backend):
+    hub, journal, clock = backend.hub()
     join(hub, "p", clean=False, will=Message("will", b"crashed"))
-    again, fresh = restart(journal, clock)
+    again, fresh = backend.restart(journal, clock)
     assert again.retained_message("will") is None
     watcher_subs = again.session("p")
     assert watcher_subs.endpoint is None and watcher_subs.disconnected_at == clock.seconds()
-    assert fresh.sessions["p"].disconnected_at == clock.seconds()
+    assert backend.disconnected_at(fresh, "p") == clock.seconds()
 
 
-def test_expiry_changed_to_zero_removes_the_stored_session():
-    hub, journal, clock = hub_with_journal()
+def test_expiry_changed_to_zero_removes_the_stored_session(backend):
+    hub, journal, clock = backend.hub()
     p = join(hub, "p", clean=False, subscribe=[("t", 1)])
     hub.set_expiry(p.session, 0)
-    assert "p" not in journal.sessions and not journal.subs
+    assert backend.rows(journal, "sessions") == backend.rows(journal, "subscriptions") == []
 
 
-def test_nothing_is_journaled_for_clean_sessions():
-    hub, journal, clock = hub_with_journal()
+def test_nothing_is_journaled_for_clean_sessions(backend):
+    hub, journal, clock = backend.hub()
     c = join(hub, "c", subscribe=[("t", 1)])
     pub(hub, "t", b"x", qos=1)
     c.session.acknowledge(1)
-    assert journal.calls == 0
+    assert not backend.changed(journal)
 
 
-def test_shared_message_in_flight_is_reassigned_in_the_journal_too():
-    hub, journal, clock = hub_with_journal()
+def test_shared_message_in_flight_is_reassigned_in_the_journal_too(backend):
+    hub, journal, clock = backend.hub()
     a = join(hub, "a", clean=False, subscribe=[("$share/g/t", 1)])
     join(hub, "b", clean=False, subscribe=[("$share/g/t", 1)])
     pub(hub, "t", b"1", qos=1)
     pub(hub, "t", b"2", qos=1)
     hub.disconnect(a.session, graceful=False)
-    rows = sorted((o.client_id, o.share) for o in journal.outgoing_rows.values())
-    assert rows == [("b", ("g", "t")), ("b", ("g", "t"))]
+    assert backend.rows(journal, "outgoing") == [("b", ("g", "t")), ("b", ("g", "t"))]
 
 
-def test_outbound_qos2_waiting_for_pubcomp_survives_as_such():
-    hub, journal, clock = hub_with_journal()
+def test_outbound_qos2_waiting_for_pubcomp_survives_as_such(backend):
+    hub, journal, clock = backend.hub()
     p = join(hub, "p", clean=False, subscribe=[("t", 2)])
     pub(hub, "t", b"x", qos=2)
     p.session.received_pubrec(1)
-    again, _ = restart(journal, clock)
+    again, _ = backend.restart(journal, clock)
     [out] = again.session("p").inflight.values()
     assert out.state == AWAIT_COMP
