@@ -70,7 +70,7 @@ class BufferedLink:
     def __init__(self, transport: Any) -> None:
         self.transport = transport
         self.socket = _direct_socket(transport)
-        self.parts: list[bytes] = []
+        self.parts: list[bytes] | None = None  # writes waiting for the read's end
         self.sent = False  # something went out since the owner last asked (replied())
         # A transport that frames each write (a WebSocket message per packet) is
         # written to as it is.
@@ -79,9 +79,11 @@ class BufferedLink:
     def write(self, data: bytes) -> None:
         if _depth and self.batch:
             parts = self.parts
-            if not parts:
+            if parts is None:
                 _dirty.append(self)
-            parts.append(data)
+                self.parts = [data]
+            else:
+                parts.append(data)
         else:
             self._send(data)
 
@@ -91,10 +93,9 @@ class BufferedLink:
 
     def flush(self) -> None:
         parts = self.parts
-        if parts:
-            data = parts[0] if len(parts) == 1 else b"".join(parts)
-            parts.clear()
-            self._send(data)
+        if parts is not None:
+            self.parts = None
+            self._send(parts[0] if len(parts) == 1 else b"".join(parts))
 
     def _send(self, data: bytes) -> None:
         self.sent = True
@@ -118,8 +119,8 @@ class BufferedLink:
         return sent
 
     def discard(self) -> None:
-        """The connection is gone: what waits is dropped."""
-        self.parts.clear()
+        """The connection is gone: what waits is dropped (``flush`` finds nothing)."""
+        self.parts = None
 
     def loseConnection(self) -> None:
         self.flush()

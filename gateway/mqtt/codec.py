@@ -592,7 +592,7 @@ class Decoder:
         #: Maximum Packet Size); checked as soon as the fixed header is in, so a
         #: longer announced packet is refused without buffering its body.
         self.max_packet_size = max_packet_size
-        self._buf = bytearray()
+        self._buf: bytearray | None = None  # a partial packet (none: idle clients pay nothing)
         self._need = 0  # bytes the buffered partial packet needs in all
         self._error: MQTTError | None = None
         self._pos = 0  # start of the packet being decoded, for errors
@@ -607,7 +607,7 @@ class Decoder:
             if len(buf) < self._need:
                 return []  # a large packet trickling in: no rescan per chunk
             data = bytes(buf)
-            buf.clear()
+            self._buf = None
         elif type(data) is not bytes:
             data = bytes(data)
         out: list[Packet] = []
@@ -620,13 +620,14 @@ class Decoder:
             self._error = e
             raise
         if pos < len(data):
-            buf += memoryview(data)[pos:]
+            self._buf = bytearray(memoryview(data)[pos:])
         return out
 
     @property
     def buffered(self) -> int:
         """Bytes received and not yet returned as packets."""
-        return len(self._buf)
+        buf = self._buf
+        return len(buf) if buf else 0
 
     def _decode(self, data: bytes, out: list[Packet]) -> int:
         """Append the complete packets in ``data`` to ``out``; return bytes used."""

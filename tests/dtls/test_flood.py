@@ -27,7 +27,9 @@ KEY = b"flood-test-key"
 def test_a_handshake_flood_leaves_mqtt_and_other_dtls_clients_served(gateway, tmp_path) -> None:
     coap, sn = free_udp_port(), free_udp_port()
     (tmp_path / "psk").write_text(f"device:{KEY.hex()}\n")
-    gw = gateway(f"psk_file {tmp_path / 'psk'}", "sys_interval 1",
+    # A small handshake bound (a quarter of it per source address: 2) is reached by the
+    # stalling clients even when the flood runs slowly on a busy machine.
+    gw = gateway(f"psk_file {tmp_path / 'psk'}", "sys_interval 1", "dtls_max_handshakes 8",
                  f"listener {coap} 127.0.0.1", "protocol coap", "psk_hint gw",
                  f"listener {sn} 127.0.0.1", "protocol mqttsn", "psk_hint gw")
     rtt = RoundTrips(gw.port)
@@ -61,8 +63,7 @@ def test_a_handshake_flood_leaves_mqtt_and_other_dtls_clients_served(gateway, tm
     sys_reader = MQTTClient(gw.port)
     sys_reader.subscribe("$SYS/broker/dtls/#", qos=0)
     counters: dict[str, int] = {}
-    while (counters.get("handshakes/rate limited", 0) == 0
-           or counters.get("handshakes/refused", 0) == 0 or len(counters) < 10):
+    while len(counters) < 10:  # every counter, retained
         m = sys_reader.get()
         counters[m.topic.removeprefix("$SYS/broker/dtls/")] = int(m.payload)
     sys_reader.close()
@@ -74,5 +75,6 @@ def test_a_handshake_flood_leaves_mqtt_and_other_dtls_clients_served(gateway, tm
     assert len(latencies) >= 100  # the MQTT round trips kept completing
     assert handshakes == requests >= FLOOD_SECONDS  # and the good client was never shut out
     assert counters["cookies/sent"] > handshakes  # the flood was answered, then limited
+    assert counters["handshakes/rate limited"] > 0  # the spraying ports met the rate limit
     assert counters["handshakes/refused"] > 0  # and stalled handshakes hit their bound
     rtt.sock.close()
