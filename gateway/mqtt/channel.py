@@ -289,8 +289,8 @@ class MQTTChannel:
 
     def _on_publish(self, p: Publish) -> None:
         settings = self.settings
-        if self.level == 5 and not self._publish_v5_checks(p):
-            return
+        if self.level == 5 and (p.properties or p.qos == 2) and not self._publish_v5_checks(p):
+            return  # (aliases and the payload format come in properties; QoS 2 is counted)
         if self._may_wait and self._hold(p, WRITE, (settings.mount_point + p.topic,)):
             return
         qos = p.qos
@@ -316,8 +316,9 @@ class MQTTChannel:
         hub = self.hub
         props = p.properties
         if props:
+            interval = props.get(_P.MESSAGE_EXPIRY_INTERVAL)
             message = Message(topic, p.payload, qos, p.retain, codes.hub_properties(props),
-                              codes.expires_at(props, hub.now))
+                              None if interval is None else hub.now() + interval)
             forwardable(message, props)
         else:
             message = Message(topic, p.payload, qos, p.retain)

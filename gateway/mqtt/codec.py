@@ -236,6 +236,7 @@ class OrderedProperties(dict):
 
 
 _ORDERED = frozenset({PacketType.PUBLISH, WILL})
+_new_dict = dict.__new__
 # A property that may not be 0 but is: what Mosquitto answers.
 _ZERO_REASON = {_TOPIC_ALIAS: ReasonCode.TOPIC_ALIAS_INVALID, _SUB_ID: _MALFORMED}
 _USER = PropertyId.USER_PROPERTY
@@ -259,8 +260,8 @@ def _read_props(b: bytes, i: int, end: int, ctx: int) -> tuple[dict, int]:
     if not size:
         return {}, i
     if ctx in _ORDERED:
-        props: dict = OrderedProperties()
-        order = props.order
+        props: dict = _new_dict(OrderedProperties)  # (no Python-level __init__ call)
+        props.order = order = []
         props.raw = b[i:stop]
     else:
         props = {}
