@@ -6,7 +6,7 @@ import pytest
 
 from gateway.config import parse
 from gateway.bridge.topics import make_rule
-from gateway.config_bridges import Bridge, finish_bridges
+from gateway.config.bridges import Bridge, finish_bridges
 from gateway.errors import ConfigError
 
 

@@ -5,7 +5,7 @@ bridge keys after it apply to that bridge. The keys, their defaults and their ch
 follow Mosquitto 2.0's ``conf.c`` (``bridge_receive_maximum`` and
 ``bridge_session_expiry_interval`` come from Mosquitto 2.1), except that a value
 Mosquitto would clamp (a keepalive under 5 s) is refused here with its range.
-``gateway.config`` routes the keys here through ``BRIDGE_KEYS``.
+The key table (``gateway.config.keys``) takes the keys here from ``BRIDGE_KEYS``.
 """
 
 from __future__ import annotations
