@@ -13,7 +13,7 @@ from gateway.config import (
     KEYS, NOT_SUPPORTED, NOT_SUPPORTED_PREFIXES, Config, Listener, anonymous_allowed,
     default_config, load, parse, parse_duration,
 )
-from gateway.config_bridges import Bridge
+from gateway.config.bridges import Bridge
 from gateway.errors import ConfigError
 
 ROOT = Path(__file__).parent.parent

@@ -13,7 +13,8 @@ config"):
   ``gateway.service``);
 - ``gateway.dtls``, which the CoAP and MQTT-SN transports share, imports neither a
   protocol package nor the service layer (its SSL context comes from outside);
-- the modules of ``gateway.mqttsn`` import one another without a loop;
+- the modules of ``gateway.mqttsn``, and those of ``gateway.config``, import one another
+  without a loop;
 - the command-line clients (``gateway.clients``) are clients of any broker: of the
   gateway they use the MQTT wire format (codec, packets, reasons) and nothing else;
 - the bridges (``gateway.bridge``) are hub clients that speak MQTT to a remote broker:
@@ -133,8 +134,9 @@ def test_loops_are_found() -> None:
     assert cycles({"a": ["b", "c"], "b": ["c"], "c": []}) == []
 
 
-def test_mqttsn_modules_import_one_another_without_a_loop() -> None:
-    modules = [m for m in MODULES if within(m, "gateway.mqttsn")]
+@pytest.mark.parametrize("package", ["gateway.mqttsn", "gateway.config"])
+def test_the_modules_of_a_package_import_one_another_without_a_loop(package: str) -> None:
+    modules = [m for m in MODULES if within(m, package)]
     assert len(modules) > 5
     graph = {m: sorted(n for n in imports_of(m) if n in modules and n != m) for m in modules}
     assert cycles(graph) == []
@@ -153,7 +155,7 @@ def test_the_clients_use_only_the_mqtt_wire_format(module: str) -> None:
 
 BRIDGE_MAY_USE = ("gateway.bridge", "gateway.hub", "gateway.mqtt.codec", "gateway.mqtt.encoder",
                   "gateway.mqtt.packets", "gateway.mqtt.reasons", "gateway.mqtt.codes",
-                  "gateway.config_bridges", "gateway.tls", "gateway.logtext", "gateway.errors")
+                  "gateway.config.bridges", "gateway.tls", "gateway.logtext", "gateway.errors")
 
 
 @pytest.mark.parametrize("module", [m for m in MODULES if within(m, "gateway.bridge")])

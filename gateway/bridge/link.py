@@ -29,7 +29,7 @@ from twisted.python.failure import Failure
 from gateway.bridge.client import ClientError, RemoteLimits
 from gateway.bridge.topics import TopicRule, remap_in, remap_out
 from gateway.bridge.transport import Dialer, RemoteProtocol
-from gateway.config_bridges import Bridge
+from gateway.config.bridges import Bridge
 from gateway.hub.acks import DurableAcks
 from gateway.hub.api import ClientInfo, Message, Reason, Subscription
 from gateway.hub.hub import Hub

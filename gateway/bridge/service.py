@@ -12,7 +12,7 @@ from twisted.logger import Logger
 
 from gateway.bridge.link import BridgeLink
 from gateway.bridge.transport import Dialer
-from gateway.config_bridges import Bridge
+from gateway.config.bridges import Bridge
 from gateway.errors import ConfigError
 from gateway.hub.hub import Hub
 from gateway.tls import client_options

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.config import parse
 from gateway.bridge.topics import make_rule
-from gateway.config_bridges import Bridge, finish_bridges
+from gateway.config import parse
+from gateway.config.bridges import Bridge, finish_bridges
 from gateway.errors import ConfigError
 
 
@@ -48,6 +48,16 @@ def test_sections_and_listeners_interleave():
     ("connection a\naddress :1883", "3: address: missing host in ':1883'"),
     ("connection a\ntopic # sideways", "3: topic: direction must be in, out or both"),
     ("connection a\nkeepalive_interval 4", "3: keepalive_interval: 4 is out of range (5..65535)"),
+    # Integers are read as everywhere else in the file: ASCII digits, at most 18 of them
+    # (int() alone would raise ValueError, or take other scripts' digits).
+    ("connection a\nkeepalive_interval --5", "3: keepalive_interval: expected an integer, got '--5'"),
+    ("connection a\nkeepalive_interval \u00b2",
+     "3: keepalive_interval: expected an integer, got '\u00b2'"),
+    ("connection a\nkeepalive_interval \u0663\u0660", "3: keepalive_interval: expected an integer"),
+    ("connection a\naddress h:" + "9" * 5000,
+     "3: address: " + "9" * 18 + "... is out of range (1..65535)"),
+    ("connection a\nrestart_timeout 5 -" + "1" * 5000,
+     "3: restart_timeout: -" + "1" * 17 + "... is out of range (1..86400)"),
     ("connection a\nrestart_timeout 10 5", "3: restart_timeout: the cap (5) is lower than the base (10)"),
     ("connection a\nrestart_timeout 0", "3: restart_timeout: 0 is out of range"),
     ("connection a\nbridge_protocol_version 5", "3: bridge_protocol_version: expected mqttv31, mqttv311 or mqttv50"),

@@ -5,7 +5,7 @@ bridge keys after it apply to that bridge. The keys, their defaults and their ch
 follow Mosquitto 2.0's ``conf.c`` (``bridge_receive_maximum`` and
 ``bridge_session_expiry_interval`` come from Mosquitto 2.1), except that a value
 Mosquitto would clamp (a keepalive under 5 s) is refused here with its range.
-``gateway.config`` routes the keys here through ``BRIDGE_KEYS``.
+The key table (``gateway.config.keys``) takes the keys here from ``BRIDGE_KEYS``.
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from gateway.bridge.topics import TopicRule, parse_rule
+from gateway.config.values import (
+    TLS_VERSIONS, boolean, choice, integer, one_word, rest_of_line, to_int,
+)
 from gateway.errors import ConfigError
 
 PROTOCOL_VERSIONS = {"mqttv31": 3, "mqttv311": 4, "mqttv50": 5}
 START_TYPES = frozenset({"automatic", "once"})
-TLS_VERSIONS = frozenset({"tlsv1.1", "tlsv1.2", "tlsv1.3"})
 DEFAULT_PORT = 1883
 
 
@@ -73,44 +75,7 @@ class Bridge:
         return self.notification_topic or f"$SYS/broker/connection/{self.remote_clientid}/state"
 
 
-# -- converters ----------------------------------------------------------------------
-
-def _word(args: str) -> str:
-    words = args.split()
-    if not words:
-        raise ConfigError("missing value")
-    if len(words) > 1:
-        raise ConfigError("too many values")
-    return words[0]
-
-
-def _text(args: str) -> str:
-    if not args:
-        raise ConfigError("missing value")
-    return args
-
-
-def _int(word: str, low: int, high: int) -> int:
-    if not word.lstrip("-").isdigit():
-        raise ConfigError(f"expected an integer, got {word!r}")
-    value = int(word)
-    if not low <= value <= high:
-        raise ConfigError(f"{value} is out of range ({low}..{high})")
-    return value
-
-
-def _integer(low: int, high: int) -> Callable[[str], int]:
-    return lambda args: _int(_word(args), low, high)
-
-
-def _boolean(args: str) -> bool:
-    word = _word(args)
-    if word in ("true", "1"):
-        return True
-    if word in ("false", "0"):
-        return False
-    raise ConfigError(f"expected true or false, got {word!r}")
-
+# -- converters (the shared ones are in gateway.config.values) ------------------------
 
 def _address(word: str) -> tuple[str, int]:
     """``HOST[:PORT]``; the last colon splits, so an IPv6 address needs its port."""
@@ -119,7 +84,7 @@ def _address(word: str) -> tuple[str, int]:
         return word, DEFAULT_PORT
     if not host:
         raise ConfigError(f"missing host in {word!r}")
-    return host.strip("[]"), _int(port, 1, 65535)
+    return host.strip("[]"), to_int(port, 1, 65535)
 
 
 def _addresses(args: str) -> list[tuple[str, int]]:
@@ -141,14 +106,14 @@ def _topic(args: str) -> TopicRule:
 
 
 def _protocol_version(args: str) -> int:
-    word = _word(args)
+    word = one_word(args)
     if word not in PROTOCOL_VERSIONS:
         raise ConfigError(f"expected mqttv31, mqttv311 or mqttv50, got {word!r}")
     return PROTOCOL_VERSIONS[word]
 
 
 def _start_type(args: str) -> str:
-    word = _word(args)
+    word = one_word(args)
     if word == "lazy":
         raise ConfigError("lazy is not implemented: use automatic (the default); messages "
                           "for out topics queue while the remote is away")
@@ -162,20 +127,16 @@ def _restart_timeout(args: str) -> tuple[int, int | None]:
     words = args.split()
     if not words or len(words) > 2:
         raise ConfigError("expected SECONDS or BASE CAP")
-    base = _int(words[0], 1, 86400)
+    base = to_int(words[0], 1, 86400)
     if len(words) == 1:
         return base, None
-    cap = _int(words[1], 1, 86400)
+    cap = to_int(words[1], 1, 86400)
     if cap < base:
         raise ConfigError(f"the cap ({cap}) is lower than the base ({base})")
     return base, cap
 
 
-def _tls_version(args: str) -> str:
-    word = _word(args)
-    if word not in TLS_VERSIONS:
-        raise ConfigError(f"expected tlsv1.1, tlsv1.2 or tlsv1.3, got {word!r}")
-    return word
+_tls_version = choice(TLS_VERSIONS, "expected tlsv1.1, tlsv1.2 or tlsv1.3, got {!r}")
 
 
 # -- how a value lands in the bridge section ------------------------------------------
@@ -219,43 +180,43 @@ def _set_restart(parser: Any, line: Any, value: Any, scope: Any) -> None:
 #: key -> (converter, how the value is applied); every key but ``connection`` needs an
 #: open bridge section.
 BRIDGE_KEYS: dict[str, tuple[Callable[[str], object], Callable[..., None]]] = {
-    "connection": (_word, _open),
+    "connection": (one_word, _open),
     "address": (_addresses, _set("addresses", once=True)),
     "addresses": (_addresses, _set("addresses", once=True)),
     "topic": (_topic, _add_topic),
-    "remote_clientid": (_text, _set("remote_clientid", once=True)),
-    "clientid": (_text, _set("remote_clientid", once=True)),
-    "remote_username": (_text, _set("remote_username", once=True)),
-    "username": (_text, _set("remote_username", once=True)),
-    "remote_password": (_text, _set("remote_password", once=True)),
-    "password": (_text, _set("remote_password", once=True)),
-    "local_clientid": (_text, _set("local_clientid", once=True)),
-    "local_username": (_text, _set("local_username", once=True)),
-    "local_password": (_text, _set("local_password", once=True)),
-    "cleansession": (_boolean, _set("cleansession")),
-    "local_cleansession": (_boolean, _set("local_cleansession")),
+    "remote_clientid": (rest_of_line, _set("remote_clientid", once=True)),
+    "clientid": (rest_of_line, _set("remote_clientid", once=True)),
+    "remote_username": (rest_of_line, _set("remote_username", once=True)),
+    "username": (rest_of_line, _set("remote_username", once=True)),
+    "remote_password": (rest_of_line, _set("remote_password", once=True)),
+    "password": (rest_of_line, _set("remote_password", once=True)),
+    "local_clientid": (rest_of_line, _set("local_clientid", once=True)),
+    "local_username": (rest_of_line, _set("local_username", once=True)),
+    "local_password": (rest_of_line, _set("local_password", once=True)),
+    "cleansession": (boolean, _set("cleansession")),
+    "local_cleansession": (boolean, _set("local_cleansession")),
     "bridge_protocol_version": (_protocol_version, _set("protocol_version")),
-    "try_private": (_boolean, _set("try_private")),
-    "notifications": (_boolean, _set("notifications")),
-    "notifications_local_only": (_boolean, _set("notifications_local_only")),
-    "notification_topic": (_text, _set("notification_topic", once=True)),
-    "keepalive_interval": (_integer(5, 65535), _set("keepalive")),
+    "try_private": (boolean, _set("try_private")),
+    "notifications": (boolean, _set("notifications")),
+    "notifications_local_only": (boolean, _set("notifications_local_only")),
+    "notification_topic": (rest_of_line, _set("notification_topic", once=True)),
+    "keepalive_interval": (integer(5, 65535), _set("keepalive")),
     "restart_timeout": (_restart_timeout, _set_restart),
-    "round_robin": (_boolean, _set("round_robin")),
+    "round_robin": (boolean, _set("round_robin")),
     "start_type": (_start_type, _set("start_type")),
-    "bridge_attempt_unsubscribe": (_boolean, _set("attempt_unsubscribe")),
-    "bridge_outgoing_retain": (_boolean, _set("outgoing_retain")),
-    "bridge_max_packet_size": (_integer(0, 268435460), _set("max_packet_size")),
-    "bridge_receive_maximum": (_integer(1, 65535), _set("receive_maximum")),
-    "bridge_session_expiry_interval": (_integer(0, 0xFFFFFFFF), _set("session_expiry_interval")),
-    "bridge_bind_address": (_word, _set("bind_address", once=True)),
-    "bridge_cafile": (_text, _set("cafile", once=True)),
-    "bridge_capath": (_text, _set("capath", once=True)),
-    "bridge_certfile": (_text, _set("certfile", once=True)),
-    "bridge_keyfile": (_text, _set("keyfile", once=True)),
-    "bridge_insecure": (_boolean, _set("insecure")),
+    "bridge_attempt_unsubscribe": (boolean, _set("attempt_unsubscribe")),
+    "bridge_outgoing_retain": (boolean, _set("outgoing_retain")),
+    "bridge_max_packet_size": (integer(0, 268435460), _set("max_packet_size")),
+    "bridge_receive_maximum": (integer(1, 65535), _set("receive_maximum")),
+    "bridge_session_expiry_interval": (integer(0, 0xFFFFFFFF), _set("session_expiry_interval")),
+    "bridge_bind_address": (one_word, _set("bind_address", once=True)),
+    "bridge_cafile": (rest_of_line, _set("cafile", once=True)),
+    "bridge_capath": (rest_of_line, _set("capath", once=True)),
+    "bridge_certfile": (rest_of_line, _set("certfile", once=True)),
+    "bridge_keyfile": (rest_of_line, _set("keyfile", once=True)),
+    "bridge_insecure": (boolean, _set("insecure")),
     "bridge_tls_version": (_tls_version, _set("tls_version")),
-    "bridge_alpn": (_text, _set("alpn", once=True)),
+    "bridge_alpn": (rest_of_line, _set("alpn", once=True)),
 }
 
 #: The field each key sets, for errors found once the section is complete.
