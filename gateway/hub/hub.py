@@ -171,6 +171,7 @@ class Hub:
         session.endpoint = endpoint
         session.disconnected_at = None
         session.connected_at = self.now()
+        session.clean_start = clean_start
         if journal is not None:
             self._journal_session(session)
         stats = self.stats
@@ -218,11 +219,13 @@ class Hub:
         if will is not None and not graceful:
             delay = session.will_delay
             will_expiry = session.will_expiry
+            if expiry == 0 and session.clean_start:
+                delay = 0  # the session ends now, and with it the delay (MQTT-3.1.3-9)
+            elif expiry:
+                delay = min(delay, expiry)
             if delay:
-                # As Mosquitto, the delay holds even for a session that ends now (the
-                # client may come back in time); otherwise the end of the session cuts it.
-                if expiry:
-                    delay = min(delay, expiry)
+                # A session ending now, but started with Clean Start 0, keeps the delay
+                # as in Mosquitto: its client means to come back, and may do so in time.
                 self.deadlines.schedule(("will", session.client_id), self.now() + delay,
                                         lambda: self._publish_will(session, will, will_expiry))
                 if self.journal is not None:

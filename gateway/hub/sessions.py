@@ -68,7 +68,7 @@ class Session:
     __slots__ = (
         "client_id", "client", "expiry", "endpoint", "subscriptions", "inflight", "queue",
         "inbound_qos2", "will", "will_delay", "will_expiry", "disconnected_at", "connected_at",
-        "extra", "receive_maximum",
+        "clean_start", "extra", "receive_maximum",
         "_hub", "_limits", "_stats", "_next_pid", "_inflight_bytes", "_queued_bytes", "_reserved",
         "_journal",
     )
@@ -90,6 +90,7 @@ class Session:
         self.will_expiry: int | None = None  # the will's message expiry, from publication
         self.disconnected_at: float | None = None
         self.connected_at: float | None = None  # wall clock of the last connect
+        self.clean_start = True  # how the last connection started (a delayed will reads it)
         self.extra: dict[str, Any] = {}
         # The client's own bound on QoS 1/2 messages in flight to it (MQTT 5's Receive
         # Maximum; MQTT-SN takes one at a time); 0: only the server's limit applies.

@@ -466,7 +466,7 @@ def _parse_subscribe(b: bytes, i: int, end: int, b0: int, level: int) -> Subscri
             raise MQTTError("no local on a shared subscription", _PROTOCOL)
         topics.append((topic_filter, opts))
     if not topics:
-        raise MQTTError("SUBSCRIBE without topic filters", _PROTOCOL)
+        raise MQTTError("SUBSCRIBE without topic filters")  # malformed, as Mosquitto
     return Subscribe(pid, topics, props)
 
 
@@ -496,7 +496,7 @@ def _parse_unsubscribe(b: bytes, i: int, end: int, b0: int, level: int) -> Unsub
         topic_filter, i = _read_str(b, i, end)
         topics.append(topic_filter)
     if not topics:
-        raise MQTTError("UNSUBSCRIBE without topic filters", _PROTOCOL)
+        raise MQTTError("UNSUBSCRIBE without topic filters")  # malformed, as Mosquitto
     return Unsubscribe(pid, topics, props)
 
 

@@ -97,22 +97,32 @@ def test_delayed_will_goes_out_when_the_session_ends_first():
     assert hub.session("p") is None
 
 
-def test_will_delay_holds_for_a_session_ending_at_disconnect():
+def test_will_delay_holds_for_a_session_ending_at_disconnect_without_clean_start():
     """As Mosquitto: the client may come back within the delay, even with a new session."""
     clock = task.Clock()
     hub = make_hub(clock=clock)
     watcher = join(hub, "w", subscribe=[("will", 0)])
-    c = join(hub, "p", will=Message("will", b"later"), will_delay=60)
+    c = join(hub, "p", clean=False, expiry=0, will=Message("will", b"later"), will_delay=60)
     hub.disconnect(c.session, graceful=False)
     assert hub.session("p") is None
     assert watcher.ep.payloads() == []
     clock.advance(60)
     assert watcher.ep.payloads() == [b"later"]
-    c = join(hub, "p", will=Message("will", b"cancelled"), will_delay=60)
+    c = join(hub, "p", clean=False, expiry=0, will=Message("will", b"cancelled"), will_delay=60)
     hub.disconnect(c.session, graceful=False)
     join(hub, "p")
     clock.advance(100)
     assert watcher.ep.payloads() == []
+
+
+def test_will_delay_ends_with_a_clean_session_at_disconnect():
+    """Clean Start 1 and no session expiry: the session, and the delay, end at once."""
+    clock = task.Clock()
+    hub = make_hub(clock=clock)
+    watcher = join(hub, "w", subscribe=[("will", 0)])
+    c = join(hub, "p", will=Message("will", b"now"), will_delay=60)
+    hub.disconnect(c.session, graceful=False)
+    assert watcher.ep.payloads() == [b"now"]
 
 
 def test_takeover_by_a_clean_start_publishes_the_old_will():

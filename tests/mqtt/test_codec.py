@@ -392,9 +392,9 @@ MALFORMED = [
     pytest.param(4, wire.subscribe(0, [("a", 0)]), R.MALFORMED_PACKET, id="subscribe-mid-0"),
     pytest.param(4, wire.unsubscribe(0, ["a"]), R.MALFORMED_PACKET, id="unsubscribe-mid-0"),
     # SUBSCRIBE / UNSUBSCRIBE payloads
-    pytest.param(4, wire.subscribe(1, []), R.PROTOCOL_ERROR, id="subscribe-empty"),
-    pytest.param(5, wire.subscribe(1, [], proto_ver=5), R.PROTOCOL_ERROR, id="subscribe-empty-v5"),
-    pytest.param(4, wire.unsubscribe(1, []), R.PROTOCOL_ERROR, id="unsubscribe-empty"),
+    pytest.param(4, wire.subscribe(1, []), R.MALFORMED_PACKET, id="subscribe-empty"),
+    pytest.param(5, wire.subscribe(1, [], proto_ver=5), R.MALFORMED_PACKET, id="subscribe-empty-v5"),
+    pytest.param(4, wire.unsubscribe(1, []), R.MALFORMED_PACKET, id="unsubscribe-empty"),
     pytest.param(4, wire.subscribe(1, [("a", 3)]), R.MALFORMED_PACKET, id="subscribe-qos3"),
     pytest.param(4, wire.subscribe(1, [("a", 0x04)]), R.MALFORMED_PACKET, id="subscribe-reserved-bits"),
     pytest.param(3, wire.subscribe(1, [("a", 0x81)]), R.MALFORMED_PACKET, id="subscribe-reserved-bits-v3"),
