@@ -223,6 +223,11 @@ class GatewayService(service.MultiService):
             self._write_pid_file()
             self._open_store()
             super().privilegedStartService()
+            if self.store is not None:
+                lost = self.hub.lose_sleepers()
+                if lost:
+                    self.log.info("{count} sleeping clients without their listener: lost",
+                                  count=lost)
         except SystemExit as e:
             self._startup_failed(e)
         except Exception:

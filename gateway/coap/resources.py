@@ -363,16 +363,20 @@ class CoAPSite:
             raise error.NotFound("no retained message")
         return representation(message, hub.now())
 
-    def clear(self, topic: str, info: ClientInfo, client: CoAPClient | None) -> Message:
+    def clear(self, topic: str, info: ClientInfo, client: CoAPClient | None) -> Message | Deferred[Message]:
         hub = self.hub
         denied = write_refusal(hub, info, topic, False)
         if denied is not None:
             raise refusal(denied, ACCESS)
-        if hub.retained_message(topic) is not None:
-            message = HubMessage(topic, b"", 0, True)
-            message.source = info
-            hub.publish(message, client.session if client is not None else None)
-        return Message(code=DELETED)
+        answer = Message(code=DELETED)
+        if hub.retained_message(topic) is None:
+            return answer
+        message = HubMessage(topic, b"", 0, True)
+        message.source = info
+        hub.publish(message, client.session if client is not None else None)
+        barrier = hub.durable()
+        # With persistence on, a deleted retained message stays deleted after a crash.
+        return barrier.addCallback(lambda _: answer) if barrier is not None else answer
 
     def observe(self, pipe: Any, request: Message, topic_filter: str, qos: int, key_id: str,
                 info: ClientInfo, client: CoAPClient | None) -> None:

@@ -17,7 +17,7 @@ from gateway.hub.deadlines import Deadlines
 from gateway.hub.persistence import Journal
 from gateway.hub.denials import DenialLog
 from gateway.hub.retained import RetainedStore
-from gateway.hub.sessions import Limits, Outgoing, Session
+from gateway.hub.sessions import SLEEP_KEY, Limits, Outgoing, Session
 from gateway.hub.sysinfo import Sample, Stats, SysTopics, TopicMeter
 from gateway.hub.topics import TopicError, split_shared
 from gateway.hub.trie import ShareGroup, SubscriptionTrie
@@ -172,6 +172,8 @@ class Hub:
         session.disconnected_at = None
         session.connected_at = self.now()
         session.clean_start = clean_start
+        if session.extra:
+            session.extra.pop(SLEEP_KEY, None)
         if journal is not None:
             self._journal_session(session)
         stats = self.stats
@@ -212,6 +214,8 @@ class Hub:
         if session.endpoint is None or (endpoint is not None and session.endpoint is not endpoint):
             return
         session.endpoint = None
+        if session.extra:
+            session.extra.pop(SLEEP_KEY, None)
         self.stats.clients_connected -= 1
         self._redistribute_shared(session)
         expiry = self._expiry_of(session)
@@ -504,6 +508,17 @@ class Hub:
         if expiry is not None and session.disconnected_at is not None:
             self.deadlines.schedule(("expiry", session), session.disconnected_at + expiry,
                                     lambda: self._expire(session))
+
+    def lose_sleepers(self) -> int:
+        """Once the listeners started: sessions restored asleep (``SLEEP_KEY``) that no
+        protocol took up, as when their listeners left the config, lost their client
+        now (their wills go out). Returns how many."""
+        lost = [s for s in self.sessions.values() if s.endpoint is None and s.extra.get(SLEEP_KEY)]
+        for session in lost:
+            session.endpoint = _GONE
+            self.stats.clients_connected += 1
+            self.disconnect(session, graceful=False)
+        return len(lost)
 
     # retained ----------------------------------------------------------------------
 

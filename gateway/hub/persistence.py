@@ -174,9 +174,11 @@ def restore(hub: Hub, snapshot: Snapshot, listeners: dict[Any, Any]) -> dict[str
     """Rebuild retained messages, sessions, their queues and pending wills from a
     snapshot, on a hub with nothing in it yet. ``listeners`` maps listener keys to the
     configured listeners (a session whose listener is gone keeps none). Sessions that
-    were connected when the process stopped are disconnected now, will and all;
-    expiries run on the wall clock, so what expired during the downtime goes at once.
-    Returns counts for the log."""
+    were connected when the process stopped are disconnected now, will and all, except
+    those whose client was asleep (``sessions.SLEEP_KEY``): it never noticed, so they wait,
+    offline with their will, for their protocol to take them up again. Expiries run on
+    the wall clock, so what expired during the downtime goes at once. Returns counts
+    for the log."""
 
     # Hundreds of thousands of objects that live on: the collector would scan the
     # growing heap again and again while they are made (a second per 100,000 here).
@@ -190,7 +192,7 @@ def restore(hub: Hub, snapshot: Snapshot, listeners: dict[Any, Any]) -> dict[str
 
 
 def _restore(hub: Hub, snapshot: Snapshot, listeners: dict[Any, Any]) -> dict[str, int]:
-    from gateway.hub.sessions import Outgoing, Session
+    from gateway.hub.sessions import SLEEP_KEY, Outgoing, Session
 
     now = hub.now()
     messages: dict[Any, Any] = {}
@@ -208,7 +210,7 @@ def _restore(hub: Hub, snapshot: Snapshot, listeners: dict[Any, Any]) -> dict[st
             client = ClientInfo(record.client_id, record.protocol, "", record.username,
                                 listeners.get(record.listener) if record.listener else None)
             session = Session(client, record.expiry, hub)
-            if record.disconnected_at is None:
+            if record.disconnected_at is None and not record.extra.get(SLEEP_KEY):
                 crashed.add(record.client_id)
             session.disconnected_at = record.disconnected_at if record.disconnected_at is not None else now
             session.extra = dict(record.extra)

@@ -24,6 +24,12 @@ if TYPE_CHECKING:
     from gateway.hub.hub import Hub
     from gateway.hub.trie import ShareGroup
 
+#: ``Session.extra`` key that a protocol sets, to the longest silence in seconds, while
+#: its client sleeps (MQTT-SN): connected, but unaware of a restart of the process, so a
+#: restart keeps the session asleep, will included, for its protocol to take up again.
+#: The hub removes it when an endpoint connects or disconnects.
+SLEEP_KEY = "asleep"
+
 AWAIT_ACK = 0  # PUBLISH sent, waiting for PUBACK (QoS 1) or PUBREC (QoS 2)
 AWAIT_COMP = 1  # PUBREL sent, waiting for PUBCOMP
 MAX_PACKET_IDS = 65535  # the window can never be wider than the packet id space
@@ -341,6 +347,11 @@ class Session:
         return True, entry[1]
 
     # persistence ---------------------------------------------------------------
+
+    @property
+    def journaled(self) -> bool:
+        """Whether a durable store keeps this session (persistent, with persistence on)."""
+        return self._journal is not None
 
     def changed(self) -> None:
         """A channel changed what the session keeps for it (``extra``): report it."""

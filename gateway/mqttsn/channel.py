@@ -4,7 +4,8 @@ States (MQTT-SN v1.2 §6.14): CONNECTING (the will handshake), AUTHENTICATING, A
 ASLEEP (DISCONNECT with a duration: deliveries are held, bounded), AWAKE (a PINGREQ
 woke it: held messages go out, then PINGRESP and back to ASLEEP) and CLOSED (after a
 DISCONNECT, a takeover, or *lost*: keepalive or sleep duration missed by 1.5 times, or
-Nretry retransmissions unanswered; a lost client's will is published).
+Nretry retransmissions unanswered; a lost client's will is published). A client asleep
+in a stored session sleeps through a restart of the gateway (``resume_asleep``).
 
 Deliveries to the client (REGISTER first, one QoS 1/2 message at a time, Tretry and
 Nretry, the sleep buffer) are the channel's ``Delivery`` (``gateway.mqttsn.delivery``).
@@ -24,9 +25,8 @@ from twisted.python.failure import Failure
 
 from gateway.hub.acks import DurableAcks
 from gateway.hub.api import ALLOWED, WRITE, AuthResult, ClientInfo, Denied, Message, Reason, Subscription
-from gateway.hub.topics import (
-    TopicError, has_wildcard, split_shared, validate_topic_filter, validate_topic_name,
-)
+from gateway.hub.sessions import SLEEP_KEY
+from gateway.hub.topics import TopicError, has_wildcard, split_shared, validate_topic_name
 from gateway.logtext import clip
 from gateway.mqttsn.codec import (
     PROTOCOL_ID,
@@ -63,12 +63,11 @@ from gateway.mqttsn.codec import (
     WillTopicUpd,
     decode,
     encode,
-    short_name,
 )
 from gateway.mqttsn.context import Forwarded, MQTTSNContext, Network, Timer
 from gateway.mqttsn.delivery import Delivery
 from gateway.mqttsn.reasons import return_code
-from gateway.mqttsn.registry import EXTRA_KEY, register, registry_of
+from gateway.mqttsn.registry import EXTRA_KEY, incoming_topic, register, registry_of, subscription_topic
 from gateway.mqttsn.states import (
     ACTIVE,
     ASLEEP,
@@ -370,16 +369,6 @@ class MQTTSNChannel:
         self.ctx.counters.registrations += 1
         self.acks.send(encode(RegAck(topic_id, p.msg_id, ReturnCode.ACCEPTED)))
 
-    def _topic_name(self, topic_type: int, topic_id: int) -> str | None:
-        if topic_type == TopicIdType.NORMAL:
-            registry = self.session.extra.get(EXTRA_KEY)  # type: ignore[union-attr]
-            return registry.by_id.get(topic_id) if registry is not None else None
-        if topic_type == TopicIdType.PREDEFINED:
-            return self.ctx.predefined.by_id.get(topic_id)
-        if topic_type == TopicIdType.SHORT:
-            return short_name(topic_id)
-        return None
-
     # PUBLISH from the client ---------------------------------------------------------------
 
     def _on_publish(self, p: Publish) -> None:
@@ -396,7 +385,7 @@ class MQTTSNChannel:
             registry = session.extra.get(EXTRA_KEY)
             topic = registry.by_id.get(tid) if registry is not None else None
         else:
-            topic = self._topic_name(ttype, tid)
+            topic = incoming_topic(ttype, tid, ctx.predefined, session.extra.get(EXTRA_KEY))
         if topic is None:
             code = ReturnCode.NOT_SUPPORTED if ttype == TopicIdType.RESERVED else ReturnCode.INVALID_TOPIC_ID
             self.send(encode(PubAck(tid, mid, code)))
@@ -440,28 +429,11 @@ class MQTTSNChannel:
 
     # SUBSCRIBE / UNSUBSCRIBE --------------------------------------------------------------
 
-    def _filter_of(self, topic_type: int, topic: str | int) -> tuple[str | None, int, int]:
-        """(filter, topic id for SUBACK, return code) for a SUBSCRIBE/UNSUBSCRIBE topic."""
-        if topic_type == TopicIdType.PREDEFINED:
-            name = self.ctx.predefined.by_id.get(topic)  # type: ignore[arg-type]
-            if name is None:
-                return None, topic, ReturnCode.INVALID_TOPIC_ID  # type: ignore[return-value]
-            return name, topic, ReturnCode.ACCEPTED  # type: ignore[return-value]
-        if topic_type == TopicIdType.RESERVED:
-            return None, 0, ReturnCode.NOT_SUPPORTED
-        name = str(topic)
-        try:
-            validate_topic_filter(name)
-            split_shared(name)  # $share/GROUP/FILTER: a shared subscription, checked alike
-        except TopicError:
-            return None, 0, ReturnCode.NOT_SUPPORTED
-        return name, 0, ReturnCode.ACCEPTED
-
     def _on_subscribe(self, p: Subscribe) -> None:
         hub = self.ctx.hub
         session = self.session
         assert session is not None
-        name, topic_id, code = self._filter_of(p.topic_type, p.topic)
+        name, topic_id, code = subscription_topic(p.topic_type, p.topic, self.ctx.predefined)
         if name is None or p.qos < 0:
             if name is not None:
                 code = ReturnCode.NOT_SUPPORTED
@@ -487,7 +459,7 @@ class MQTTSNChannel:
         hub.deliver_retained(session, result)
 
     def _on_unsubscribe(self, p: Unsubscribe) -> None:
-        name, _, _ = self._filter_of(p.topic_type, p.topic)
+        name, _, _ = subscription_topic(p.topic_type, p.topic, self.ctx.predefined)
         if name is not None:
             self.ctx.hub.unsubscribe(self.session, name)  # type: ignore[arg-type]
         self.send(encode(UnsubAck(p.msg_id)))
@@ -506,12 +478,18 @@ class MQTTSNChannel:
         self.delivery.pump()
 
     def _on_disconnect(self, p: Disconnect) -> None:
-        self.send(DISCONNECT)
         if p.duration:
             self.sleep_duration = p.duration
             self._set_state(ASLEEP)
             self._supervise_from_now()
+            session = self.session
+            if session is not None and session.journaled and session.extra.get(SLEEP_KEY) != p.duration:
+                session.extra[SLEEP_KEY] = p.duration
+                session.changed()
+            # Once the store knows, a restart of the gateway keeps the client asleep.
+            self.acks.send(DISCONNECT)
             return
+        self.send(DISCONNECT)
         if self.ctx.settings.verbose and self.client is not None:
             self.log.info("MQTT-SN client {client_id} disconnected", client_id=clip(self.client.client_id))
         self._detach(graceful=True)
@@ -617,11 +595,39 @@ class MQTTSNChannel:
         self._close()
 
     def shutdown(self) -> None:
-        """The gateway stops: tell the client, detach as a lost connection (will published)."""
+        """The gateway stops: tell the client, detach as a lost connection (will published).
+        A sleeping client whose session is stored sleeps on: the next start takes it up."""
+        session = self.session
+        if self.sleeping and session is not None and session.journaled:
+            self._close()
+            return
         if self.state in LIVE:
             self.send(DISCONNECT)
         self._detach(graceful=False)
         self._close()
+
+    def resume_asleep(self, session: Session) -> None:
+        """Take up a session whose client was asleep when the process stopped (restored
+        from the store): asleep again and supervised from now, until the client wakes up
+        (PINGREQ with its client id, at any address) or is lost (its will goes out)."""
+        duration = session.extra[SLEEP_KEY]
+        will = session.will
+        if will is not None:
+            self._will = [will.topic, will.qos, will.retain, will.payload]
+        self.client = session.client
+        self.client.peer = self.peer            # for status pages, until it wakes up
+        session, _ = self.ctx.hub.connect(session.client, self, False, session.expiry, will,
+                                          session.will_delay, session.will_expiry)
+        session.receive_maximum = 1
+        if EXTRA_KEY in session.extra:
+            registry_of(session, self.ctx.settings.max_topics)
+        session.extra[SLEEP_KEY] = duration
+        session.changed()
+        self.session = session
+        self.sleep_duration = duration
+        self._set_state(ASLEEP)
+        self._supervise_from_now()
+        session.resume(self)
 
     def move(self, network: Network, addr: Any) -> None:
         """A sleeping client woke up at another address (PINGREQ with its client id)."""

@@ -28,6 +28,7 @@ from twisted.logger import Logger
 
 from gateway.hub.api import ALLOWED, WRITE, AuthResult, ClientInfo, Message
 from gateway.hub.hub import Hub
+from gateway.hub.sessions import SLEEP_KEY
 from gateway.netaddr import transport_label
 from gateway.mqttsn.codec import (
     Connect,
@@ -47,6 +48,7 @@ from gateway.mqttsn.settings import MQTTSNSettings
 
 if TYPE_CHECKING:
     from gateway.config import Config
+    from gateway.hub.sessions import Session
 
 DISCONNECT = encode(Disconnect())
 
@@ -160,6 +162,8 @@ class Channel(Protocol):
 
     def shutdown(self) -> None: ...
 
+    def resume_asleep(self, session: Session) -> None: ...
+
 
 #: Makes the channel for a client that sends a CONNECT: (context, network, address, listener).
 ChannelFactory = Callable[["MQTTSNContext", "Network", Any, Any], Channel]
@@ -241,6 +245,17 @@ class Network:
             channel.shutdown()
 
 
+class Nowhere(Network):
+    """Where the clients that slept through a restart of the gateway are until they wake
+    up: their addresses were not kept, and nothing is sent to a sleeping client."""
+
+    def write(self, addr: Any, data: bytes) -> None:
+        pass
+
+    def describe(self, addr: Any) -> str:
+        return "(asleep since the restart)"
+
+
 class MQTTSNContext:
     """Shared by every MQTT-SN network of one hub (see the module docstring)."""
 
@@ -278,6 +293,7 @@ class MQTTSNContext:
              self._kernel_drops),
         ):
             hub.probe(name, kind, help, (), lambda fn=fn: [((), fn())], "mqttsn")
+        self._take_up_sleepers()
 
     def _network_drops(self) -> int:
         return sum(n.frames_dropped for n in self.networks)
@@ -296,6 +312,18 @@ class MQTTSNContext:
         if not self.networks:
             self.discovery.stop()
             self.timers.stop()
+
+    def _take_up_sleepers(self) -> None:
+        """Clients that were asleep when the process stopped (sessions a store gave
+        back): a channel each again, asleep, that a PINGREQ with their client id finds."""
+        nowhere = None
+        for session in list(self.hub.sessions.values()):
+            if session.endpoint is None and session.client.protocol == "mqttsn" and session.extra.get(SLEEP_KEY):
+                if nowhere is None:
+                    nowhere = Nowhere(self, None)
+                channel = self.channel_factory(self, nowhere, session.client_id, session.client.listener)
+                nowhere.attach(session.client_id, channel)
+                channel.resume_asleep(session)
 
     # addresses without a channel ---------------------------------------------------------
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway.hub.topics import TopicError, validate_topic_name
-from gateway.mqttsn.codec import TopicIdType, short_id
+from gateway.hub.topics import TopicError, split_shared, validate_topic_filter, validate_topic_name
+from gateway.mqttsn.codec import ReturnCode, TopicIdType, short_id, short_name
 
 if TYPE_CHECKING:
     from gateway.hub.sessions import Session
@@ -126,3 +126,34 @@ def outgoing_topic(
         if len(raw) == 2:
             return TopicIdType.SHORT, short_id(topic)
     return None
+
+
+def incoming_topic(topic_type: int, topic_id: int, predefined: Predefined,
+                   registry: TopicRegistry | None) -> str | None:
+    """The topic name a client's PUBLISH names by (id type, id); None: unknown."""
+    if topic_type == TopicIdType.NORMAL:
+        return registry.by_id.get(topic_id) if registry is not None else None
+    if topic_type == TopicIdType.PREDEFINED:
+        return predefined.by_id.get(topic_id)
+    if topic_type == TopicIdType.SHORT:
+        return short_name(topic_id)
+    return None
+
+
+def subscription_topic(topic_type: int, topic: str | int,
+                       predefined: Predefined) -> tuple[str | None, int, int]:
+    """(filter, topic id for SUBACK, return code) for a SUBSCRIBE/UNSUBSCRIBE topic."""
+    if topic_type == TopicIdType.PREDEFINED:
+        name = predefined.by_id.get(topic)  # type: ignore[arg-type]
+        if name is None:
+            return None, topic, ReturnCode.INVALID_TOPIC_ID  # type: ignore[return-value]
+        return name, topic, ReturnCode.ACCEPTED  # type: ignore[return-value]
+    if topic_type == TopicIdType.RESERVED:
+        return None, 0, ReturnCode.NOT_SUPPORTED
+    name = str(topic)
+    try:
+        validate_topic_filter(name)
+        split_shared(name)  # $share/GROUP/FILTER: a shared subscription, checked alike
+    except TopicError:
+        return None, 0, ReturnCode.NOT_SUPPORTED
+    return name, 0, ReturnCode.ACCEPTED

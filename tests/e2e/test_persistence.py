@@ -20,48 +20,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from tests import wire
-from tests.conftest import Gateway
 from tests.e2e.clients import RawClient
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "store"
 SESSION_EXPIRY = 0x11
 WILL_DELAY = 0x18
 MESSAGE_EXPIRY = 0x02
-
-
-class Stores:
-    """Gateways that share one store folder, started and stopped in turn."""
-
-    def __init__(self, gateway, folder: Path, extra: tuple[str, ...] = ()) -> None:
-        self.start_gateway = gateway
-        self.folder = folder
-        folder.mkdir(exist_ok=True)
-        self.lines = ("persistence true", f"persistence_location {folder}/", *extra)
-        self.gw: Gateway | None = None
-
-    def start(self, wait: bool = True) -> Gateway:
-        self.gw = self.start_gateway(*self.lines, wait=wait)
-        return self.gw
-
-    def restart(self, sig: int = signal.SIGTERM) -> Gateway:
-        assert self.gw is not None
-        status = self.gw.stop(sig)
-        assert status == (0 if sig == signal.SIGTERM else -sig), self.gw.describe()
-        return self.start()
-
-    @property
-    def port(self) -> int:
-        assert self.gw is not None
-        return self.gw.port
-
-    @property
-    def path(self) -> Path:
-        return self.folder / "mqttgateway.db"
-
-
-@pytest.fixture
-def stores(gateway, tmp_path):
-    return Stores(gateway, tmp_path / "store")
 
 
 def raw(port: int, client_id: str, clean: bool = False, level: int = 4,

@@ -12,7 +12,7 @@ from twisted.internet import task
 from gateway.hub.api import Message, Properties, Subscription
 from gateway.hub.hub import Hub, HubSettings
 from gateway.hub.persistence import restore
-from gateway.hub.sessions import AWAIT_COMP, Limits
+from gateway.hub.sessions import AWAIT_COMP, SLEEP_KEY, Limits
 from gateway.store.sqlite import SqliteStore
 from tests.hub.helpers import FakeEndpoint, join, pub
 from tests.hub.memory_journal import MemoryJournal
@@ -177,6 +177,51 @@ def test_a_session_connected_when_the_process_stopped_loses_its_connection_then(
     watcher_subs = again.session("p")
     assert watcher_subs.endpoint is None and watcher_subs.disconnected_at == clock.seconds()
     assert backend.disconnected_at(fresh, "p") == clock.seconds()
+
+
+def test_a_session_whose_client_sleeps_waits_with_its_will_for_its_protocol(backend):
+    hub, journal, clock = backend.hub()
+    p = join(hub, "p", clean=False, will=Message("will", b"lost"))
+    p.session.extra[SLEEP_KEY] = 600          # as a protocol marks a sleeping client
+    p.session.changed()
+    again, fresh = backend.restart(journal, clock)
+    watcher = join(again, "w", subscribe=[("will", 0)])
+    session = again.session("p")
+    assert session.endpoint is None and session.extra[SLEEP_KEY] == 600
+    assert session.will.payload == b"lost" and watcher.ep.take() == []
+    # A connection (the protocol taking it up, or the client coming back) clears the mark.
+    join(again, "p", clean=False, will=session.will)
+    assert SLEEP_KEY not in session.extra
+    again.disconnect(session, graceful=False)
+    assert watcher.ep.payloads() == [b"lost"]
+
+
+def test_a_sleeping_session_no_protocol_takes_up_loses_its_client(backend):
+    hub, journal, clock = backend.hub()
+    p = join(hub, "p", clean=False, will=Message("will", b"lost"))
+    join(hub, "q", clean=False)
+    for s in (p.session, hub.session("q")):
+        s.extra[SLEEP_KEY] = 600
+        s.changed()
+    again, fresh = backend.restart(journal, clock)
+    watcher = join(again, "w", subscribe=[("will", 0)])
+    assert again.lose_sleepers() == 2
+    assert watcher.ep.payloads() == [b"lost"]
+    assert again.stats.clients_connected == 1       # the watcher alone
+    assert backend.disconnected_at(fresh, "q") == clock.seconds()
+    assert again.lose_sleepers() == 0
+    third, _ = backend.restart(fresh, clock)
+    assert all(SLEEP_KEY not in s.extra for s in third.sessions.values())
+
+
+def test_connecting_and_disconnecting_clear_the_sleep_mark(backend):
+    hub, journal, clock = backend.hub()
+    p = join(hub, "p", clean=False)
+    p.session.extra[SLEEP_KEY] = 600
+    hub.disconnect(p.session, graceful=True)
+    assert SLEEP_KEY not in p.session.extra
+    again, fresh = backend.restart(journal, clock)
+    assert SLEEP_KEY not in again.session("p").extra
 
 
 def test_expiry_changed_to_zero_removes_the_stored_session(backend):

@@ -6,16 +6,31 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import subprocess
+import sys
 import time
 import threading
 import tty
+from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
 
-from tests.conftest import closing
+from tests.conftest import REPO, closing
 
 TIMEOUT = 10.0
+BIN = Path(sys.executable).parent
+
+
+def cli(name: str, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """Run one of mqtt-sn-12's command-line clients (``mqtt_sn_pub``, ``mqtt_sn_sub``),
+    which must exit 0."""
+    proc = subprocess.run(
+        [str(BIN / name), *args, "--timeout", "10"], cwd=REPO, capture_output=True, text=True,
+        timeout=timeout, stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, f"{name} {args}: {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc
 
 
 class SNClient:

@@ -8,6 +8,7 @@ from twisted.internet import task
 
 from gateway.hub.api import ClientInfo, Message, Reason, Subscription
 from gateway.hub.hub import Hub, HubSettings
+from gateway.hub.persistence import Snapshot, restore
 from gateway.hub.sessions import Limits
 from gateway.mqttsn.channel import MQTTSNChannel
 from gateway.mqttsn.context import MQTTSNContext, Network
@@ -61,10 +62,15 @@ class Rig:
     """A gateway core without sockets: ``client(addr)`` gives a raw-bytes client."""
 
     def __init__(self, limits: Limits | None = None, retain_available: bool = True,
-                 journal: Any = None, clock: task.Clock | None = None, **settings: Any) -> None:
+                 journal: Any = None, clock: task.Clock | None = None,
+                 snapshot: Snapshot | None = None, **settings: Any) -> None:
+        """``snapshot``: what a store gave back, restored before the MQTT-SN context
+        starts (as the service does before opening the listeners)."""
         self.clock = clock or task.Clock()
         self.hub = Hub(HubSettings(limits=limits or Limits(), retain_available=retain_available),
                        self.clock, journal)
+        if snapshot is not None:
+            restore(self.hub, snapshot, {})
         settings.setdefault("advertise_interval", 0)
         self.ctx = MQTTSNContext(self.hub, MQTTSNSettings(**settings), self.clock, MQTTSNChannel)
         self.net = RecordingNetwork(self.ctx)

@@ -1,21 +1,22 @@
 """What an MQTT-SN client's persistent session keeps across a restart: its topic
 registrations (both directions), subscriptions and queued messages, rebuilt from what
-the journal kept (``extra`` written as JSON, as a store does)."""
+the journal kept (``extra`` written as JSON, as a store does); a sleeping client sleeps
+through it. And the answers that wait for the store."""
 
 from __future__ import annotations
 
 from twisted.internet import task
 
-from gateway.hub.persistence import restore
+from gateway.hub.sessions import SLEEP_KEY
+from gateway.mqttsn.states import ASLEEP
+
 from tests.hub.memory_journal import MemoryJournal
 from tests.mqttsn import wire as w
-from tests.mqttsn.helpers import Rig, connected
+from tests.mqttsn.helpers import Client, Rig, connected
 
 
 def restarted(journal: MemoryJournal, clock: task.Clock) -> Rig:
-    rig = Rig(journal=MemoryJournal(), clock=clock)
-    restore(rig.hub, journal.snapshot(), {})
-    return rig
+    return Rig(journal=MemoryJournal(), clock=clock, snapshot=journal.snapshot())
 
 
 def test_registrations_subscriptions_and_queued_messages_survive() -> None:
@@ -61,6 +62,100 @@ def test_a_registration_the_client_never_confirmed_is_not_kept() -> None:
     assert c.ask(w.connect("sensor", 60, 0)) == [w.connack(), w.register(1, 1, "a/b")]
 
 
+# --- sleeping clients -----------------------------------------------------------------------
+
+
+def asleep(rig: Rig) -> Client:
+    """A persistent client with a will, subscribed to t (QoS 1), gone to sleep for 100 s."""
+    c = connected(rig, "sensor", flags=0, will=("dead/sensor", b"lost"))
+    assert c.ask(w.subscribe(1, "t", 1)) == [w.suback(1, 1, w.ACCEPTED, 1)]
+    assert c.ask(w.disconnect(100)) == [w.disconnect()]
+    return c
+
+
+def test_a_sleeping_client_sleeps_through_a_restart() -> None:
+    clock = task.Clock()
+    journal = MemoryJournal()
+    rig = Rig(journal=journal, clock=clock)
+    asleep(rig)
+    rig.publish("t", b"in flight", qos=1)
+    rig.publish("t", b"queued", qos=1)
+    rig.publish("t", b"at most once")       # QoS 0: held by the channel alone
+
+    again = restarted(journal, clock)
+    obs = again.observe("dead/#")
+    assert again.ctx.counters.asleep == 1
+    assert again.hub.session("sensor").client.peer == "(asleep since the restart)"
+    c = again.client(40001)                 # it wakes up wherever it is now
+    assert c.ask(w.pingreq("sensor")) == [w.publish(1, b"in flight", 1, 1, dup=True)]
+    assert c.ask(w.puback(1, 1)) == [w.publish(1, b"queued", 1, 2)]
+    assert c.ask(w.puback(1, 2)) == [w.pingresp()]
+    assert c.channel.state == ASLEEP
+    again.publish("t", b"later", qos=1)
+    assert c.ask(w.pingreq("sensor")) == [w.publish(1, b"later", 1, 1)]
+    assert obs.got == []                    # never lost: no will
+    # Still supervised: silent for 1.5 times its sleep duration, it is lost.
+    c.send(w.puback(1, 1))
+    clock.advance(151)
+    assert c.channel is None
+    assert obs.got == [("dead/sensor", b"lost", 0, False)]
+
+
+def test_a_client_that_slept_through_a_restart_is_lost_if_it_never_wakes() -> None:
+    clock = task.Clock()
+    journal = MemoryJournal()
+    asleep(Rig(journal=journal, clock=clock))
+    again = restarted(journal, clock)
+    obs = again.observe("dead/#")
+    clock.advance(149)
+    assert obs.got == []
+    clock.advance(2)
+    assert obs.got == [("dead/sensor", b"lost", 0, False)]
+    assert again.hub.session("sensor").endpoint is None
+
+
+def test_a_client_that_slept_through_a_restart_may_connect_again() -> None:
+    clock = task.Clock()
+    journal = MemoryJournal()
+    rig = Rig(journal=journal, clock=clock)
+    asleep(rig)
+    rig.publish("t", b"kept", qos=1)
+    again = restarted(journal, clock)
+    obs = again.observe("dead/#")
+    c = again.client(40001)
+    assert c.ask(w.connect("sensor", 60, 0)) == [w.connack(), w.publish(1, b"kept", 1, 1, dup=True)]
+    assert obs.got == []
+    assert c.ask(w.puback(1, 1)) == []
+    assert c.ask(w.disconnect()) == [w.disconnect()]
+    assert obs.got == []
+
+
+def test_at_shutdown_a_stored_sleeping_client_stays_asleep() -> None:
+    clock = task.Clock()
+    journal = MemoryJournal()
+    rig = Rig(journal=journal, clock=clock)
+    obs = rig.observe("dead/#")
+    sleeper = asleep(rig)
+    clean = connected(rig, "clean", 40001, flags=w.CLEAN, will=("dead/clean", b"lost"))
+    assert clean.ask(w.disconnect(100)) == [w.disconnect()]
+    rig.ctx.remove_network(rig.net)
+    # The clean one is told, and its will goes out; the stored one is left asleep.
+    assert clean.take() == [w.disconnect()] and sleeper.take() == []
+    assert obs.got == [("dead/clean", b"lost", 0, False)]
+    assert journal.sessions["sensor"].disconnected_at is None
+    again = restarted(journal, clock)
+    assert again.hub.session("sensor").endpoint is not None
+
+
+def test_without_a_store_a_sleeping_client_is_lost_at_shutdown() -> None:
+    rig = Rig()
+    obs = rig.observe("dead/#")
+    sleeper = asleep(rig)
+    rig.ctx.remove_network(rig.net)
+    assert sleeper.take() == [w.disconnect()]
+    assert obs.got == [("dead/sensor", b"lost", 0, False)]
+
+
 # --- acknowledgements wait for the store ---------------------------------------------------
 
 
@@ -96,6 +191,15 @@ def test_qos2_to_a_persistent_session_waits_for_its_message_id_to_be_stored() ->
     assert c.take() == []
     journal.commit()
     assert c.take() == [w.pubrel(1)]
+
+
+def test_the_answer_to_a_sleep_waits_for_the_commit() -> None:
+    rig, journal = held_rig()
+    c = connected(rig, "sensor", flags=0)
+    assert c.ask(w.disconnect(60)) == []
+    assert journal.sessions["sensor"].extra[SLEEP_KEY] == 60
+    journal.commit()
+    assert c.take() == [w.disconnect()]
 
 
 def test_answers_held_for_a_closed_connection_are_never_sent() -> None:

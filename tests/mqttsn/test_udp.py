@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import select
 import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, free_udp_port
+from tests.conftest import free_udp_port
 from tests.e2e.clients import unique
 from tests.mqttsn import wire as w
-from tests.mqttsn.conftest import setns
+from tests.mqttsn.conftest import cli, setns
 
-BIN = Path(sys.executable).parent
 PREDEFINED = ["mqttsn_predefined_topic 10 sensors/predef", "mqttsn_predefined_topic 11 actuators/valve"]
 
 
@@ -26,15 +22,6 @@ def sn_gateway(gateway, *lines: str, host: str = "127.0.0.1"):
     gw = gateway(f"listener {port} {host}", "protocol mqttsn", *PREDEFINED, *lines)
     gw.sn_port = port
     return gw
-
-
-def cli(name: str, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [str(BIN / name), *args, "--timeout", "10"], cwd=REPO, capture_output=True, text=True,
-        timeout=timeout, stdin=subprocess.DEVNULL,
-    )
-    assert proc.returncode == 0, f"{name} {args}: {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc
 
 
 def test_mqtt_sn_pub_at_every_qos_reaches_an_mqtt_subscriber(gateway, paho) -> None:
