@@ -36,6 +36,7 @@ from typing import Callable
 
 import brokers
 import mqttload
+import report
 
 HOST = brokers.HOST
 STREAM_SECONDS = 12.0
@@ -245,7 +246,10 @@ def main() -> int:
     parser.add_argument("--only", default=",".join(SCENARIOS))
     parser.add_argument("--brokers", default="mqttgateway")
     parser.add_argument("--config-line", action="append", default=[])
+    parser.add_argument("--out", type=Path, help="results file (default bench/results/abuse-DATE.txt)")
     args = parser.parse_args()
+    say = report.Tee(args.out or report.results_file("abuse"))
+    say(report.header())
     brokers.CONFIG += "".join(line + "\n" for line in args.config_line)
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.brokers.split(","):
@@ -258,9 +262,10 @@ def main() -> int:
                     alive = broker.alive()
                     broker.stop()
                 for line in lines:
-                    print(f"{name:12} {scenario:8} {line}", flush=True)
+                    say(f"{name:12} {scenario:8} {line}")
                 if not alive:
-                    print(f"{name:12} {scenario:8} broker died: {broker.log_tail()}")
+                    say(f"{name:12} {scenario:8} broker died: {broker.log_tail()}")
+    say.close()
     return 0
 
 

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import brokers  # noqa: E402
 import mqttload  # noqa: E402
+import report  # noqa: E402
 
 PUBACK = 0x40
 
@@ -144,21 +145,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--payload", type=int, default=64)
     parser.add_argument("--qos", type=int, choices=(0, 1), default=1)
     parser.add_argument("--brokers", default=",".join(brokers.BROKERS))
+    parser.add_argument("--out", type=Path, help="results file (default bench/results/bridge-DATE.txt)")
     args = parser.parse_args(argv)
     names = args.brokers.split(",")
+    say = report.Tee(args.out or report.results_file("bridge"))
+    say(report.header(sys.argv if argv is None else [sys.argv[0], *argv]))
     results = {}
     with tempfile.TemporaryDirectory(prefix="bridge-bench-") as tmp:
         for name in names:
             results[name] = run(name, args, Path(tmp))
-    print(f"bridge, QoS {args.qos}, {args.messages} messages of {args.payload} bytes, "
-          f"window {args.window}")
-    print(f"{'':14}{'msg/s':>10}{'CPU s/100k':>12}")
+    say(f"bridge, QoS {args.qos}, {args.messages} messages of {args.payload} bytes, "
+        f"window {args.window}")
+    say(f"{'':14}{'msg/s':>10}{'CPU s/100k':>12}")
     for name in names:
         rate, cpu = results[name]
-        print(f"{name:14}{rate:10.0f}{cpu:12.2f}")
+        say(f"{name:14}{rate:10.0f}{cpu:12.2f}")
     if len(names) == 2:
         (r1, c1), (r2, c2) = results[names[0]], results[names[1]]
-        print(f"{'ratio':14}{r1 / r2:10.2f}{c1 / c2:12.2f}")
+        say(f"{'ratio':14}{r1 / r2:10.2f}{c1 / c2:12.2f}")
+    say.close()
     return 0
 
 

@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import brokers  # noqa: E402
 import mqttload  # noqa: E402
+import report  # noqa: E402
 from tests.dtls.client import ClientEnd, DTLSClient, client_context, flood  # noqa: E402
 from tests.security.pki import make_pki  # noqa: E402
 
@@ -346,7 +347,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--only", default=",".join(SCENARIOS))
+    ap.add_argument("--out", type=Path, help="results file (default bench/results/dtls-DATE.txt)")
     args = ap.parse_args(argv)
+    say = report.Tee(args.out or report.results_file("dtls"))
+    say(report.header(sys.argv if argv is None else [sys.argv[0], *argv]))
     rows: list[tuple[str, str, dict[str, float]]] = []
     with tempfile.TemporaryDirectory(prefix="dtlsbench-") as tmp:
         pki = make_pki(Path(tmp))
@@ -365,9 +369,9 @@ def main(argv: list[str] | None = None) -> int:
                 finally:
                     server.stop()
                 rows.append((scen, name, result))
-                print(f"[{name}] {scen}: " + ", ".join(f"{k} {v:,.2f}" for k, v in result.items()),
-                      file=sys.stderr)
-    print(table(rows))
+                say(f"[{name}] {scen}: " + ", ".join(f"{k} {v:,.2f}" for k, v in result.items()))
+    say(table(rows))
+    say.close()
     return 0
 
 
