@@ -134,6 +134,14 @@ def command(name: str, conf: Path, checkout: Path = REPO, ports: tuple[int, ...]
     raise BrokerError(f"unknown broker {name!r}")
 
 
+def knows_key(checkout: Path, key: str) -> bool:
+    """Whether the gateway of ``checkout`` has config key ``key`` (an older checkout
+    compared side by side refuses the keys it predates)."""
+    return any(f'"{key}"' in path.read_text(encoding="utf-8")
+               for pattern in ("config.py", "config/*.py")
+               for path in (checkout / "gateway").glob(pattern))
+
+
 def spawn(name: str, conf: Path, log: Path, checkout: Path = REPO,
           ports: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
     """Start broker ``name`` with ``conf``, its output in ``log`` and RLIMIT_NOFILE raised."""

@@ -84,6 +84,7 @@ listener {mqtt} {host}
 sys_interval 1
 persistent_client_expiration 1h
 coap_max_requests_per_second 0
+coap_max_requests_per_address 0
 """
 TIMEOUT = 10.0
 

@@ -239,7 +239,10 @@ class Server(brokers.Server):
         if name == "mqttgateway":
             self.mqtt = brokers.free_port()
             conf = workdir / f"gateway-{self.coap}.conf"
-            conf.write_text(GATEWAY_CONFIG.format(mqtt=self.mqtt, coap=self.coap, host=HOST))
+            text = GATEWAY_CONFIG.format(mqtt=self.mqtt, coap=self.coap, host=HOST)
+            if brokers.knows_key(checkout, "coap_max_requests_per_address"):
+                text += "coap_max_requests_per_address 0\n"  # every client is 127.0.0.1
+            conf.write_text(text)
             super().__init__(name, brokers.spawn("mqttgateway", conf, log, checkout), log)
             self.wait_port(self.mqtt)
         else:

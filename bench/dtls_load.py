@@ -71,6 +71,7 @@ allow_anonymous true
 psk_file {psk}
 sys_interval 0
 coap_max_requests_per_second 0
+coap_max_requests_per_address 0
 """
 
 
