@@ -7,7 +7,8 @@ connection with nothing queued, arming the reactor for writability (two
 read between ``begin()`` and ``end()``: a ``BufferedLink`` keeps what is written to
 its connection meanwhile, and ``end()`` sends each connection's share at once, as
 one buffer, straight to its socket when the kernel takes it all (Twisted queues
-the rest). Writes outside a read go out at once. A TLS connection gets its share
+the rest). Writes outside a read go to Twisted's buffer, which sends what a loop turn
+gathered at once. A TLS connection gets its share
 as one write, so one record instead of one per packet; a WebSocket connection
 keeps one message per packet.
 
@@ -85,7 +86,10 @@ class BufferedLink:
             else:
                 parts.append(data)
         else:
-            self._send(data)
+            # Outside a read (a timer, a datagram, a commit releasing acknowledgements):
+            # Twisted's buffer gathers what the rest of this loop turn writes.
+            self.sent = True
+            self.transport.write(data)
 
     def writeSequence(self, seq: list[bytes]) -> None:
         for data in seq:

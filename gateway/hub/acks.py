@@ -29,8 +29,11 @@ class DurableAcks:
 
     def send(self, item: Any) -> None:
         """Write ``item`` now if nothing is pending, else after what it depends on."""
-        barrier = self._hub.durable()
         queue = self._queue
+        if not queue and self._hub.journal is None:
+            self._write(item)  # no store: at once, without asking for a barrier
+            return
+        barrier = self._hub.durable()
         if barrier is None and not queue:
             self._write(item)
             return
