@@ -140,6 +140,31 @@ def _long_length(buf: bytearray, start: int) -> tuple[int, int]:
     raise ValueError("malformed remaining length")
 
 
+def split_packets(buf: bytearray) -> list[tuple[int, bytes]]:
+    """Complete MQTT packets at the start of ``buf`` (removed from it)."""
+    out = []
+    pos = 0
+    n = len(buf)
+    while pos + 2 <= n:
+        length = shift = 0
+        i = pos + 1
+        while i < n:
+            b = buf[i]
+            length |= (b & 0x7F) << shift
+            shift += 7
+            i += 1
+            if not b & 0x80:
+                break
+        else:
+            break
+        if i + length > n:
+            break
+        out.append((buf[pos], bytes(buf[i : i + length])))
+        pos = i + length
+    del buf[:pos]
+    return out
+
+
 def recv_exact(sock: socket.socket, n: int) -> bytes:
     """Read exactly n bytes or raise ConnectionError."""
     data = bytearray()

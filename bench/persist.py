@@ -58,29 +58,6 @@ PAYLOAD = b"x" * 64
 # --- load generators (separate processes) ---------------------------------------------
 
 
-def _packets(buf: bytearray) -> list[tuple[int, bytes]]:
-    """Whole packets at the front of ``buf`` (removed from it)."""
-    out, pos, n = [], 0, len(buf)
-    while pos + 2 <= n:
-        length = shift = 0
-        i = pos + 1
-        while i < n:
-            b = buf[i]
-            length |= (b & 0x7F) << shift
-            shift += 7
-            i += 1
-            if not b & 0x80:
-                break
-        else:
-            break
-        if i + length > n:
-            break
-        out.append((buf[pos], bytes(buf[i:i + length])))
-        pos = i + length
-    del buf[:pos]
-    return out
-
-
 def _connect(port: int, client_id: str, clean: bool) -> socket.socket:
     sock = socket.create_connection((HOST, port), timeout=10)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -119,7 +96,7 @@ def client(port: int, name: str, stop: Any, acked: Any, delivered: Any, ready: A
         buf += data
         acks = got = 0
         out = bytearray()
-        for first, body in _packets(buf):
+        for first, body in mqttload.split_packets(buf):
             if first == 0x40:
                 acks += 1
             elif first & 0xF0 == 0x30:
@@ -263,7 +240,7 @@ def fill(port: int, retained: int, sessions: int, queued: int) -> None:
         inflight += 1
         while inflight >= 500 or (n == queued - 1 and inflight):
             buf += sock.recv(65536)
-            acks = sum(1 for first, _ in _packets(buf) if first == 0x40)
+            acks = sum(1 for first, _ in mqttload.split_packets(buf) if first == 0x40)
             inflight -= acks
             done += acks
     sock.sendall(b"\xe0\x00")

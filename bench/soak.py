@@ -77,31 +77,6 @@ class Pacer:
         return max(0, int((time.monotonic() - self.t0) * self.rate) - self.sent)
 
 
-def split_packets(buf: bytearray) -> list[tuple[int, bytes]]:
-    """Complete MQTT packets at the start of ``buf`` (removed from it)."""
-    out = []
-    pos = 0
-    n = len(buf)
-    while pos + 2 <= n:
-        length = shift = 0
-        i = pos + 1
-        while i < n:
-            b = buf[i]
-            length |= (b & 0x7F) << shift
-            shift += 7
-            i += 1
-            if not b & 0x80:
-                break
-        else:
-            break
-        if i + length > n:
-            break
-        out.append((buf[pos], bytes(buf[i : i + length])))
-        pos = i + length
-    del buf[:pos]
-    return out
-
-
 def publish_fields(first: int, body: bytes) -> tuple[str, int | None, bytes]:
     tlen = struct.unpack_from("!H", body)[0]
     topic = body[2 : 2 + tlen].decode()
@@ -145,7 +120,7 @@ def subscriber(port: int, filters: list[tuple[str, int]], counters: Any, errors:
             _error(counters, errors, "subscriber", ConnectionError("closed by the gateway"))
             break
         buf += data
-        for first, body in split_packets(buf):
+        for first, body in mq.split_packets(buf):
             kind = first & 0xF0
             if kind == mq.PUBLISH:
                 topic, pid, payload = publish_fields(first, body)
@@ -213,7 +188,7 @@ def qos_publisher(port: int, qos: int, rate: float, window: int, counters: Any, 
             if not data:
                 raise ConnectionError("closed by the gateway")
             buf += data
-            for first, body in split_packets(buf):
+            for first, body in mq.split_packets(buf):
                 kind = first & 0xF0
                 if kind == mq.PUBACK or kind == 0x70:  # PUBACK, PUBCOMP
                     free.append(struct.unpack_from("!H", body)[0])
