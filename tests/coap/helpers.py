@@ -72,6 +72,7 @@ class AioCoAP:
         """``credentials``: aiocoap's client credentials (with ``oscore`` among the
         transports, OSCORE contexts by URI pattern)."""
         self.loop = asyncio.new_event_loop()
+        self._pumps: set[asyncio.Task[None]] = set()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
 
@@ -93,6 +94,12 @@ class AioCoAP:
 
         return self.run(go())
 
+    async def _stop_pumps(self) -> None:
+        """Observations still open at the end: their pumps end with the loop."""
+        for task in self._pumps:
+            task.cancel()
+        await asyncio.gather(*self._pumps, return_exceptions=True)
+
     def observe(self, uri: str, **options: Any) -> Observation:
         async def go() -> Observation:
             from aiocoap.numbers.codes import GET
@@ -108,7 +115,7 @@ class AioCoAP:
                 except Exception as e:  # the end of the observation, as the test sees it
                     obs.notifications.put(e)
 
-            self.loop.create_task(pump())
+            self._pumps.add(self.loop.create_task(pump()))
             return obs
 
         return self.run(go())
@@ -116,6 +123,7 @@ class AioCoAP:
     def close(self) -> None:
         try:
             self.run(self.ctx.shutdown())
+            self.run(self._stop_pumps())
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(TIMEOUT)
