@@ -42,6 +42,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import brokers  # noqa: E402
 import mqttload  # noqa: E402
+import report  # noqa: E402
 
 HOST = "127.0.0.1"
 CTX = mp.get_context("fork")
@@ -346,21 +347,8 @@ def main(argv: list[str] | None = None) -> int:
                     server.stop()
                 print(f"[{name}] {scen}: " + ", ".join(
                     f"{k} {v:,.2f}" for k, v in rows[-1][2].items()), file=sys.stderr)
-    print(table(rows))
+    print(report.versus(rows, "bare", "bare aiocoap"))
     return 0
-
-
-def table(rows: list[tuple[str, str, dict[str, float]]]) -> str:
-    """One line per scenario and metric: gateway, bare aiocoap, ratio."""
-    out = [f"{'scenario':10} {'metric':14} {'mqttgateway':>12} {'bare aiocoap':>13} {'ratio':>6}"]
-    by = {(s, n): m for s, n, m in rows}
-    for scen in dict.fromkeys(s for s, _, _ in rows):
-        g, b = by.get((scen, "mqttgateway"), {}), by.get((scen, "bare"), {})
-        for metric in g or b:
-            gv, bv = g.get(metric, float("nan")), b.get(metric, float("nan"))
-            ratio = f"{gv / bv:.2f}" if bv and bv == bv and gv == gv else ""
-            out.append(f"{scen:10} {metric:14} {gv:12,.3f} {bv:13,.3f} {ratio:>6}")
-    return "\n".join(out)
 
 
 if __name__ == "__main__":

@@ -371,22 +371,9 @@ def main(argv: list[str] | None = None) -> int:
                     server.stop()
                 rows.append((scen, name, result))
                 say(f"[{name}] {scen}: " + ", ".join(f"{k} {v:,.2f}" for k, v in result.items()))
-    say(table(rows))
+    say(report.versus(rows, "libcoap", "libcoap"))
     say.close()
     return 0
-
-
-def table(rows: list[tuple[str, str, dict[str, float]]]) -> str:
-    """One line per scenario and metric: gateway, libcoap, ratio."""
-    out = [f"{'scenario':16} {'metric':19} {'mqttgateway':>12} {'libcoap':>10} {'ratio':>6}"]
-    by = {(s, n): m for s, n, m in rows}
-    for scen in dict.fromkeys(s for s, _, _ in rows):
-        g, c = by.get((scen, "mqttgateway"), {}), by.get((scen, "libcoap"), {})
-        for metric in g or c:
-            gv, cv = g.get(metric, float("nan")), c.get(metric, float("nan"))
-            ratio = f"{gv / cv:.2f}" if cv and cv == cv and gv == gv else ""
-            out.append(f"{scen:16} {metric:19} {gv:12,.2f} {cv:10,.2f} {ratio:>6}")
-    return "\n".join(out)
 
 
 if __name__ == "__main__":

@@ -86,3 +86,17 @@ class Tee:
     def close(self) -> None:
         if self._fh:
             self._fh.close()
+
+
+def versus(rows: list[tuple[str, str, dict[str, float]]], reference: str, label: str) -> str:
+    """One line per scenario and metric: the gateway, the ``reference`` server (rows
+    named so, headed ``label``) and their ratio."""
+    out = [f"{'scenario':16} {'metric':19} {'mqttgateway':>12} {label:>13} {'ratio':>6}"]
+    by = {(s, n): m for s, n, m in rows}
+    for scen in dict.fromkeys(s for s, _, _ in rows):
+        g, c = by.get((scen, "mqttgateway"), {}), by.get((scen, reference), {})
+        for metric in g or c:
+            gv, cv = g.get(metric, float("nan")), c.get(metric, float("nan"))
+            ratio = f"{gv / cv:.2f}" if cv and cv == cv and gv == gv else ""
+            out.append(f"{scen:16} {metric:19} {gv:12,.3f} {cv:13,.3f} {ratio:>6}")
+    return "\n".join(out)
