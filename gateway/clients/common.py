@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from gateway.clients.checks import as_text, valid_utf8
 from gateway.clients.options import (
     PROGRAMS, PUB, HelpRequested, Options, UsageError, VersionRequested, parse,
 )
 from gateway.clients.session import ConnectFailed, Session
+from gateway.clients.texts import ERR_NO_CONN, ERR_SUCCESS, ERR_TIMEOUT, strerror
 from gateway.clients.usage import usage_text, version_text
 
 
@@ -76,6 +77,21 @@ def open_session(cfg: Options) -> Session:
         session.err(e.text)
         raise Exit(1) from None
     return session
+
+
+def close_session(cfg: Options, session: Session, rc: int, client: Any) -> int:
+    """The end of mosquitto_sub's and mosquitto_rr's ``main``: close, forgive a lost
+    connection once ``-C`` was reached, report a timeout or the error; the exit status.
+    ``client`` is the program's loop (its ``timed_out`` and ``connack_result``)."""
+    session.close()
+    if cfg.msg_count > 0 and rc == ERR_NO_CONN:
+        rc = ERR_SUCCESS
+    if client.timed_out:
+        session.err("Timed out\n")
+        return ERR_TIMEOUT
+    if rc:
+        session.err(f"Error: {strerror(rc, session.os_errno)}\n")
+    return client.connack_result or rc
 
 
 def die_of_sigpipe() -> None:

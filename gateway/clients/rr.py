@@ -7,13 +7,13 @@ from __future__ import annotations
 import signal
 import sys
 
-from gateway.clients.common import open_session, run, streams, write
+from gateway.clients.common import close_session, open_session, run, streams, write
 from gateway.clients.options import MSG_NULL, RR, Options
 from gateway.clients.output import Printer
 from gateway.clients.pub import load_message
 from gateway.clients.session import Session
 from gateway.clients.texts import (
-    ERR_NO_CONN, ERR_SUCCESS, ERR_TIMEOUT, reason_string, strerror,
+    ERR_SUCCESS, reason_string,
 )
 from gateway.clients.sub import DISCONNECT_WITH_WILL, Signals
 from gateway.mqtt.packets import Publish
@@ -97,16 +97,7 @@ def request(cfg: Options) -> int:
     rr = Requester(cfg, session)
     if cfg.timeout:
         signal.alarm(cfg.timeout)
-    rc = rr.run()
-    session.close()
-    if cfg.msg_count > 0 and rc == ERR_NO_CONN:
-        rc = ERR_SUCCESS
-    if rr.timed_out:
-        session.err("Timed out\n")
-        return ERR_TIMEOUT
-    if rc:
-        session.err(f"Error: {strerror(rc, session.os_errno)}\n")
-    return rr.connack_result or rc
+    return close_session(cfg, session, rr.run(), rr)
 
 
 def main(argv: list[str] | None = None) -> int:

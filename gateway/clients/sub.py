@@ -11,12 +11,12 @@ import socket
 import sys
 from types import FrameType
 
-from gateway.clients.common import open_session, run, streams
+from gateway.clients.common import close_session, open_session, run, streams
 from gateway.clients.options import SUB, Options
 from gateway.clients.output import Printer
 from gateway.clients.session import Session
 from gateway.clients.texts import (
-    ERR_NO_CONN, ERR_SUCCESS, ERR_TIMEOUT, connection_error, strerror,
+    ERR_SUCCESS, connection_error,
 )
 from gateway.mqtt.packets import Publish
 
@@ -164,15 +164,7 @@ def subscribe(cfg: Options) -> int:
     if cfg.timeout:
         signal.alarm(cfg.timeout)
     rc = session.loop_forever(sub.tick)
-    session.close()
-    if cfg.msg_count > 0 and rc == ERR_NO_CONN:
-        rc = ERR_SUCCESS
-    if sub.timed_out:
-        session.err("Timed out\n")
-        return ERR_TIMEOUT
-    if rc:
-        session.err(f"Error: {strerror(rc, session.os_errno)}\n")
-    return sub.connack_result or rc
+    return close_session(cfg, session, rc, sub)
 
 
 def main(argv: list[str] | None = None) -> int:
