@@ -119,6 +119,15 @@ def test_unplugged_line_is_reopened(gateway, tmp_path: Path, paho) -> None:
             time.sleep(0.02)
         return proc
 
+    def unplug(proc: subprocess.Popen[bytes]) -> None:
+        # socat can miss a SIGTERM that lands just before its select(): kill it then
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
     def board() -> tuple[Board, int]:
         fd = os.open(board_end, os.O_RDWR | os.O_NOCTTY)
         return Board(fd), fd
@@ -137,8 +146,7 @@ def test_unplugged_line_is_reopened(gateway, tmp_path: Path, paho) -> None:
         finally:
             os.close(fd)
         start = len(gw.stderr)
-        socat.send_signal(signal.SIGTERM)
-        socat.wait(10)
+        unplug(socat)
         gw.wait_for_log(f"serial line {gw_end} lost", start)
         mqtt.publish("serial/replug", b"while away", 1)
         start = len(gw.stderr)
@@ -160,8 +168,7 @@ def test_unplugged_line_is_reopened(gateway, tmp_path: Path, paho) -> None:
             os.close(fd)
         assert gw.running()
     finally:
-        socat.send_signal(signal.SIGTERM)
-        socat.wait(10)
+        unplug(socat)
 
 
 def test_missing_device_does_not_stop_the_gateway(gateway, tmp_path: Path, paho) -> None:
