@@ -481,11 +481,17 @@ class Hub:
 
     # persistence ---------------------------------------------------------------------
 
-    def durable(self) -> Any:
-        """None when everything reported to the journal is durable, else a Deferred
-        firing once it is: channels hold acknowledgements behind it."""
+    def durable(self) -> Deferred[None] | None:
+        """None when everything reported to the journal is durable, else a Deferred of
+        the caller's own, firing once it is (CoAP holds its answers behind it;
+        channels with a window of acknowledgements use ``DurableAcks``)."""
         journal = self.journal
-        return None if journal is None else journal.barrier()
+        batch = None if journal is None else journal.barrier()
+        if batch is None:
+            return None
+        d: Deferred[None] = Deferred()
+        batch.then(lambda: d.callback(None))
+        return d
 
     def restore_will(self, client_id: str, will: Message, client: ClientInfo,
                      publish_at: float, expiry: int | None) -> None:

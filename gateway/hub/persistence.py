@@ -5,7 +5,8 @@ it happens: retained messages, persistent sessions (those that outlive their
 connection) with their subscriptions, the QoS 1/2 messages queued or in flight to
 them, inbound QoS 2 messages awaiting PUBREL, and wills waiting for their delay. A
 store backend (``gateway.store``) batches these into transactions; ``barrier()`` is
-how a channel holds an acknowledgement until what it acknowledges is durable.
+how a channel holds an acknowledgement until what it acknowledges is durable: it
+gives the ``Batch`` the latest change went into.
 
 At startup the backend reads a ``Snapshot`` back, and ``restore`` rebuilds the hub
 from it. The records are plain data, so another backend only has to store and return
@@ -19,15 +20,48 @@ from __future__ import annotations
 
 import gc
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from twisted.internet.defer import Deferred
+from twisted.logger import Logger
 
 from gateway.hub.api import ClientInfo, Message, Properties, RetainHandling, Subscription
 
 if TYPE_CHECKING:
     from gateway.hub.hub import Hub
     from gateway.hub.sessions import Outgoing, Session
+
+
+class Batch:
+    """One batch of changes on its way to disk, shared by everything that waits for it.
+
+    Waiting costs a list entry, not a Deferred per acknowledgement: a client with a
+    window of acknowledgements in one batch registers one call (``DurableAcks``).
+    Batches become durable in the order they were made.
+    """
+
+    __slots__ = ("done", "_calls")
+    log = Logger()
+
+    def __init__(self) -> None:
+        self.done = False
+        self._calls: list[Callable[[], Any]] = []
+
+    def then(self, call: Callable[[], Any]) -> None:
+        """``call()`` once the batch is durable (at once if it already is)."""
+        if self.done:
+            call()
+        else:
+            self._calls.append(call)
+
+    def fire(self) -> None:
+        """The store committed the batch (reactor thread)."""
+        self.done = True
+        calls, self._calls = self._calls, []
+        for call in calls:
+            try:
+                call()
+            except Exception:
+                self.log.failure("after a commit")
 
 
 class Journal(Protocol):
@@ -59,9 +93,9 @@ class Journal(Protocol):
     def will(self, client_id: str, will: Message | None, publish_at: float, expiry: int | None) -> None:
         """A will waits for its delay (``will`` None: it went out or was cancelled)."""
 
-    def barrier(self) -> Deferred[None] | None:
-        """None when every change reported so far is durable; else a Deferred of its
-        own for each caller, firing (with None) once it is."""
+    def barrier(self) -> Batch | None:
+        """None when every change reported so far is durable; else the batch that
+        holds the latest one (earlier batches are durable before it)."""
 
 
 # --- what a store gives back at startup ------------------------------------------------

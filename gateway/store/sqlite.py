@@ -9,7 +9,7 @@ reference.
 
 Once per reactor turn the batch becomes a list of statements for the writer thread,
 which owns the connection from then on, runs them in one transaction and commits; the
-Deferreds handed out by ``barrier()`` for that batch fire once the commit returns, so
+``Batch`` handed out by ``barrier()`` for that batch fires once the commit returns, so
 acknowledgements wait for the disk without the reactor ever waiting for it. While one
 batch commits the next accumulates, which is what makes commits grow with the load.
 """
@@ -27,7 +27,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from gateway.hub.auth import listener_key
-from gateway.hub.persistence import Snapshot
+from gateway.hub.persistence import Batch, Snapshot
 from gateway.store import schema
 from gateway.store.schema import message_row, sub_ids_text
 
@@ -102,8 +102,8 @@ class SqliteStore:
         self._next_sid = 1
         self._new_batch()
         self._pending = False
-        self._waiters: list[Deferred[None]] = []
-        self._committing: list[Deferred[None]] | None = None
+        self._batch: Batch | None = None        # what waits for the pending batch
+        self._committing: Batch | None = None   # set while a commit runs
         self._scheduled: Any = None
         self._thread: threading.Thread | None = None
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -338,16 +338,13 @@ class SqliteStore:
         if not self._pending:
             self._touch()
 
-    def barrier(self) -> Deferred[None] | None:
+    def barrier(self) -> Batch | None:
         if self._pending:
-            d: Deferred[None] = Deferred()
-            self._waiters.append(d)
-            return d
-        if self._committing is not None:
-            d = Deferred()
-            self._committing.append(d)
-            return d
-        return None
+            batch = self._batch
+            if batch is None:
+                batch = self._batch = Batch()
+            return batch
+        return self._committing
 
     # --- batches -------------------------------------------------------------------------
 
@@ -438,7 +435,7 @@ class SqliteStore:
         if not self._pending or self._committing is not None or self.failed is not None:
             return
         statements = self._statements()
-        self._committing, self._waiters = self._waiters, []
+        self._committing, self._batch = self._batch or Batch(), None
         self._pending = False
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
@@ -464,11 +461,11 @@ class SqliteStore:
 
     def _committed(self, seconds: float) -> None:
         self.stats.add(seconds)
-        waiters, self._committing = self._committing, None
+        batch, self._committing = self._committing, None
         if self._pending:
             self._flush()
-        for d in waiters or ():
-            d.callback(None)
+        if batch is not None:
+            batch.fire()
         self._maybe_close()
 
     def _failed(self, error: BaseException) -> None:
@@ -523,13 +520,13 @@ class SqliteStore:
         if not self._pending:
             return
         statements = self._statements()
-        waiters, self._waiters = self._waiters, []
+        batch, self._batch = self._batch, None
         self._pending = False
         started = time.perf_counter()
         _execute(self.conn, statements)
         self.stats.add(time.perf_counter() - started)
-        for d in waiters:
-            d.callback(None)
+        if batch is not None:
+            batch.fire()
 
     @property
     def message_count(self) -> int:

@@ -7,10 +7,8 @@ from __future__ import annotations
 import itertools
 import json
 
-from twisted.internet.defer import Deferred
-
 from gateway.hub.persistence import (
-    Snapshot, StoredInbound, StoredMessage, StoredOutgoing, StoredSession, StoredSubscription,
+    Batch, Snapshot, StoredInbound, StoredMessage, StoredOutgoing, StoredSession, StoredSubscription,
     StoredWill,
 )
 from gateway.hub.sessions import AWAIT_ACK
@@ -30,7 +28,7 @@ class MemoryJournal:
         self._sids = itertools.count(1)
         self.pending = False
         self.holding = False
-        self.waiting: list = []
+        self.batch: Batch | None = None
 
     def _message(self, message) -> int:
         if not message.store_id:
@@ -109,18 +107,18 @@ class MemoryJournal:
             self.wills[client_id] = StoredWill(client_id, self._message(will), publish_at, expiry)
 
     def barrier(self):
-        """None, or with ``holding`` set a Deferred that ``commit()`` fires, as a store
-        whose commit is still running."""
+        """None, or with ``holding`` set the batch that ``commit()`` makes durable, as
+        a store whose commit is still running."""
         if not self.holding:
             return None
-        d = Deferred()
-        self.waiting.append(d)
-        return d
+        if self.batch is None:
+            self.batch = Batch()
+        return self.batch
 
     def commit(self) -> None:
-        waiting, self.waiting = self.waiting, []
-        for d in waiting:
-            d.callback(None)
+        batch, self.batch = self.batch, None
+        if batch is not None:
+            batch.fire()
 
     def snapshot(self) -> Snapshot:
         def stored(mid):

@@ -104,8 +104,9 @@ def test_sys_topics_are_not_stored(path):
 def test_barrier_is_none_when_idle_and_a_deferred_per_caller_otherwise(path):
     store = SqliteStore(path, autoflush=False)
     hub = hub_on(store)
-    assert hub.durable() is None
+    assert hub.durable() is None and store.barrier() is None
     join(hub, "p", clean=False)
+    assert store.barrier() is store.barrier()  # one batch, shared by its waiters
     first, second = hub.durable(), hub.durable()
     assert first is not second
     fired = []
