@@ -20,11 +20,11 @@ import socket
 import sys
 from typing import Any
 
-from twisted.internet import defer
+from twisted.internet import defer, udp
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
-from gateway import netaddr
+from gateway import netaddr, outbox
 from gateway.mqttsn.channel import MQTTSNChannel
 from gateway.mqttsn.context import Forwarded, MQTTSNContext, Network, context_for
 
@@ -138,6 +138,19 @@ class MulticastDiscovery(DatagramProtocol):
             network.answer_searchgw(network.v4(addr), network.ctx.discovery.gwinfo)
 
 
+class BatchingPort(udp.Port):
+    """A UDP port whose readable event (up to ``maxThroughput`` bytes of datagrams) is
+    handled between ``outbox.begin()`` and ``end()``: what a burst of sensors
+    publishes reaches each TCP subscriber as one write, not one per datagram."""
+
+    def doRead(self) -> None:
+        outbox.begin()
+        try:
+            super().doRead()
+        finally:
+            outbox.end()
+
+
 class UDPHandle:
     """What ``gateway.listeners`` keeps: ``port`` for the log, ``close()`` at shutdown."""
 
@@ -159,7 +172,8 @@ def listen_udp(ctx: MQTTSNContext, reactor: Any, port: int, interface: str, list
     ``network`` replaces the plain one (DTLS)."""
     if network is None:
         network = UDPNetwork(ctx, listener, multicast)
-    udp_port = reactor.listenUDP(port, network, interface=interface, maxPacketSize=MAX_DATAGRAM)
+    udp_port = BatchingPort(port, network, interface, MAX_DATAGRAM, reactor)  # as listenUDP
+    udp_port.startListening()
     group_port = None
     if multicast is not None:
         group, mport = multicast
