@@ -19,6 +19,13 @@ if TYPE_CHECKING:
     from gateway.hub.persistence import Batch
 
 
+class _Call:
+    __slots__ = ("call",)
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        self.call = call
+
+
 class DurableAcks:
     """One client's answers, each written by ``write`` once durable, in order.
 
@@ -44,6 +51,21 @@ class DurableAcks:
         if batch is None and not queue:
             self._write(item)
             return
+        self._hold(item, batch)
+
+    def run(self, call: Callable[[], Any]) -> None:
+        """``call()`` in the answers' order, once everything reported so far is
+        durable: an answer with more to do once it is written (a SUBACK, then the
+        retained messages the subscription brings)."""
+        journal = self._hub.journal
+        batch = None if journal is None else journal.barrier()
+        if batch is None and not self._queue:
+            call()
+            return
+        self._hold(_Call(call), batch)
+
+    def _hold(self, item: Any, batch: Batch | None) -> None:
+        queue = self._queue
         if queue is None:
             queue = self._queue = deque()
         queue.append((item, batch))
@@ -61,7 +83,11 @@ class DurableAcks:
     def _release(self) -> None:
         queue = self._queue
         while queue and (queue[0][1] is None or queue[0][1].done):
-            self._write(queue.popleft()[0])
+            item = queue.popleft()[0]
+            if type(item) is _Call:
+                item.call()
+            else:
+                self._write(item)
             queue = self._queue  # (a write may end the connection)
         if not queue:
             self._queue = None

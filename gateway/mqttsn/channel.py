@@ -24,9 +24,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gateway.hub.acks import DurableAcks
-from gateway.hub.api import ALLOWED, WRITE, AuthResult, ClientInfo, Denied, Message, Reason, Subscription
+from gateway.hub.api import ALLOWED, WRITE, AuthResult, ClientInfo, Denied, Message, Reason
 from gateway.hub.sessions import SLEEP_KEY
-from gateway.hub.topics import TopicError, has_wildcard, split_shared, validate_topic_name
+from gateway.hub.topics import TopicError, validate_topic_name
 from gateway.logtext import clip
 from gateway.mqttsn.codec import (
     PROTOCOL_ID,
@@ -49,10 +49,8 @@ from gateway.mqttsn.codec import (
     ReturnCode,
     SearchGw,
     Subscribe,
-    SubAck,
     TopicIdType,
     Unsubscribe,
-    UnsubAck,
     WillMsg,
     WillMsgReq,
     WillMsgResp,
@@ -65,9 +63,10 @@ from gateway.mqttsn.codec import (
     encode,
 )
 from gateway.mqttsn.context import Forwarded, MQTTSNContext, Network, Timer
+from gateway.mqttsn import subscriptions
 from gateway.mqttsn.delivery import Delivery
 from gateway.mqttsn.reasons import return_code
-from gateway.mqttsn.registry import EXTRA_KEY, incoming_topic, register, registry_of, subscription_topic
+from gateway.mqttsn.registry import EXTRA_KEY, incoming_topic, register, registry_of
 from gateway.mqttsn.states import (
     ACTIVE,
     ASLEEP,
@@ -427,43 +426,6 @@ class MQTTSNChannel:
             self.ctx.hub.publish(held, session)
         self.acks.send(encode(PubComp(p.msg_id)))
 
-    # SUBSCRIBE / UNSUBSCRIBE --------------------------------------------------------------
-
-    def _on_subscribe(self, p: Subscribe) -> None:
-        hub = self.ctx.hub
-        session = self.session
-        assert session is not None
-        name, topic_id, code = subscription_topic(p.topic_type, p.topic, self.ctx.predefined)
-        if name is None or p.qos < 0:
-            if name is not None:
-                code = ReturnCode.NOT_SUPPORTED
-            self.send(encode(SubAck(topic_id, p.msg_id, code, 0)))
-            return
-        # A topic name subscribed by name gets its topic id in the SUBACK; a filter
-        # (wildcards, or a shared subscription) matches topics registered at delivery.
-        registry = None
-        if p.topic_type == TopicIdType.NORMAL and not has_wildcard(name) and split_shared(name)[0] is None:
-            registry = registry_of(session, self.ctx.settings.max_topics)
-            if not registry.has_room_for(name):
-                self.send(encode(SubAck(0, p.msg_id, ReturnCode.CONGESTION, 0)))
-                return
-        result = hub.subscribe(session, name, Subscription(p.qos))
-        if not result:
-            assert isinstance(result, Denied)
-            self.send(encode(SubAck(topic_id, p.msg_id, return_code(result), 0)))
-            return
-        if registry is not None:
-            topic_id = register(session, self.ctx.settings.max_topics, name) or 0
-            self.ctx.counters.registrations += 1
-        self.send(encode(SubAck(topic_id, p.msg_id, ReturnCode.ACCEPTED, result.qos)))
-        hub.deliver_retained(session, result)
-
-    def _on_unsubscribe(self, p: Unsubscribe) -> None:
-        name, _, _ = subscription_topic(p.topic_type, p.topic, self.ctx.predefined)
-        if name is not None:
-            self.ctx.hub.unsubscribe(self.session, name)  # type: ignore[arg-type]
-        self.send(encode(UnsubAck(p.msg_id)))
-
     # PINGREQ, DISCONNECT, sleep -----------------------------------------------------------
 
     def _on_pingreq(self, p: PingReq) -> None:
@@ -692,8 +654,8 @@ _HANDLERS: dict[type, Callable[[MQTTSNChannel, Any], None]] = {
     PubComp: MQTTSNChannel._on_pubcomp,
     Register: MQTTSNChannel._on_register,
     RegAck: MQTTSNChannel._on_regack,
-    Subscribe: MQTTSNChannel._on_subscribe,
-    Unsubscribe: MQTTSNChannel._on_unsubscribe,
+    Subscribe: subscriptions.on_subscribe,
+    Unsubscribe: subscriptions.on_unsubscribe,
     PingReq: MQTTSNChannel._on_pingreq,
     PingResp: MQTTSNChannel._ignore,
     Disconnect: MQTTSNChannel._on_disconnect,

@@ -182,7 +182,9 @@ def test_puback_pubrec_pubcomp_and_regack_wait_for_the_commit_in_order() -> None
 def test_qos2_to_a_persistent_session_waits_for_its_message_id_to_be_stored() -> None:
     rig, journal = held_rig()
     c = connected(rig, "sensor", flags=0)
-    assert c.ask(w.subscribe(1, "ab", 2, id_type=w.SHORT)) == [w.suback(0, 1, w.ACCEPTED, 2)]
+    assert c.ask(w.subscribe(1, "ab", 2, id_type=w.SHORT)) == []
+    journal.commit()
+    assert c.take() == [w.suback(0, 1, w.ACCEPTED, 2)]
     rig.publish("ab", b"x", qos=2)
     assert c.take() == []
     journal.commit()
@@ -191,6 +193,30 @@ def test_qos2_to_a_persistent_session_waits_for_its_message_id_to_be_stored() ->
     assert c.take() == []
     journal.commit()
     assert c.take() == [w.pubrel(1)]
+
+
+def test_a_persistent_suback_and_its_retained_messages_wait_for_the_commit() -> None:
+    rig, journal = held_rig()
+    journal.holding = False
+    rig.publish("ab", b"kept", qos=1, retain=True)
+    journal.holding = True
+    c = connected(rig, "sensor", flags=0)
+    assert c.ask(w.subscribe(1, "ab", 1, id_type=w.SHORT)) == []
+    assert journal.subs  # the subscription is reported, not yet durable
+    journal.commit()
+    got = c.take()
+    assert got[0] == w.suback(0, 1, w.ACCEPTED, 1)
+    assert [m[7:] for m in got[1:]] == [b"kept"]
+    assert c.ask(w.unsubscribe(2, "ab", id_type=w.SHORT)) == []
+    journal.commit()
+    assert c.take() == [w.unsuback(2)]
+
+
+def test_a_clean_session_is_answered_at_once() -> None:
+    rig, journal = held_rig()
+    c = connected(rig, "sensor")
+    assert c.ask(w.subscribe(1, "ab", 1, id_type=w.SHORT)) == [w.suback(0, 1, w.ACCEPTED, 1)]
+    assert c.ask(w.unsubscribe(2, "ab", id_type=w.SHORT)) == [w.unsuback(2)]
 
 
 def test_the_answer_to_a_sleep_waits_for_the_commit() -> None:
