@@ -33,6 +33,9 @@ import report  # noqa: E402
 PUBACK = 0x40
 
 
+BRIDGING = ("mqttgateway", "mosquitto")  # site brokers with a bridge config
+
+
 def site_config(port: int, remote: int, qos: int) -> str:
     return (f"listener {port} {brokers.HOST}\nallow_anonymous true\nmax_inflight_messages 20\n"
             f"max_queued_messages 0\n"
@@ -112,7 +115,11 @@ def run(name: str, args: argparse.Namespace, workdir: Path) -> tuple[float, floa
     remote_port, site_port = brokers.free_port(), brokers.free_port()
     remote = start_server("mosquitto", f"listener {remote_port} {brokers.HOST}\n"
                           "allow_anonymous true\nmax_queued_messages 0\n", workdir, remote_port)
-    site = start_server(name, site_config(site_port, remote_port, args.qos), workdir, site_port)
+    try:
+        site = start_server(name, site_config(site_port, remote_port, args.qos), workdir, site_port)
+    except BaseException:
+        remote.stop()  # a site broker that fails to start leaves no remote behind
+        raise
     try:
         warm_up(site_port, remote_port)
         sub = mqttload.session(brokers.HOST, remote_port, "bench-sub", subs=[("bench/#", 0)])
@@ -144,10 +151,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=20)
     parser.add_argument("--payload", type=int, default=64)
     parser.add_argument("--qos", type=int, choices=(0, 1), default=1)
-    parser.add_argument("--brokers", default=",".join(brokers.BROKERS))
+    parser.add_argument("--brokers", default=",".join(BRIDGING),
+                        help=f"site brokers, of {', '.join(BRIDGING)} (aedes has no bridge)")
     parser.add_argument("--out", type=Path, help="results file (default bench/results/bridge-DATE.txt)")
     args = parser.parse_args(argv)
     names = args.brokers.split(",")
+    unknown = [n for n in names if n not in BRIDGING]
+    if unknown:
+        parser.error(f"cannot bridge: {', '.join(unknown)}")
     say = report.Tee(args.out or report.results_file("bridge"))
     say(report.header(sys.argv if argv is None else [sys.argv[0], *argv]))
     results = {}
