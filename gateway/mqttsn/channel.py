@@ -341,7 +341,8 @@ class MQTTSNChannel:
             payload = self._will[3] if self._will else b""
             self._will = [p.topic, max(p.qos, 0), p.retain, payload]
         session.will = self._will_message()
-        self.send(encode(WillTopicResp(ReturnCode.ACCEPTED)))
+        session.changed()  # a persistent session's will is stored with it
+        self.acks.send(encode(WillTopicResp(ReturnCode.ACCEPTED)))
 
     def _on_willmsgupd(self, p: WillMsgUpd) -> None:
         session = self.session
@@ -351,7 +352,8 @@ class MQTTSNChannel:
         else:
             self._will[3] = p.payload
         session.will = self._will_message()
-        self.send(encode(WillMsgResp(ReturnCode.ACCEPTED)))
+        session.changed()
+        self.acks.send(encode(WillMsgResp(ReturnCode.ACCEPTED)))
 
     # REGISTER from the client --------------------------------------------------------------
 

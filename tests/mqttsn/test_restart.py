@@ -147,6 +147,22 @@ def test_at_shutdown_a_stored_sleeping_client_stays_asleep() -> None:
     assert again.hub.session("sensor").endpoint is not None
 
 
+def test_an_updated_will_is_stored_before_it_is_confirmed() -> None:
+    """WILLTOPICUPD/WILLMSGUPD change a persistent session's will: after a crash the
+    new will is the one that goes out, and each RESP waits for the commit."""
+    rig, journal = held_rig()
+    c = connected(rig, "sensor", flags=0, will=("dead/sensor", b"lost"))
+    journal.commit()
+    assert c.ask(w.willtopicupd("dead/moved", qos=1)) == []
+    journal.commit()
+    assert c.take() == [w.willtopicresp()]
+    assert c.ask(w.willmsgupd(b"gone")) == []
+    journal.commit()
+    assert c.take() == [w.willmsgresp()]
+    stored = journal.messages[journal.sessions["sensor"].will_id]
+    assert (stored.topic, stored.payload, stored.qos) == ("dead/moved", b"gone", 1)
+
+
 def test_without_a_store_a_sleeping_client_is_lost_at_shutdown() -> None:
     rig = Rig()
     obs = rig.observe("dead/#")
