@@ -60,6 +60,18 @@ def py_spy() -> str:
     return found
 
 
+def gateway_child() -> int | None:
+    """The gateway child process once it listens on TCP (its start-up imports left out)."""
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if any("gateway.cli" in part for part in child.cmdline()) and any(
+                    c.status == psutil.CONN_LISTEN for c in child.net_connections("tcp")):
+                return child.pid
+        except psutil.Error:
+            continue
+    return None
+
+
 class Spy(threading.Thread):
     """Waits for the gateway child process, then runs py-spy on it until it exits."""
 
@@ -72,20 +84,9 @@ class Spy(threading.Thread):
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = b""
 
-    def gateway(self) -> int | None:
-        """The gateway child once it listens on TCP (its start-up imports left out)."""
-        for child in psutil.Process().children(recursive=True):
-            try:
-                if any("gateway.cli" in part for part in child.cmdline()) and any(
-                        c.status == psutil.CONN_LISTEN for c in child.net_connections("tcp")):
-                    return child.pid
-            except psutil.Error:
-                continue
-        return None
-
     def run(self) -> None:
         while not self.stopping.is_set():
-            pid = self.gateway()
+            pid = gateway_child()
             if pid is not None:
                 break
             time.sleep(0.005)
