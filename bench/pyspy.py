@@ -41,6 +41,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -145,35 +146,37 @@ def ranking(title: str, rows: list[tuple[str, int]], total: int) -> list[str]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+def scenario_parser(doc: str) -> argparse.ArgumentParser:
+    """The command line of a tool that runs one bench/run.py scenario against one
+    gateway checkout (this one and bench/syscalls.py); ``doc``: its module docstring."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0],
                                  epilog="Other options are bench/run.py's.")
     ap.add_argument("scenario", choices=sorted(scenarios.SCENARIOS))
     ap.add_argument("--gateway", type=Path, default=brokers.REPO,
                     help="checkout whose gateway runs (default: this tree)")
-    ap.add_argument("--sample-rate", type=int, default=100, help="py-spy samples per second")
-    ap.add_argument("--top", type=int, default=25, help="functions listed per ranking")
-    ap.add_argument("--gil", action="store_true", help="only samples holding the GIL")
-    ap.add_argument("--out", type=Path, help="results text file (the others are named after it)")
+    return ap
+
+
+def parse_scenario(ap: argparse.ArgumentParser, argv: list[str] | None) -> tuple[
+        argparse.Namespace, argparse.Namespace, Any, brokers.Target]:
+    """The tool's own options, bench/run.py's, the scenario and the gateway target."""
     own, rest = ap.parse_known_args(argv)
     args = run.with_module_args(run.parser().parse_args(rest))
     scen = scenarios.SCENARIOS[own.scenario]
-    checkout = own.gateway.resolve()
-    target = brokers.Target("mqttgateway", "mqttgateway", checkout)
+    target = brokers.Target("mqttgateway", "mqttgateway", own.gateway.resolve())
     if not scen.applies(target.kind):
         ap.error(f"{own.scenario} does not run on the gateway")
-    text = own.out or report.results_file(f"profile-{own.scenario}")
-    collapsed = text.with_suffix(".collapsed")
-    version = subprocess.run([py_spy(), "--version"], capture_output=True, text=True).stdout
-    say = report.Tee(text)
-    say(report.header(sys.argv if argv is None else [sys.argv[0], *argv], [
-        ("gateway", f"commit {report.git_commit(checkout)}, imports "
-                    f"{brokers.gateway_origin(checkout)}"),
-        ("py-spy", f"{version.strip()}, {own.sample_rate} samples/s, --function"
-                   + (", --gil" if own.gil else "")),
-    ]).rstrip("\n"))
-    spy = Spy(collapsed, own.sample_rate, own.gil)
-    spy.start()
+    return own, args, scen, target
+
+
+def gateway_header(checkout: Path) -> tuple[str, str]:
+    """The results header line naming the gateway checkout that ran."""
+    return ("gateway", f"commit {report.git_commit(checkout)}, imports "
+                       f"{brokers.gateway_origin(checkout)}")
+
+
+def run_once(scen: Any, target: brokers.Target, args: argparse.Namespace) -> summary.Run:
+    """Run the scenario once; its figures, or the error that stopped it."""
     t0 = time.monotonic()
     result = summary.Run(0, scen.name, target.name, 0.0)
     with tempfile.TemporaryDirectory(prefix="mqttprofile-") as tmp:
@@ -182,6 +185,28 @@ def main(argv: list[str] | None = None) -> int:
         except (scenarios.ScenarioError, scenarios.Skip) as exc:
             result.error = str(exc)
     result.seconds = time.monotonic() - t0
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = scenario_parser(__doc__)
+    ap.add_argument("--sample-rate", type=int, default=100, help="py-spy samples per second")
+    ap.add_argument("--top", type=int, default=25, help="functions listed per ranking")
+    ap.add_argument("--gil", action="store_true", help="only samples holding the GIL")
+    ap.add_argument("--out", type=Path, help="results text file (the others are named after it)")
+    own, args, scen, target = parse_scenario(ap, argv)
+    text = own.out or report.results_file(f"profile-{own.scenario}")
+    collapsed = text.with_suffix(".collapsed")
+    version = subprocess.run([py_spy(), "--version"], capture_output=True, text=True).stdout
+    say = report.Tee(text)
+    say(report.header(sys.argv if argv is None else [sys.argv[0], *argv], [
+        gateway_header(target.checkout),
+        ("py-spy", f"{version.strip()}, {own.sample_rate} samples/s, --function"
+                   + (", --gil" if own.gil else "")),
+    ]).rstrip("\n"))
+    spy = Spy(collapsed, own.sample_rate, own.gil)
+    spy.start()
+    result = run_once(scen, target, args)
     spy.stopping.set()
     spy.join(30)
     say()

@@ -17,21 +17,16 @@ scenarios such as ``lowrate``). Written to ``bench/results/syscalls-SCENARIO-DAT
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-import brokers
 import pyspy
 import report
-import run
-import scenarios
 import summary
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -75,37 +70,18 @@ class Probe(threading.Thread):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 epilog="Other options are bench/run.py's.")
-    ap.add_argument("scenario", choices=sorted(scenarios.SCENARIOS))
-    ap.add_argument("--gateway", type=Path, default=brokers.REPO,
-                    help="checkout whose gateway runs (default: this tree)")
+    ap = pyspy.scenario_parser(__doc__)
     ap.add_argument("--window", type=float, default=4.0, help="seconds per measurement")
     ap.add_argument("--out", type=Path, help="results file")
-    own, rest = ap.parse_known_args(argv)
-    args = run.with_module_args(run.parser().parse_args(rest))
-    if args.warmup + 1 + 2 * own.window > args.duration + args.warmup:
+    own, args, scen, target = pyspy.parse_scenario(ap, argv)
+    if 1 + 2 * own.window > args.duration:
         ap.error(f"two windows of {own.window} s do not fit in --duration {args.duration}")
-    scen = scenarios.SCENARIOS[own.scenario]
-    checkout = own.gateway.resolve()
-    target = brokers.Target("mqttgateway", "mqttgateway", checkout)
-    if not scen.applies(target.kind):
-        ap.error(f"{own.scenario} does not run on the gateway")
     say = report.Tee(own.out or report.results_file(f"syscalls-{own.scenario}"))
-    say(report.header(sys.argv if argv is None else [sys.argv[0], *argv], [
-        ("gateway", f"commit {report.git_commit(checkout)}, imports "
-                    f"{brokers.gateway_origin(checkout)}"),
-    ]).rstrip("\n"))
+    say(report.header(sys.argv if argv is None else [sys.argv[0], *argv],
+                      [pyspy.gateway_header(target.checkout)]).rstrip("\n"))
     probe = Probe(args.warmup + 1, own.window)
     probe.start()
-    result = summary.Run(0, scen.name, target.name, 0.0)
-    t0 = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="mqttsyscalls-") as tmp:
-        try:
-            result.metrics = scenarios.run_one(scen, target, Path(tmp), args)
-        except (scenarios.ScenarioError, scenarios.Skip) as exc:
-            result.error = str(exc)
-    result.seconds = time.monotonic() - t0
+    result = pyspy.run_once(scen, target, args)
     probe.join(60)
     say()
     say(summary.raw_line(result, 1))
