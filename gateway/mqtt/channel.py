@@ -397,7 +397,7 @@ class MQTTChannel:
         if self.state == CLOSED:
             return
         if type(packet) is bytes:
-            self.link.write(packet)  # a held QoS 2 delivery (counted) or UNSUBACK
+            self.link.write(packet)  # a held QoS 2 delivery, already counted
         else:
             self._write_ack(packet)
 
@@ -500,20 +500,22 @@ class MQTTChannel:
             granted = [r.qos if r else 0x80 for r in results]
         else:  # MQTT 3.1 has no failure code: the requested QoS is returned
             granted = [r.qos if r else options & 3 for r, (_, options) in zip(results, p.topics)]
-        data = encode(SubAck(p.packet_id, granted), level)
-        granted_subs = [r for r in results if r]
-        if self._acks is not None and not session.clean:
-            # Persistence on: a persistent session's SUBACK, and the retained messages
-            # behind it, wait for the commit of its subscriptions, so a crash cannot
-            # take back a subscription the client was told it has.
-            self._acks.run(lambda: self._subscribed(session, data, granted_subs))
-        else:
-            self._subscribed(session, data, granted_subs)
+        self._answer(session, encode(SubAck(p.packet_id, granted), level),
+                     [r for r in results if r])
 
-    def _subscribed(self, session: Session, suback: bytes, granted: list[Any]) -> None:
+    def _answer(self, session: Session, data: bytes, granted: list[Any]) -> None:
+        """A SUBACK or UNSUBACK, then the retained messages of what it granted. With
+        persistence on, a persistent session's answer waits for the commit of what it
+        reports, so a crash cannot take back a (un)subscription the client was told of."""
+        if self._acks is not None and not session.clean:
+            self._acks.run(lambda: self._answered(session, data, granted))
+        else:
+            self._answered(session, data, granted)
+
+    def _answered(self, session: Session, data: bytes, granted: list[Any]) -> None:
         if self.state == CLOSED:
             return
-        self._write(suback)
+        self._write(data)
         hub = self.hub
         for result in granted:
             hub.deliver_retained(session, result)
@@ -531,11 +533,8 @@ class MQTTChannel:
                 return
             existed = self.hub.unsubscribe(session, mount + topic_filter)
             codes_out.append(0 if existed else _RC.NO_SUBSCRIPTION_EXISTED)
-        data = encode(UnsubAck(p.packet_id, codes_out if self.level == 5 else []), self.level)
-        if self._acks is not None and not session.clean:
-            self._acks.send(data)  # (as SUBACK: a removal the client saw stays removed)
-        else:
-            self._write(data)
+        self._answer(session, encode(UnsubAck(p.packet_id, codes_out if self.level == 5 else []),
+                                     self.level), [])
 
     def _on_pingreq(self, p: PingReq) -> None:
         self._write(PINGRESP)
