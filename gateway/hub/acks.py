@@ -49,29 +49,26 @@ class DurableAcks:
         journal = self._hub.journal
         batch = None if journal is None else journal.barrier()
         if batch is None and not queue:
-            self._write(item)
+            self._emit(item)
             return
-        self._hold(item, batch)
-
-    def run(self, call: Callable[[], Any]) -> None:
-        """``call()`` in the answers' order, once everything reported so far is
-        durable: an answer with more to do once it is written (a SUBACK, then the
-        retained messages the subscription brings)."""
-        journal = self._hub.journal
-        batch = None if journal is None else journal.barrier()
-        if batch is None and not self._queue:
-            call()
-            return
-        self._hold(_Call(call), batch)
-
-    def _hold(self, item: Any, batch: Batch | None) -> None:
-        queue = self._queue
         if queue is None:
             queue = self._queue = deque()
         queue.append((item, batch))
         if batch is not None and batch is not self._batch:
             self._batch = batch
             batch.then(self._release)
+
+    def run(self, call: Callable[[], Any]) -> None:
+        """``call()`` in the answers' order, once everything reported so far is
+        durable: an answer with more to do once it is written (a SUBACK, then the
+        retained messages the subscription brings)."""
+        self.send(_Call(call))
+
+    def _emit(self, item: Any) -> None:
+        if type(item) is _Call:
+            item.call()
+        else:
+            self._write(item)
 
     def pending(self) -> bool:
         return bool(self._queue)
@@ -83,11 +80,7 @@ class DurableAcks:
     def _release(self) -> None:
         queue = self._queue
         while queue and (queue[0][1] is None or queue[0][1].done):
-            item = queue.popleft()[0]
-            if type(item) is _Call:
-                item.call()
-            else:
-                self._write(item)
+            self._emit(queue.popleft()[0])
             queue = self._queue  # (a write may end the connection)
         if not queue:
             self._queue = None

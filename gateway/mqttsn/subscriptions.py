@@ -49,20 +49,7 @@ def on_subscribe(ch: MQTTSNChannel, p: Subscribe) -> None:
     if registry is not None:
         topic_id = register(session, ch.ctx.settings.max_topics, name) or 0
         ch.ctx.counters.registrations += 1
-    suback = encode(SubAck(topic_id, p.msg_id, ReturnCode.ACCEPTED, result.qos))
-    if session.clean:
-        _subscribed(ch, session, suback, result)
-    else:
-        # A persistent session's SUBACK (and its registration, and the retained
-        # messages behind it) waits for the commit, as its REGACK does.
-        ch.acks.run(lambda: _subscribed(ch, session, suback, result))
-
-
-def _subscribed(ch: MQTTSNChannel, session: Session, suback: bytes, result: Any) -> None:
-    if ch.session is not session:
-        return  # the client went away meanwhile
-    ch.send(suback)
-    ch.ctx.hub.deliver_retained(session, result)
+    _answer(ch, session, encode(SubAck(topic_id, p.msg_id, ReturnCode.ACCEPTED, result.qos)), result)
 
 
 def on_unsubscribe(ch: MQTTSNChannel, p: Unsubscribe) -> None:
@@ -71,8 +58,22 @@ def on_unsubscribe(ch: MQTTSNChannel, p: Unsubscribe) -> None:
     name, _, _ = subscription_topic(p.topic_type, p.topic, ch.ctx.predefined)
     if name is not None:
         ch.ctx.hub.unsubscribe(session, name)
-    unsuback = encode(UnsubAck(p.msg_id))
+    _answer(ch, session, encode(UnsubAck(p.msg_id)), None)
+
+
+def _answer(ch: MQTTSNChannel, session: Session, data: bytes, granted: Any) -> None:
+    """A SUBACK (then the retained messages ``granted`` brings) or an UNSUBACK. A
+    persistent session's waits for the commit of what it reports (and of the
+    registration), as its REGACK does, so a crash cannot take it back."""
     if session.clean:
-        ch.send(unsuback)
+        _answered(ch, session, data, granted)
     else:
-        ch.acks.send(unsuback)  # (as SUBACK: a removal the client saw stays removed)
+        ch.acks.run(lambda: _answered(ch, session, data, granted))
+
+
+def _answered(ch: MQTTSNChannel, session: Session, data: bytes, granted: Any) -> None:
+    if ch.session is not session:
+        return  # the client went away meanwhile
+    ch.send(data)
+    if granted is not None:
+        ch.ctx.hub.deliver_retained(session, granted)
