@@ -26,6 +26,17 @@ def is_client_hello(data: bytes) -> bool:
     return HEADER + length <= len(data) and HANDSHAKE_HEADER + fragment <= length
 
 
+def has_cookie(data: bytes) -> bool:
+    """Whether a ClientHello (``is_client_hello``) carries a cookie: the second
+    ClientHello of a handshake, the answer to a HelloVerifyRequest. Only read here,
+    not verified; a hello fragmented past the cookie counts as one without."""
+    at = HEADER + HANDSHAKE_HEADER + 2 + 32     # client_version, random
+    if at >= len(data) or int.from_bytes(data[HEADER + 6:HEADER + 9], "big") != 0:
+        return False
+    at += 1 + data[at]                          # session_id
+    return at < len(data) and data[at] > 0
+
+
 def split(data: bytes) -> list[bytes]:
     """The records in ``data``; a truncated tail is kept as one last piece."""
     records = []

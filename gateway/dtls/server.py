@@ -13,7 +13,9 @@ What a peer can make it hold is bounded before the peer has proved anything:
 - an unknown address gets state only from a ClientHello that carries a valid cookie
   (``DTLSv1_listen``; ``gateway.dtls.cookies``): the HelloVerifyRequest that answers a
   ClientHello without one is built and forgotten, so spoofed sources cost CPU only;
-- ClientHellos are limited per source host (a token bucket), handshakes in progress
+- ClientHellos are limited per source host (a token bucket for those without a
+  cookie, another for those with one, so a flood of the first kind from an address
+  cannot stop a client there that already has its cookie), handshakes in progress
   and sessions per server (``Limits``), and one source host holds at most a quarter
   of the handshakes in progress, so a flood from one address that answers its
   cookies cannot keep others out; a handshake has ``HANDSHAKE_TIMEOUT`` seconds
@@ -53,7 +55,7 @@ class Limits:
     max_sessions: int = 2000         # sessions, handshaking or established; -1 unlimited
     max_handshakes: int = 100        # handshakes past the cookie at once
     idle_timeout: float = 1800.0     # seconds without a datagram from the peer
-    hellos: tuple[int, float] = (20, 1.0)   # ClientHellos per source host: COUNT per SECONDS
+    hellos: tuple[int, float] = (20, 1.0)   # per source host and kind (with/without cookie): COUNT per SECONDS
     mtu: int = 1200                  # largest datagram sent (records are not split)
 
     @classmethod
@@ -159,6 +161,7 @@ class DTLSServer:
         self.keep = keep
         self.cookies = CookieJar(clock)
         self.hellos = RateLimiter(self.limits.hellos[0], self.limits.hellos[1], clock)
+        self.answers = RateLimiter(self.limits.hellos[0], self.limits.hellos[1], clock)
         self.sessions: dict[Any, Session] = {}
         self.handshakes: dict[Any, Session] = {}
         self._by_host: dict[Any, int] = {}  # handshakes in progress per source host
@@ -263,7 +266,8 @@ class DTLSServer:
         if not records.is_client_hello(data):
             stats.dropped += 1
             return []
-        if not self.hellos.allow(_host(addr)):
+        bucket = self.answers if records.has_cookie(data) else self.hellos
+        if not bucket.allow(_host(addr)):
             stats.limited += 1
             return []
         now = self.clock.seconds()

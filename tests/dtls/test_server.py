@@ -185,6 +185,13 @@ def test_truncated_client_hellos_keep_no_state() -> None:
     assert server.stats.cookies == 0
 
 
+@given(st.binary(max_size=120))
+def test_reading_the_cookie_of_any_datagram_never_raises(data: bytes) -> None:
+    hello = ClientEnd(client_context(psk=("dev1", b"x"))).start()[0]
+    for datagram in (data, hello[:25] + data, hello[:59] + data):
+        assert records.has_cookie(datagram) in (True, False)
+
+
 def test_garbage_inside_a_session_is_dropped_and_the_session_lives() -> None:
     server = make_server()
     client = connect(server)
@@ -225,6 +232,23 @@ def test_client_hellos_are_rate_limited_per_source_host() -> None:
     other = ClientEnd(client_context(psk=("dev1", b"x"))).start()[0]
     server.receive(other, ("198.51.100.1", 1))
     assert server.stats.cookies == 6 and server.stats.limited == 5
+
+
+def test_a_flood_of_cookieless_hellos_does_not_stop_a_client_with_its_cookie() -> None:
+    server = make_server(hellos=(5, 1.0))
+    client = ClientEnd(client_context(psk=("dev1", b"sixteen byte key")))
+    first = client.start()[0]
+    assert not records.has_cookie(first)
+    server.receive(first, ADDR)
+    (hvr, _), = server.datagrams_to_send()
+    for port in range(2, 20):  # the same host floods: its cookie-less budget is spent
+        server.receive(ClientEnd(client_context(psk=("dev1", b"x"))).start()[0], ("192.0.2.7", port))
+    server.datagrams_to_send()
+    assert server.stats.limited == 14
+    second = client.feed(hvr)
+    assert records.has_cookie(second[0])
+    exchange(server, client, second)
+    assert server.session(ADDR) is not None and server.stats.completed == 1
 
 
 def stall(server: DTLSServer, addr: Any) -> None:
