@@ -345,7 +345,7 @@ class Hub:
         meter = self.topic_meter
         if meter is not None:
             meter.count(message.topic)
-        subs, groups = self.trie.match(message.topic)
+        subs, groups = self.trie.deliveries(message.topic)
         reached = 0
         if subs:
             max_qos = message.qos
@@ -353,8 +353,7 @@ class Hub:
             authorize = self._read_check
             topic = message.topic
             retained = message.retain
-            # A copy: a delivery may detach a session, which edits the trie node's dict.
-            for session, sub in list(subs.items()):
+            for session, sub in subs:
                 if authorize is not None and not authorize(session.client, READ, topic):
                     continue
                 if sub.no_local and session is sender:

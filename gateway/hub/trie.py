@@ -53,6 +53,8 @@ class _Node:
 
 
 _EMPTY: dict[Any, Subscription] = {}
+MATCH_KEPT = 4096           # topics whose matches are kept at once
+MATCH_KEPT_TOPIC = 256      # characters: longer topics are matched every time
 _NO_GROUPS: tuple[ShareGroup, ...] = ()
 
 
@@ -76,11 +78,19 @@ class Merged(Subscription):
 
 
 class SubscriptionTrie:
-    """Filters to subscribers, matched against topic names."""
+    """Filters to subscribers, matched against topic names.
+
+    Publishers mostly repeat their topics, so what a topic matched is kept until the
+    next change to the trie (any subscribe or unsubscribe forgets all of it): a repeated
+    topic costs one dict lookup instead of a walk. Long topics are not kept, and the
+    table is emptied when full, so its memory stays bounded whatever the topics."""
 
     def __init__(self) -> None:
         self._root = _Node()
         self.count = 0
+        # topic -> (subscribers, their (subscriber, subscription) items, share groups)
+        self._matched: dict[str, tuple[dict[Any, Subscription], tuple[tuple[Any, Subscription], ...],
+                                       tuple[ShareGroup, ...] | list[ShareGroup]]] = {}
 
     def _walk_create(self, topic_filter: str) -> _Node:
         node = self._root
@@ -97,6 +107,7 @@ class SubscriptionTrie:
     def add(self, topic_filter: str, subscriber: Hashable, sub: Subscription,
             group: str | None = None) -> bool:
         """Add or replace; returns True when the subscription is new."""
+        self._matched.clear()
         node = self._walk_create(topic_filter)
         if group is None:
             subs = node.subs
@@ -118,6 +129,7 @@ class SubscriptionTrie:
 
     def remove(self, topic_filter: str, subscriber: Hashable, group: str | None = None) -> bool:
         """Remove and prune empty branches; returns True when it existed."""
+        self._matched.clear()
         levels = topic_filter.split("/")
         path = [self._root]
         node = self._root
@@ -155,8 +167,34 @@ class SubscriptionTrie:
         """Subscribers whose filters match ``topic``, each once, and the share groups.
 
         A subscriber matched by several filters gets one ``Merged`` subscription. The
-        returned dict may be a node's own: callers must not modify it.
+        returned dict and list may be kept or a node's own: callers must not modify them.
         """
+        found = self._matched.get(topic)
+        if found is None:
+            found = self._remember(topic)
+        return found[0], found[2]
+
+    def deliveries(self, topic: str) -> tuple[tuple[tuple[Any, Subscription], ...],
+                                              tuple[ShareGroup, ...] | list[ShareGroup]]:
+        """``match`` as (subscriber, subscription) pairs: a snapshot, which a delivery
+        that edits the trie (a session detached on the way) does not change."""
+        found = self._matched.get(topic)
+        if found is None:
+            found = self._remember(topic)
+        return found[1], found[2]
+
+    def _remember(self, topic: str) -> tuple[dict[Any, Subscription], tuple[tuple[Any, Subscription], ...],
+                                             tuple[ShareGroup, ...] | list[ShareGroup]]:
+        subs, groups = self._match(topic)
+        found = (subs, tuple(subs.items()), groups)
+        if len(topic) <= MATCH_KEPT_TOPIC:
+            matched = self._matched
+            if len(matched) >= MATCH_KEPT:
+                matched.clear()
+            matched[topic] = found
+        return found
+
+    def _match(self, topic: str) -> tuple[dict[Any, Subscription], tuple[ShareGroup, ...] | list[ShareGroup]]:
         levels = topic.split("/")
         n = len(levels)
         found: list[dict[Any, Subscription]] = []

@@ -98,6 +98,57 @@ def test_trie_agrees_with_topic_matches(subscriptions, topics, data):
         assert not trie._root.children
 
 
+OPERATIONS = st.lists(st.one_of(
+    st.tuples(st.just("add"), st.integers(0, 3), FILTERS, st.integers(0, 2)),
+    st.tuples(st.just("remove"), st.integers(0, 3), FILTERS),
+    st.tuples(st.just("match"), NAMES),
+), max_size=40)
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(OPERATIONS)
+def test_kept_matches_follow_every_change_to_the_trie(operations):
+    trie = SubscriptionTrie()
+    subscriptions: dict = {}
+    for op, *args in operations:
+        if op == "add":
+            sub, f, qos = args
+            trie.add(f, sub, qos)
+            subscriptions[(sub, f)] = qos
+        elif op == "remove":
+            sub, f = args
+            assert trie.remove(f, sub) == ((sub, f) in subscriptions)
+            subscriptions.pop((sub, f), None)
+        else:
+            topic, = args
+            expected = brute_force(subscriptions, topic)
+            assert trie.match(topic) == expected, topic
+            items, _ = Trie.deliveries(trie, topic)
+            assert {k: v.qos for k, v in items} == expected, topic
+
+
+def test_deliveries_are_a_snapshot_that_later_changes_leave_alone():
+    trie = SubscriptionTrie()
+    trie.add("a/+", "s1", 1)
+    trie.add("a/+", "s2", 1)
+    items, groups = Trie.deliveries(trie, "a/b")
+    trie.remove("a/+", "s1")
+    trie.add("a/b", "s3", 0)
+    assert [k for k, _ in items] == ["s1", "s2"] and not groups
+    assert sorted(k for k, _ in Trie.deliveries(trie, "a/b")[0]) == ["s2", "s3"]
+
+
+def test_kept_matches_are_bounded():
+    from gateway.hub import trie as module
+    trie = SubscriptionTrie()
+    trie.add("#", "all", 0)
+    assert trie.match("x" * (module.MATCH_KEPT_TOPIC + 1)) == {"all": 0}
+    assert trie._matched == {}
+    for i in range(module.MATCH_KEPT + 10):
+        assert trie.match(f"t/{i}") == {"all": 0}
+    assert 0 < len(trie._matched) <= module.MATCH_KEPT
+
+
 # --- add / remove / prune ---------------------------------------------------------
 
 
@@ -319,6 +370,8 @@ def instrument(trie):
 
 
 def lookups(trie, topic):
+    """The match of ``topic`` and the children looked at to find it (walked, not kept)."""
+    trie._matched.clear()
     CountingDict.calls = 0
     result = trie.match(topic)
     return dict(result), CountingDict.calls
