@@ -420,7 +420,7 @@ class Hub:
             return Denied(Reason.NOT_AUTHORIZED)
         existed = topic_filter in session.subscriptions
         self.trie.add(inner, session, sub, group)
-        session.subscriptions[topic_filter] = sub
+        session.subscribed(topic_filter, sub)
         if session._journal is not None:
             session._journal.subscription(session, topic_filter, sub)
         return Subscribed(topic_filter, sub, existed)
@@ -429,7 +429,7 @@ class Hub:
         """A subscription read back from the store (no ACL check, nothing journaled)."""
         group, inner = split_shared(topic_filter)
         self.trie.add(inner, session, sub, group)
-        session.subscriptions[topic_filter] = sub
+        session.subscribed(topic_filter, sub)
 
     def deliver_retained(self, session: Session, subscribed: Subscribed) -> int:
         """Send the retained messages a new subscription matches, as its retain

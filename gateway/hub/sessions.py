@@ -30,6 +30,24 @@ if TYPE_CHECKING:
 #: The hub removes it when an endpoint connects or disconnects.
 SLEEP_KEY = "asleep"
 
+
+
+class _Unfilled(dict):
+    """The empty mapping sessions share for ``subscriptions``, ``inflight`` and
+    ``extra`` until they hold something (an idle session should not pay 64 bytes a
+    dict): read like any dict, never written; a session puts a dict of its own in its
+    place first."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("the sessions' shared empty mapping is not written to")
+
+    __setitem__ = setdefault = update = __ior__ = _refuse  # type: ignore[assignment]
+
+
+UNFILLED: dict[Any, Any] = _Unfilled()
+
 AWAIT_ACK = 0  # PUBLISH sent, waiting for PUBACK (QoS 1) or PUBREC (QoS 2)
 AWAIT_COMP = 1  # PUBREL sent, waiting for PUBCOMP
 MAX_PACKET_IDS = 65535  # the window can never be wider than the packet id space
@@ -84,10 +102,10 @@ class Session:
         self.client = client
         self.expiry = expiry
         self.endpoint: Endpoint | None = None
-        self.subscriptions: dict[str, Subscription] = {}
-        self.inflight: dict[int, Outgoing] = {}
-        # Empty tuples until first used: an idle session should not pay for a deque
-        # (~600 bytes) and a set (~200 bytes).
+        # UNFILLED and empty tuples until first used: an idle session should not pay
+        # for dicts (64 bytes each), a deque (~600 bytes) and a set (~200 bytes).
+        self.subscriptions: dict[str, Subscription] = UNFILLED
+        self.inflight: dict[int, Outgoing] = UNFILLED
         self.queue: deque[Outgoing] | tuple[()] = ()
         # Inbound QoS 2 packet ids awaiting PUBREL -> (fingerprint, held message).
         self.inbound_qos2: dict[int, tuple[int, Message | None]] | tuple[()] = ()
@@ -97,7 +115,7 @@ class Session:
         self.disconnected_at: float | None = None
         self.connected_at: float | None = None  # wall clock of the last connect
         self.clean_start = True  # how the last connection started (a delayed will reads it)
-        self.extra: dict[str, Any] = {}
+        self.extra: dict[str, Any] = UNFILLED  # written through own_extra()
         # The client's own bound on QoS 1/2 messages in flight to it (MQTT 5's Receive
         # Maximum; MQTT-SN takes one at a time); 0: only the server's limit applies.
         self.receive_maximum = 0
@@ -113,6 +131,26 @@ class Session:
 
     def __repr__(self) -> str:
         return f"<Session {self.client_id!r} expiry={self.expiry} online={self.endpoint is not None}>"
+
+    def subscribed(self, topic_filter: str, sub: Subscription) -> None:
+        """Record a subscription the hub made (the trie holds the matching side)."""
+        subs = self.subscriptions
+        if subs is UNFILLED:
+            subs = self.subscriptions = {}
+        subs[topic_filter] = sub
+
+    def own_extra(self) -> dict[str, Any]:
+        """``extra``, to write into."""
+        extra = self.extra
+        if extra is UNFILLED:
+            extra = self.extra = {}
+        return extra
+
+    def _inflight(self) -> dict[int, Outgoing]:
+        inflight = self.inflight
+        if inflight is UNFILLED:
+            inflight = self.inflight = {}
+        return inflight
 
     @property
     def clean(self) -> bool:
@@ -184,7 +222,7 @@ class Session:
     def _send_new(self, endpoint: Endpoint, out: Outgoing) -> None:
         pid = out.pid or self._allocate_pid()
         out.pid = pid
-        self.inflight[pid] = out
+        self._inflight()[pid] = out
         message = out.message
         self._inflight_bytes += len(message.payload)
         journal = self._journal
@@ -374,7 +412,7 @@ class Session:
         """A delivery read back from the store, in queue order (nothing journaled)."""
         size = len(out.message.payload)
         if inflight and out.pid and out.pid not in self.inflight:
-            self.inflight[out.pid] = out
+            self._inflight()[out.pid] = out
             self._inflight_bytes += size
             return
         queue = self.queue
@@ -395,11 +433,9 @@ class Session:
 
     def clear_state(self) -> None:
         """Forget everything but identity (clean start)."""
-        self.subscriptions.clear()
-        self.inflight.clear()
+        self.subscriptions = self.inflight = self.extra = UNFILLED
         self.queue = ()
         self.inbound_qos2 = ()
-        self.extra.clear()
         self._inflight_bytes = 0
         self._queued_bytes = 0
         self._reserved = ()

@@ -143,7 +143,7 @@ class MQTTChannel:
         self._linger: Any = None        # after our DISCONNECT: the DelayedCall that closes
         # Acknowledgements wait for the store, in order (only with persistence on).
         self._acks = DurableAcks(hub, self._write_durable) if hub.journal is not None else None
-        self._pending: list[Any] = []
+        self._pending: list[Any] | tuple[()] = ()  # a list once a packet waits
         self._may_wait = False          # an ACL plugin may need asking (gateway.hub.auth)
         self._released: Any = None      # the held packet being handled again
         self._sweeper = sweeper_for(clock)
@@ -174,7 +174,10 @@ class MQTTChannel:
                 type(packet) is Auth or self.handshake.method is not None):
             self.handshake.packet(packet)
         elif state == AUTHENTICATING or state == WAITING:
-            self._pending.append(packet)
+            if self._pending:
+                self._pending.append(packet)  # type: ignore[union-attr]
+            else:
+                self._pending = [packet]
 
     def protocol_error(self, error: MQTTError, packet_type: int | None = None) -> None:
         """Close this connection for a protocol violation (the will is published).
@@ -239,10 +242,10 @@ class MQTTChannel:
 
     def _drain(self) -> None:
         """Handle the packets queued while authenticating or waiting, in order."""
-        pending, self._pending = self._pending, []
+        pending, self._pending = self._pending, ()
         for i, packet in enumerate(pending):
             if self.state == WAITING:
-                self._pending[:0] = pending[i:]
+                self._pending = [*pending[i:], *self._pending]
                 return
             if self.state != CONNECTED:
                 return

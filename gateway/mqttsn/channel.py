@@ -448,7 +448,7 @@ class MQTTSNChannel:
             self._supervise_from_now()
             session = self.session
             if session is not None and session.journaled and session.extra.get(SLEEP_KEY) != p.duration:
-                session.extra[SLEEP_KEY] = p.duration
+                session.own_extra()[SLEEP_KEY] = p.duration
                 session.changed()
             # Once the store knows, a restart of the gateway keeps the client asleep.
             self.acks.send(DISCONNECT)
@@ -585,7 +585,7 @@ class MQTTSNChannel:
         session.receive_maximum = 1
         if EXTRA_KEY in session.extra:
             registry_of(session, self.ctx.settings.max_topics)
-        session.extra[SLEEP_KEY] = duration
+        session.own_extra()[SLEEP_KEY] = duration
         session.changed()
         self.session = session
         self.sleep_duration = duration

@@ -86,7 +86,7 @@ class TopicRegistry(dict[str, int]):
 def registry_of(session: Session, limit: int) -> TopicRegistry:
     """The session's registry, created on first use (idle clients never pay for one)
     or rebuilt from the plain mapping a store gave back."""
-    extra = session.extra
+    extra = session.own_extra()
     reg = extra.get(EXTRA_KEY)
     if type(reg) is not TopicRegistry:
         reg = extra[EXTRA_KEY] = TopicRegistry(limit, reg)

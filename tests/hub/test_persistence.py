@@ -182,7 +182,7 @@ def test_a_session_connected_when_the_process_stopped_loses_its_connection_then(
 def test_a_session_whose_client_sleeps_waits_with_its_will_for_its_protocol(backend):
     hub, journal, clock = backend.hub()
     p = join(hub, "p", clean=False, will=Message("will", b"lost"))
-    p.session.extra[SLEEP_KEY] = 600          # as a protocol marks a sleeping client
+    p.session.own_extra()[SLEEP_KEY] = 600          # as a protocol marks a sleeping client
     p.session.changed()
     again, fresh = backend.restart(journal, clock)
     watcher = join(again, "w", subscribe=[("will", 0)])
@@ -201,7 +201,7 @@ def test_a_sleeping_session_no_protocol_takes_up_loses_its_client(backend):
     p = join(hub, "p", clean=False, will=Message("will", b"lost"))
     join(hub, "q", clean=False)
     for s in (p.session, hub.session("q")):
-        s.extra[SLEEP_KEY] = 600
+        s.own_extra()[SLEEP_KEY] = 600
         s.changed()
     again, fresh = backend.restart(journal, clock)
     watcher = join(again, "w", subscribe=[("will", 0)])
@@ -217,7 +217,7 @@ def test_a_sleeping_session_no_protocol_takes_up_loses_its_client(backend):
 def test_connecting_and_disconnecting_clear_the_sleep_mark(backend):
     hub, journal, clock = backend.hub()
     p = join(hub, "p", clean=False)
-    p.session.extra[SLEEP_KEY] = 600
+    p.session.own_extra()[SLEEP_KEY] = 600
     hub.disconnect(p.session, graceful=True)
     assert SLEEP_KEY not in p.session.extra
     again, fresh = backend.restart(journal, clock)

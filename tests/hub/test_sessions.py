@@ -1,11 +1,12 @@
 """Sessions through the hub API: clean and persistent, queue and inflight limits,
 redelivery, takeover and wills, expiry."""
 
+import pytest
 from twisted.internet import task
 
 from gateway.hub.api import WRITE, ClientInfo, Message, Subscription
 from gateway.hub.hub import HubSettings, allow_all_authenticate
-from gateway.hub.sessions import Limits
+from gateway.hub.sessions import UNFILLED, Limits
 from tests.hub.helpers import make_hub, Delivery, join, pub
 
 # --- clean and persistent sessions --------------------------------------------------
@@ -24,6 +25,21 @@ def test_clean_session_is_discarded_on_disconnect():
     assert again.present is False
     assert again.session is not c.session
     assert again.session.subscriptions == {}
+
+
+def test_idle_sessions_share_one_empty_mapping_that_is_never_written():
+    hub = make_hub()
+    a, b = join(hub, "a").session, join(hub, "b", clean=False, subscribe=[("t", 1)]).session
+    assert a.inflight is a.subscriptions is a.extra is b.inflight is UNFILLED
+    with pytest.raises(TypeError):
+        a.inflight[1] = None
+    assert b.subscriptions == {"t": Subscription(1)} and UNFILLED == {}
+    pub(hub, "t", qos=1)
+    assert list(b.inflight) == [1] and UNFILLED == {}
+    b.own_extra()["k"] = 1
+    assert b.extra == {"k": 1} and a.extra == {}
+    b.clear_state()
+    assert b.inflight is b.subscriptions is b.extra is UNFILLED
 
 
 def test_persistent_session_keeps_subscriptions_and_queues_qos1_and_qos2_only():
