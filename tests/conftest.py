@@ -133,7 +133,9 @@ class Gateway:
 
     @property
     def stderr(self) -> str:
-        """Everything the gateway logged so far."""
+        """Everything the gateway logged so far. A thread of the gateway writes its
+        log (``gateway.logs``): a line an event just caused may not be here yet, so
+        look for one with ``wait_for_log``."""
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     @property

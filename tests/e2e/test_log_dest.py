@@ -56,7 +56,7 @@ def test_debian_stock_config(tmp_path):
 def test_log_dest_topic_syslog_and_dlt(tmp_path):
     lines = ["log_dest stderr", "log_dest syslog", "log_dest topic", "log_dest dlt"]
     for gw in serving(launch(tmp_path, lines, args=["-v"])):
-        assert "log_dest dlt: there is no DLT" in gw.stderr
+        gw.wait_for_log("log_dest dlt: there is no DLT")
         watcher = PahoClient(gw.port, unique("watcher"))
         watched = PahoClient(gw.port, unique("watched"))
         try:

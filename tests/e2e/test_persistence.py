@@ -269,7 +269,7 @@ def test_sigterm_commits_and_exits_0(stores, paho):
         pub.client.publish("t", b"%d" % i, 1)
     pub.publish("t", b"last", 1)
     assert gw.stop() == 0
-    assert "mqttgateway stopped" in gw.stderr
+    gw.wait_for_log("mqttgateway stopped")
     db = sqlite3.connect(stores.path)
     assert db.execute("SELECT count(*) FROM outgoing").fetchone()[0] == 51
     db.close()
@@ -296,7 +296,7 @@ def test_an_unusable_store_stops_startup(stores, name, reason):
     before = stores.path.read_bytes()
     gw = stores.start(wait=False)
     assert gw.wait_exit() == 1
-    assert f"{stores.path}: {reason}" in gw.stderr, gw.describe()
+    gw.wait_for_log(f"{stores.path}: {reason}")
     assert stores.path.read_bytes() == before       # never reset
 
 
@@ -304,7 +304,7 @@ def test_a_second_gateway_on_the_same_store_stops(stores):
     first = stores.start()
     second = stores.start_gateway(*stores.lines, wait=False)
     assert second.wait_exit() == 1
-    assert f"{stores.path}: locked by another process" in second.stderr, second.describe()
+    second.wait_for_log(f"{stores.path}: locked by another process")
     assert first.running()
     stores.gw = first
 
@@ -312,7 +312,7 @@ def test_a_second_gateway_on_the_same_store_stops(stores):
 def test_a_missing_folder_stops_startup(gateway, tmp_path):
     gw = gateway("persistence true", f"persistence_location {tmp_path}/absent/", wait=False)
     assert gw.wait_exit() == 1
-    assert f"{tmp_path}/absent/mqttgateway.db: no such directory" in gw.stderr
+    gw.wait_for_log(f"{tmp_path}/absent/mqttgateway.db: no such directory")
 
 
 # --- replacing Mosquitto ----------------------------------------------------------------
@@ -333,8 +333,8 @@ def test_first_start_imports_the_mosquitto_db_beside_the_store(stores, paho, tmp
     stores.folder.mkdir(exist_ok=True)
     shutil.copy(made, stores.folder / "mosquitto.db")
     gw = stores.start()
-    assert (f"imported {stores.folder}/mosquitto.db: 3 retained messages, 3 sessions, "
-            "6 subscriptions") in gw.stderr, gw.describe()
+    gw.wait_for_log(f"imported {stores.folder}/mosquitto.db: 3 retained messages, 3 sessions, "
+                    "6 subscriptions")
     reader = paho(gw.port, "reader", 4)
     reader.connect()
     reader.subscribe("r/#", 0)
@@ -357,7 +357,7 @@ def test_a_broken_mosquitto_db_beside_stops_startup_without_making_a_store(store
     shutil.copy(DATA / "corrupt-truncated.db", stores.folder / "mosquitto.db")
     gw = stores.start(wait=False)
     assert gw.wait_exit() == 1
-    assert f"{stores.folder}/mosquitto.db: retain chunk at offset 1671" in gw.stderr
+    gw.wait_for_log(f"{stores.folder}/mosquitto.db: retain chunk at offset 1671")
     assert not stores.path.exists()
 
 
@@ -366,5 +366,5 @@ def test_persistence_file_naming_a_mosquitto_db_stops_startup(gateway, tmp_path)
     gw = gateway("persistence true", f"persistence_location {tmp_path}/",
                  "persistence_file mosquitto.db", wait=False)
     assert gw.wait_exit() == 1
-    assert (f"{tmp_path}/mosquitto.db: this is a Mosquitto persistence file, not an mqttgateway "
-            "store; import it with 'mqttgateway-db import'") in gw.stderr
+    gw.wait_for_log(f"{tmp_path}/mosquitto.db: this is a Mosquitto persistence file, not an "
+                    "mqttgateway store; import it with 'mqttgateway-db import'")

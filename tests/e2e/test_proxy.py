@@ -130,7 +130,7 @@ def test_a_refusal_is_logged_with_the_reason(gateway):
         client.send(wire.connect("no-header"))
         assert client.expect_closed() == b""
     gw.wait_for_log("refused connection from 127.0.0.1:")
-    assert ": no PROXY version 2 header" in gw.stderr
+    gw.wait_for_log(": no PROXY version 2 header")
 
 
 def test_tls_follows_the_header(gw, pki):
@@ -167,4 +167,4 @@ def test_max_connection_rate_counts_the_proxied_address(gw):
         assert again.expect_closed() == b""
     with mqtt_after(gw.rated, v1("198.51.100.2", 1002), unique("rate")) as other:
         other.expect(wire.connack(0))
-    assert "refusing connections from 198.51.100.1: above max_connection_rate" in gw.stderr
+    gw.wait_for_log("refusing connections from 198.51.100.1: above max_connection_rate")

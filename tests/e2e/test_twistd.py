@@ -100,7 +100,7 @@ def test_connects_once_listening_is_logged(gateway, raw, twistd):
 
 def test_without_config_listens_on_loopback_only(gateway, raw):
     gw = gateway(use_config=False)  # mqttgateway -p PORT
-    assert f"listening for mqtt on 127.0.0.1:{gw.port}" in gw.stderr
+    gw.wait_for_log(f"listening for mqtt on 127.0.0.1:{gw.port}")
     listening = {
         (c.laddr.ip, c.laddr.port)
         for c in psutil.Process(gw.proc.pid).net_connections(kind="inet")
@@ -138,7 +138,7 @@ def test_signal_shuts_down_cleanly(gateway, raw, twistd, sig):
     client = raw(gw.port)
     assert client.connect(unique("stopping")) == (False, 0)
     gw.stop(sig)
-    assert "mqttgateway stopped" in gw.stderr
+    gw.wait_for_log("mqttgateway stopped")
     assert "Traceback" not in gw.stderr
     client.expect_closed()
 
@@ -148,7 +148,7 @@ def test_signal_shuts_down_cleanly(gateway, raw, twistd, sig):
 def test_signal_exit_status_is_0(gateway, twistd, sig):
     gw = gateway(twistd=twistd, preexec_fn=default_sigint)
     status = gw.stop(sig)
-    assert "mqttgateway stopped" in gw.stderr
+    gw.wait_for_log("mqttgateway stopped")
     assert status == 0
 
 
@@ -189,7 +189,7 @@ def test_sighup_with_a_broken_file_keeps_serving(gateway, paho, raw, twistd):
 
     gw.config.write_text(config_text(gw.port, ["max_inflight_messages ten"]))
     mark = gw.reload("reload failed")
-    assert f"{gw.config}:3: max_inflight_messages: expected an integer" in gw.stderr[mark:]
+    gw.wait_for_log(f"{gw.config}:3: max_inflight_messages: expected an integer", mark)
     assert "configuration reloaded" not in gw.stderr[mark:]
 
     client.publish(topic, b"still serving", qos=1)

@@ -141,7 +141,7 @@ def expected(topic: str) -> list[dict]:
 def test_mqttjs_over_ws(gw, version):
     topic = unique("js/t")
     assert run_mqttjs(f"ws://127.0.0.1:{gw.ws}/mqtt", topic, version=version) == expected(topic)
-    assert f"(level {version}," in gw.stderr
+    gw.wait_for_log(f"(level {version},")
 
 
 def test_mqttjs_over_wss(gw, pki):
@@ -230,7 +230,7 @@ def test_refused_handshakes_are_logged_with_the_reason(gateway):
     ws.handshake("binary")
     ws.close()
     gw.wait_for_log("refused WebSocket connection from 127.0.0.1:")
-    assert "no MQTT subprotocol (mqtt or mqttv3.1)" in gw.stderr
+    gw.wait_for_log("no MQTT subprotocol (mqtt or mqttv3.1)")
 
 
 # --- frames --------------------------------------------------------------------------
@@ -304,4 +304,4 @@ def test_twistd_serves_websockets(tmp_path):
             assert client.next_message().payload == b"through twistd"
         finally:
             client.close()
-        assert "listening for websockets on 127.0.0.1:" in gateway.stderr
+        gateway.wait_for_log("listening for websockets on 127.0.0.1:")

@@ -111,7 +111,7 @@ def test_scram_and_password_logins_side_by_side(tmp_path, gateway):
     with RawClient(gw.port) as raw:
         assert scram_connect(raw, "alice", "wrong", "scram-wrong") == 0x87
         raw.expect_closed()
-    assert "SCRAM-SHA-256 authentication failed for scram-wrong" in gw.stderr
+    gw.wait_for_log("SCRAM-SHA-256 authentication failed for scram-wrong")
 
 
 def test_reload_disconnects_a_scram_user_deleted_from_the_file(tmp_path, gateway):

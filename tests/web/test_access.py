@@ -59,7 +59,7 @@ def test_credentials_are_asked_for_and_checked(secured) -> None:
     samples = scrape(http, ("admin", "s3cret"), source=ELSEWHERE)
     # the two wrong logins count; the requests without credentials do not
     assert value(samples, "mqttgateway_auth_failures_total", protocol="http") == 2
-    assert "authentication failed for http-api (username ghost) from 127.0.0.1:" in secured.stderr
+    secured.wait_for_log("authentication failed for http-api (username ghost) from 127.0.0.1:")
 
 
 def test_http_failures_count_toward_the_mqtt_login_throttle(secured) -> None:
