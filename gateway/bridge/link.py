@@ -38,6 +38,7 @@ from gateway.hub.topics import is_valid_topic_name
 from gateway.logtext import clip
 from gateway.mqtt import codes
 from gateway.mqtt.codec import encode
+from gateway.mqtt.outbound import hub_message
 from gateway.mqtt.packets import (
     Connect, Packet, PubAck, PubComp, Publish, PubRec, PubRel, Subscribe, Unsubscribe, Will,
 )
@@ -293,12 +294,7 @@ class BridgeLink:
             if p.qos:
                 self._ack((PubAck if p.qos == 1 else PubRec)(p.packet_id))  # type: ignore[arg-type]
             return
-        props = p.properties
-        if props:
-            message = Message(topic, p.payload, p.qos, p.retain, codes.hub_properties(props),
-                              codes.expires_at(props, hub.now))
-        else:
-            message = Message(topic, p.payload, p.qos, p.retain)
+        message = hub_message(topic, p, hub.now)
         qos = p.qos
         self.traffic.received[qos] += 1
         if qos < 2:

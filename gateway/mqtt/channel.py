@@ -31,7 +31,7 @@ from gateway.hub.sessions import AWAIT_ACK, AWAIT_COMP, Session
 from gateway.hub.topics import TopicError, split_shared, validate_topic_filter
 from gateway.mqtt import codes
 from gateway.mqtt.codec import MQTTError, encode
-from gateway.mqtt.outbound import encode_delivery, forwardable
+from gateway.mqtt.outbound import encode_delivery, hub_message
 from gateway.mqtt.packets import (
     Auth, ConnAck, Connect, Disconnect, PingReq, PubAck, PubComp, Publish, PubRec, PubRel,
     SubAck, Subscribe, UnsubAck, Unsubscribe,
@@ -62,6 +62,8 @@ _DISCONNECT_AFTER = frozenset({PacketType.PUBLISH, PacketType.SUBSCRIBE, PacketT
                                PacketType.AUTH})
 
 _P = PropertyId
+_ALIAS = _P.TOPIC_ALIAS
+_FORMAT = _P.PAYLOAD_FORMAT_INDICATOR
 _RC = ReasonCode
 
 
@@ -292,8 +294,10 @@ class MQTTChannel:
 
     def _on_publish(self, p: Publish) -> None:
         settings = self.settings
-        if self.level == 5 and (p.properties or p.qos == 2) and not self._publish_v5_checks(p):
-            return  # (aliases and the payload format come in properties; QoS 2 is counted)
+        props = p.properties
+        if self.level == 5 and (p.qos == 2 or props and (_ALIAS in props or _FORMAT in props)) \
+                and not self._publish_v5_checks(p):
+            return  # (topic aliases, the payload format; QoS 2 is counted)
         if self._may_wait and self._hold(p, WRITE, (settings.mount_point + p.topic,)):
             return
         qos = p.qos
@@ -317,14 +321,7 @@ class MQTTChannel:
         session = self.session
         assert session is not None
         hub = self.hub
-        props = p.properties
-        if props:
-            interval = props.get(_P.MESSAGE_EXPIRY_INTERVAL)
-            message = Message(topic, p.payload, qos, p.retain, codes.hub_properties(props),
-                              None if interval is None else hub.now() + interval)
-            forwardable(message, props)
-        else:
-            message = Message(topic, p.payload, qos, p.retain)
+        message = hub_message(topic, p, hub.now)
         if qos == 2:
             # As Mosquitto: checked now, published when the PUBREL comes; a resent
             # duplicate is acknowledged again and not published twice.

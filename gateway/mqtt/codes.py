@@ -6,7 +6,7 @@ one place that says what they are on MQTT's wire, per protocol level.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from gateway.hub.api import Message, Properties, Reason, RetainHandling, Subscription
 from gateway.mqtt.reasons import ConnAckCode, PropertyId, ReasonCode
@@ -98,12 +98,6 @@ def hub_properties(props: dict) -> Properties | None:
     names = _HUB_NAMES
     items = [(names[ident], value) for ident, value in order if ident in names]
     return Properties.from_items(items) if items else None
-
-
-def expires_at(props: dict, now: Callable[[], float]) -> float | None:
-    """When a message with these properties expires (the clock read only if it does)."""
-    interval = props.get(P.MESSAGE_EXPIRY_INTERVAL) if props else None
-    return None if interval is None else now() + interval
 
 
 def static_properties(props: Properties | None) -> list[tuple[int, Any]]:

@@ -6,17 +6,18 @@ has its own (its property block differs), and what varies per delivery (packet i
 DUP, subscription identifiers, the remaining expiry, a topic alias) is stamped onto
 the cached parts. Cache keys: ints below 8 for levels 3/4, 8..15 for plain level 5,
 (QoS, retain, identifiers) tuples for level 5 with subscription identifiers, strings
-for the level 5 parts (``"props"``: the property block, which ``forwardable`` fills
+for the level 5 parts (``"props"``: the property block, which ``hub_message`` fills
 with the publisher's own bytes when they can go out unchanged).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from gateway.hub.api import Message
 from gateway.mqtt import codes
 from gateway.mqtt.encoder import _varint, props_body, publish_parts, publish_v5, set_dup
+from gateway.mqtt.packets import Publish
 from gateway.mqtt.reasons import PropertyId
 
 if TYPE_CHECKING:
@@ -75,13 +76,22 @@ def _unmounted(message: Message, mount: str) -> Message:
     return copy
 
 
-def forwardable(message: Message, props: dict) -> None:
-    """A level 5 PUBLISH's property block, kept as it came for the deliveries of
-    ``message`` when nothing in it changes on the way: no topic alias (never
-    forwarded) and no expiry (counted down per delivery)."""
+def hub_message(topic: str, p: Publish, now: Callable[[], float]) -> Message:
+    """The hub's message for a received PUBLISH. At level 5 its property block is
+    kept as it came for the deliveries when nothing in it changes on the way: no
+    topic alias (never forwarded), no expiry (counted down per delivery) and no
+    subscription identifier (a client may not send one; like Mosquitto, it is
+    dropped, not forwarded)."""
+    props = p.properties
+    if not props:
+        return Message(topic, p.payload, p.qos, p.retain)
+    interval = props.get(_EXPIRY)
+    message = Message(topic, p.payload, p.qos, p.retain, codes.hub_properties(props),
+                      None if interval is None else now() + interval)
     raw = getattr(props, "raw", None)
-    if raw and _ALIAS not in props and _EXPIRY not in props:
+    if raw and interval is None and _ALIAS not in props and _SUB_ID not in props:
         message.cache["props"] = raw
+    return message
 
 
 def _static_v5(message: Message) -> bytes:
@@ -96,16 +106,14 @@ def _static_v5(message: Message) -> bytes:
 def _parts_v5(message: Message, key: object, qos: int, retain: bool, body: bytes) -> tuple[bytes, bytes]:
     """(head, tail) of a level 5 PUBLISH with property list ``body``, kept under ``key``:
     the packet is ``head + tail`` at QoS 0, ``head + packet id + tail`` otherwise."""
-    cache = message.cache
-    parts = cache.get(key)
-    if parts is None:
-        topic = message.topic.encode()
-        plen = len(body)
-        tail = b"".join((_varint(plen), body, message.payload))
-        rl = 2 + len(topic) + (2 if qos else 0) + len(tail)
-        head = b"".join((bytes((0x30 | qos << 1 | retain,)), _varint(rl), len(topic).to_bytes(2, "big"), topic))
-        parts = cache[key] = (head, tail)
-    return parts  # type: ignore[no-any-return]
+    topic = message.topic.encode()
+    n = len(body)
+    tail = (bytes((n,)) if n < 0x80 else _varint(n)) + body + message.payload
+    n = 2 + len(topic) + (2 if qos else 0) + len(tail)
+    head = (bytes((0x30 | qos << 1 | retain, n)) if n < 0x80 else bytes((0x30 | qos << 1 | retain,)) + _varint(n)) \
+        + len(topic).to_bytes(2, "big") + topic
+    parts = message.cache[key] = (head, tail)
+    return parts
 
 
 def _plain_v5(message: Message, qos: int, packet_id: int | None, dup: bool, retain: bool) -> bytes:
@@ -126,14 +134,17 @@ def _with_ids(message: Message, qos: int, packet_id: int | None, dup: bool, reta
     """With subscription identifiers and nothing else per delivery: the same bytes for
     every subscriber with the same identifiers, kept once."""
     key = (qos, retain, sub_ids)
-    parts = message.cache.get(key)
+    cache = message.cache
+    parts = cache.get(key)
     if parts is None:
+        static = cache.get("props")
+        if static is None:
+            static = _static_v5(message)
         if len(sub_ids) == 1 and sub_ids[0] < 0x80:
             ids = bytes((_SUB_ID, sub_ids[0]))
         else:
             ids = b"".join(bytes((_SUB_ID,)) + _varint(i) for i in sub_ids)
-        body = _static_v5(message) + ids
-        parts = _parts_v5(message, key, qos, retain, body)
+        parts = _parts_v5(message, key, qos, retain, static + ids)
     head, tail = parts
     if qos == 0:
         return head + tail

@@ -248,6 +248,20 @@ def test_publisher_properties_go_out_unchanged_beside_each_subscribers_own():
                for i in ids)
 
 
+def test_a_subscription_identifier_sent_by_a_publisher_is_not_forwarded():
+    """A client may not send one (MQTT-3.3.4-6); like Mosquitto, the broker drops it
+    and keeps the rest, so a subscriber sees only the identifiers it chose."""
+    broker = Broker()
+    plain = v5(broker, "plain")
+    sub5(plain, "t")
+    own = v5(broker, "own")
+    sub5(own, "t", props=wire.prop_varint(P_SUB_ID, 5))
+    user = wire.prop_pair(P_USER, "k", "v")
+    v5(broker, "p").send(pub5("t", b"m", props=wire.prop_varint(P_SUB_ID, 9) + user))
+    assert plain.take() == pub5("t", b"m", props=user)
+    assert own.take() == pub5("t", b"m", props=user + wire.prop_varint(P_SUB_ID, 5))
+
+
 def test_puback_reason_codes():
     broker = Broker()
     broker.hub.set_security(allow_all_authenticate, lambda c, access, topic: not (access == WRITE and topic == "no"))
