@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 SLEEP_KEY = "asleep"
 
 
-
 class _Unfilled(dict):
     """The empty mapping sessions share for ``subscriptions``, ``inflight`` and
     ``extra`` until they hold something (an idle session should not pay 64 bytes a
