@@ -38,7 +38,6 @@ from gateway.hub.topics import is_valid_topic_name
 from gateway.logtext import clip
 from gateway.mqtt import codes
 from gateway.mqtt.codec import encode
-from gateway.mqtt.outbound import hub_message
 from gateway.mqtt.packets import (
     Connect, Packet, PubAck, PubComp, Publish, PubRec, PubRel, Subscribe, Unsubscribe, Will,
 )
@@ -294,7 +293,7 @@ class BridgeLink:
             if p.qos:
                 self._ack((PubAck if p.qos == 1 else PubRec)(p.packet_id))  # type: ignore[arg-type]
             return
-        message = hub_message(topic, p, hub.now)
+        message = codes.hub_message(topic, p, hub.now)
         qos = p.qos
         self.traffic.received[qos] += 1
         if qos < 2:

@@ -31,7 +31,7 @@ from gateway.hub.sessions import AWAIT_ACK, AWAIT_COMP, Session
 from gateway.hub.topics import TopicError, split_shared, validate_topic_filter
 from gateway.mqtt import codes
 from gateway.mqtt.codec import MQTTError, encode
-from gateway.mqtt.outbound import encode_delivery, hub_message
+from gateway.mqtt.outbound import encode_delivery
 from gateway.mqtt.packets import (
     Auth, ConnAck, Connect, Disconnect, PingReq, PubAck, PubComp, Publish, PubRec, PubRel,
     SubAck, Subscribe, UnsubAck, Unsubscribe,
@@ -321,7 +321,7 @@ class MQTTChannel:
         session = self.session
         assert session is not None
         hub = self.hub
-        message = hub_message(topic, p, hub.now)
+        message = codes.hub_message(topic, p, hub.now)
         if qos == 2:
             # As Mosquitto: checked now, published when the PUBREL comes; a resent
             # duplicate is acknowledged again and not published twice.

@@ -6,12 +6,14 @@ one place that says what they are on MQTT's wire, per protocol level.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from gateway.hub.api import Message, Properties, Reason, RetainHandling, Subscription
+from gateway.mqtt.packets import Publish
 from gateway.mqtt.reasons import ConnAckCode, PropertyId, ReasonCode
 
 P = PropertyId
+_EXPIRY, _ALIAS, _SUB_ID = P.MESSAGE_EXPIRY_INTERVAL, P.TOPIC_ALIAS, P.SUBSCRIPTION_IDENTIFIER
 
 #: CONNACK return codes of MQTT 3.1 and 3.1.1 for a refused CONNECT.
 CONNACK_V3 = {
@@ -98,6 +100,25 @@ def hub_properties(props: dict) -> Properties | None:
     names = _HUB_NAMES
     items = [(names[ident], value) for ident, value in order if ident in names]
     return Properties.from_items(items) if items else None
+
+
+def hub_message(topic: str, p: Publish, now: Callable[[], float]) -> Message:
+    """The hub's message for a received PUBLISH. At level 5 its property block is
+    kept as it came for the deliveries when nothing in it changes on the way: no
+    topic alias (never forwarded), no expiry (counted down per delivery) and no
+    subscription identifier (a client may not send one; like Mosquitto, it is
+    dropped, not forwarded). ``gateway.mqtt.outbound`` finds it in the message's
+    cache under ``"props"``."""
+    props = p.properties
+    if not props:
+        return Message(topic, p.payload, p.qos, p.retain)
+    interval = props.get(_EXPIRY)
+    message = Message(topic, p.payload, p.qos, p.retain, hub_properties(props),
+                      None if interval is None else now() + interval)
+    raw = getattr(props, "raw", None)
+    if raw and interval is None and _ALIAS not in props and _SUB_ID not in props:
+        message.cache["props"] = raw
+    return message
 
 
 def static_properties(props: Properties | None) -> list[tuple[int, Any]]:

@@ -6,18 +6,17 @@ has its own (its property block differs), and what varies per delivery (packet i
 DUP, subscription identifiers, the remaining expiry, a topic alias) is stamped onto
 the cached parts. Cache keys: ints below 8 for levels 3/4, 8..15 for plain level 5,
 (QoS, retain, identifiers) tuples for level 5 with subscription identifiers, strings
-for the level 5 parts (``"props"``: the property block, which ``hub_message`` fills
+for the level 5 parts (``"props"``: the property block, which ``codes.hub_message`` fills
 with the publisher's own bytes when they can go out unchanged).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from gateway.hub.api import Message
 from gateway.mqtt import codes
 from gateway.mqtt.encoder import _varint, props_body, publish_parts, publish_v5, set_dup
-from gateway.mqtt.packets import Publish
 from gateway.mqtt.reasons import PropertyId
 
 if TYPE_CHECKING:
@@ -74,24 +73,6 @@ def _unmounted(message: Message, mount: str) -> Message:
     if copy is None:
         copy = message.cache[key] = message.copy(topic=message.topic[len(mount):])
     return copy
-
-
-def hub_message(topic: str, p: Publish, now: Callable[[], float]) -> Message:
-    """The hub's message for a received PUBLISH. At level 5 its property block is
-    kept as it came for the deliveries when nothing in it changes on the way: no
-    topic alias (never forwarded), no expiry (counted down per delivery) and no
-    subscription identifier (a client may not send one; like Mosquitto, it is
-    dropped, not forwarded)."""
-    props = p.properties
-    if not props:
-        return Message(topic, p.payload, p.qos, p.retain)
-    interval = props.get(_EXPIRY)
-    message = Message(topic, p.payload, p.qos, p.retain, codes.hub_properties(props),
-                      None if interval is None else now() + interval)
-    raw = getattr(props, "raw", None)
-    if raw and interval is None and _ALIAS not in props and _SUB_ID not in props:
-        message.cache["props"] = raw
-    return message
 
 
 def _static_v5(message: Message) -> bytes:
