@@ -6,8 +6,10 @@ the ``ReasonCode`` to answer with, and the channel decides what to send and
 when to close (as wsproto's ``events()`` turns ``ParseFailed`` into a close).
 
 Parsers read from the received ``bytes`` between explicit bounds instead of
-slicing a body per packet, and PUBLISH is decoded inline in the feed loop: it
-is most of the traffic. ``publish_parts``/``set_dup`` let the broker encode a
+slicing a body per packet (the field and property readers are in
+``gateway.mqtt.fields``), and PUBLISH is decoded inline in the feed loop: it
+is most of the traffic; a level 5 PUBLISH whose property block repeats the
+previous one's bytes reuses what was read from it. ``publish_parts``/``set_dup`` let the broker encode a
 message once and stamp a packet id per subscriber.
 """
 
@@ -15,16 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gateway.errors import GatewayError
 from gateway.hub.topics import MAX_TOPIC_SEPARATORS
 from gateway.mqtt.encoder import MAX_REMAINING_LENGTH, encode, publish_parts, set_dup
+from gateway.mqtt.fields import (
+    MQTTError, read_bin, read_pid, read_props, read_str, read_u16, remaining_length,
+)
 from gateway.mqtt.packets import (
     Auth, ConnAck, Connect, Disconnect, Packet, PingReq, PingResp, PubAck, PubComp, Publish,
     PubRec, PubRel, SubAck, Subscribe, UnsubAck, Unsubscribe, Will,
 )
-from gateway.mqtt.reasons import (
-    NONZERO, PROPERTIES, REPEATABLE, WILL, PacketType, PropertyId, PropType, ReasonCode,
-)
+from gateway.mqtt.reasons import WILL, PacketType, PropertyId, ReasonCode
 
 
 __all__ = [
@@ -46,21 +48,6 @@ _PROTOCOL = ReasonCode.PROTOCOL_ERROR
 _TOPIC_INVALID = ReasonCode.PROTOCOL_ERROR
 _TOPIC_ALIAS = PropertyId.TOPIC_ALIAS
 _SUB_ID = PropertyId.SUBSCRIPTION_IDENTIFIER
-
-
-class MQTTError(GatewayError):
-    """A packet that breaks the protocol; ``reason`` is what to answer with.
-
-    ``packets`` holds the packets decoded, in the same ``feed()`` call, before
-    the bad one, so the channel may still act on them before closing.
-    """
-
-    def __init__(self, msg: str, reason: ReasonCode = ReasonCode.MALFORMED_PACKET) -> None:
-        super().__init__(msg)
-        self.reason = reason
-        self.packets: list[Packet] = []
-        #: The type of the packet being decoded, when the error is in one.
-        self.packet_type: int | None = None
 
 
 # --- fixed header ----------------------------------------------------------------
@@ -123,202 +110,6 @@ def packet_size(remaining_length: int) -> int:
     return 1 + n + (1 if n < 1 << 7 else 2 if n < 1 << 14 else 3 if n < 1 << 21 else 4)
 
 
-def _remaining_length(data: bytes, i: int, n: int) -> tuple[int, int]:
-    """Decode the varint at ``data[i]``: (value, next index), or (-1, 0) if incomplete."""
-    value = shift = 0
-    for _ in range(4):
-        if i >= n:
-            return -1, 0
-        byte = data[i]
-        i += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, i
-        shift += 7
-    raise MQTTError("variable byte integer longer than 4 bytes")
-
-
-# --- field readers: all take explicit bounds, all raise MQTTError ------------------
-
-
-def _read_varint(b: bytes, i: int, end: int) -> tuple[int, int]:
-    value, i = _remaining_length(b, i, end)
-    if value < 0:
-        raise MQTTError("variable byte integer overruns the packet")
-    return value, i
-
-
-def _read_u16(b: bytes, i: int, end: int) -> tuple[int, int]:
-    if i + 2 > end:
-        raise MQTTError("two-byte integer overruns the packet")
-    return b[i] << 8 | b[i + 1], i + 2
-
-
-def _read_pid(b: bytes, i: int, end: int) -> tuple[int, int]:
-    pid, i = _read_u16(b, i, end)
-    if not pid:
-        raise MQTTError("packet identifier 0", _PROTOCOL)
-    return pid, i
-
-
-def _read_bin(b: bytes, i: int, end: int) -> tuple[bytes, int]:
-    size, i = _read_u16(b, i, end)
-    if i + size > end:
-        raise MQTTError("field overruns the packet")
-    return b[i : i + size], i + size
-
-
-def _read_str(b: bytes, i: int, end: int) -> tuple[str, int]:
-    raw, i = _read_bin(b, i, end)
-    try:
-        s = raw.decode()
-    except UnicodeDecodeError:
-        raise MQTTError("string is not valid UTF-8") from None
-    if "\x00" in s:
-        raise MQTTError("string contains U+0000")
-    return s, i
-
-
-def _read_flag(b: bytes, i: int, end: int) -> tuple[int, int]:
-    if i >= end:
-        raise MQTTError("byte property overruns the block")
-    if b[i] > 1:
-        raise MQTTError("byte property other than 0 or 1", _PROTOCOL)
-    return b[i], i + 1
-
-
-def _read_byte(b: bytes, i: int, end: int) -> tuple[int, int]:
-    if i >= end:
-        raise MQTTError("byte property overruns the block")
-    return b[i], i + 1
-
-
-def _read_u32(b: bytes, i: int, end: int) -> tuple[int, int]:
-    if i + 4 > end:
-        raise MQTTError("four-byte integer overruns the packet")
-    return int.from_bytes(b[i : i + 4], "big"), i + 4
-
-
-def _read_pair(b: bytes, i: int, end: int) -> tuple[tuple[str, str], int]:
-    key, i = _read_str(b, i, end)
-    value, i = _read_str(b, i, end)
-    return (key, value), i
-
-
-_READERS: dict[PropType, Callable[[bytes, int, int], tuple]] = {
-    PropType.BYTE: _read_flag,
-    PropType.U16: _read_u16,
-    PropType.U32: _read_u32,
-    PropType.VARINT: _read_varint,
-    PropType.STR: _read_str,
-    PropType.BIN: _read_bin,
-    PropType.PAIR: _read_pair,
-}
-_PROP_SPECS = {int(p): (p, _READERS[t], allowed) for p, (t, allowed) in PROPERTIES.items()}
-# The spec fixes 0 and 1 for the Payload Format Indicator but calls no other value an
-# error (it does for the other byte properties); Mosquitto forwards any value.
-_PROP_SPECS[PropertyId.PAYLOAD_FORMAT_INDICATOR] = (
-    PropertyId.PAYLOAD_FORMAT_INDICATOR, _read_byte, PROPERTIES[PropertyId.PAYLOAD_FORMAT_INDICATOR][1])
-
-
-class OrderedProperties(dict):
-    """The properties of a PUBLISH or will, with ``order``: every (id, value) as it came,
-    so a message is forwarded with its properties in the publisher's order; and ``raw``,
-    the block's bytes, which a broker may forward as they are when nothing in them
-    changes on the way (no topic alias, no expiry to count down)."""
-
-    __slots__ = ("order", "raw")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.order: list[tuple[PropertyId, object]] = []
-        self.raw = b""
-
-
-_ORDERED = frozenset({PacketType.PUBLISH, WILL})
-_new_dict = dict.__new__
-# A property that may not be 0 but is: what Mosquitto answers.
-_ZERO_REASON = {_TOPIC_ALIAS: ReasonCode.TOPIC_ALIAS_INVALID, _SUB_ID: _MALFORMED}
-_USER = PropertyId.USER_PROPERTY
-
-
-def _read_props(b: bytes, i: int, end: int, ctx: int) -> tuple[dict, int]:
-    """Read a level 5 property block; ``ctx`` is the PacketType, or WILL.
-
-    A property not allowed in this packet, or given twice, is a malformed packet (as
-    Mosquitto reads it: MQTT 5 DISCONNECT 0x81). User properties, the common case of
-    every packet, are read inline.
-    """
-    if i < end and b[i] < 0x80:
-        size = b[i]
-        i += 1
-    else:
-        size, i = _read_varint(b, i, end)
-    stop = i + size
-    if stop > end:
-        raise MQTTError("properties overrun the packet")
-    if not size:
-        return {}, i
-    if ctx in _ORDERED:
-        props: dict = _new_dict(OrderedProperties)  # (no Python-level __init__ call)
-        props.order = order = []
-        props.raw = b[i:stop]
-    else:
-        props = {}
-        order = None
-    specs = _PROP_SPECS
-    while i < stop:
-        ident = b[i]
-        if ident == 0x26:
-            # User Property: two strings, inline (no function call per field).
-            i += 1
-            if i + 2 > stop:
-                raise MQTTError("two-byte integer overruns the packet")
-            ke = i + 2 + (b[i] << 8 | b[i + 1])
-            if ke + 2 > stop:
-                raise MQTTError("field overruns the packet")
-            ve = ke + 2 + (b[ke] << 8 | b[ke + 1])
-            if ve > stop:
-                raise MQTTError("field overruns the packet")
-            try:
-                pair = (b[i + 2 : ke].decode(), b[ke + 2 : ve].decode())
-            except UnicodeDecodeError:
-                raise MQTTError("string is not valid UTF-8") from None
-            if "\x00" in pair[0] or "\x00" in pair[1]:
-                raise MQTTError("string contains U+0000")
-            i = ve
-            users = props.get(_USER)
-            if users is None:
-                props[_USER] = [pair]
-            else:
-                users.append(pair)
-            if order is not None:
-                order.append((_USER, pair))
-            continue
-        if ident < 0x80:
-            i += 1
-        else:
-            ident, i = _read_varint(b, i, stop)
-        spec = specs.get(ident)
-        if spec is None:
-            raise MQTTError(f"unknown property {ident:#04x}")
-        prop, read, allowed = spec
-        if ctx not in allowed:
-            raise MQTTError(f"{prop.name} not allowed here")
-        value, i = read(b, i, stop)
-        if not value and prop in NONZERO:
-            raise MQTTError(f"{prop.name} is 0", _ZERO_REASON.get(prop, _PROTOCOL))
-        if prop in REPEATABLE:
-            props.setdefault(prop, []).append(value)
-        elif prop in props:
-            raise MQTTError(f"{prop.name} given twice")
-        else:
-            props[prop] = value
-        if order is not None:
-            order.append((prop, value))
-    return props, i
-
-
 def _check_topic_name(topic: str) -> None:
     if "+" in topic or "#" in topic:
         raise MQTTError("wildcard in a topic name", _TOPIC_INVALID)
@@ -335,7 +126,7 @@ def _trailing(i: int, end: int, what: str) -> None:
 
 
 def _parse_connect(b: bytes, i: int, end: int, b0: int, level: int) -> Connect:
-    name, i = _read_str(b, i, end)
+    name, i = read_str(b, i, end)
     if i >= end:
         raise MQTTError("CONNECT without protocol level")
     plevel = PROTOCOLS.get((name, b[i]))
@@ -363,24 +154,24 @@ def _parse_connect(b: bytes, i: int, end: int, b0: int, level: int) -> Connect:
         raise MQTTError("password flag without user name flag", _PROTOCOL)
     props: dict = {}
     if plevel == 5:
-        props, i = _read_props(b, i, end, PacketType.CONNECT)
-    client_id, i = _read_str(b, i, end)
+        props, i = read_props(b, i, end, PacketType.CONNECT)
+    client_id, i = read_str(b, i, end)
     will = None
     if flags & 0x04:
         will_props: dict = {}
         if plevel == 5:
-            will_props, i = _read_props(b, i, end, WILL)
-        topic, i = _read_str(b, i, end)
+            will_props, i = read_props(b, i, end, WILL)
+        topic, i = read_str(b, i, end)
         if not topic:
             raise MQTTError("empty will topic", _TOPIC_INVALID)
         _check_topic_name(topic)
-        payload, i = _read_bin(b, i, end)
+        payload, i = read_bin(b, i, end)
         will = Will(topic, payload, will_qos, bool(flags & 0x20), will_props)
     username = password = None
     if flags & 0x80:
-        username, i = _read_str(b, i, end)
+        username, i = read_str(b, i, end)
     if flags & 0x40:
-        password, i = _read_bin(b, i, end)
+        password, i = read_bin(b, i, end)
     _trailing(i, end, "CONNECT")
     clean = bool(flags & 0x02)
     return Connect(client_id, plevel, clean, keepalive, username, password, will, name, props, bridge)
@@ -395,13 +186,14 @@ def _parse_connack(b: bytes, i: int, end: int, b0: int, level: int) -> ConnAck:
         raise MQTTError("CONNACK reserved flags set")
     props: dict = {}
     if level == 5 and i < end:
-        props, i = _read_props(b, i, end, PacketType.CONNACK)
+        props, i = read_props(b, i, end, PacketType.CONNACK)
     _trailing(i, end, "CONNACK")
     return ConnAck(code, bool(flags), props)
 
 
-def _publish_v5(b: bytes, i: int, end: int, b0: int, level: int) -> Publish:
-    """A level 5 PUBLISH: the level 4 fields, then the property block."""
+def _publish_v5(b: bytes, i: int, end: int, b0: int, level: int, last: list | None = None) -> Publish:
+    """A level 5 PUBLISH: the level 4 fields, then the property block (``last``: see
+    ``read_props``)."""
     qos = b0 >> 1 & 3
     te = i + 2
     if te > end:
@@ -426,7 +218,7 @@ def _publish_v5(b: bytes, i: int, end: int, b0: int, level: int) -> Publish:
         if not pid:
             raise MQTTError("packet identifier 0", _PROTOCOL)
         i += 2
-    props, i = _read_props(b, i, end, PacketType.PUBLISH)
+    props, i = read_props(b, i, end, PacketType.PUBLISH, last)
     if not topic and _TOPIC_ALIAS not in props:
         raise MQTTError("empty topic without a topic alias", _PROTOCOL)
     return Publish(topic, b[i:end], qos, b0 & 1 == 1, b0 & 8 == 8, pid, props)
@@ -435,7 +227,7 @@ def _publish_v5(b: bytes, i: int, end: int, b0: int, level: int) -> Publish:
 def _read_pid_malformed(b: bytes, i: int, end: int) -> tuple[int, int]:
     """A SUBSCRIBE's or UNSUBSCRIBE's packet id: 0 is malformed there, as Mosquitto
     reads it (in PUBLISH and the acks it is a protocol error)."""
-    pid, i = _read_u16(b, i, end)
+    pid, i = read_u16(b, i, end)
     if not pid:
         raise MQTTError("packet identifier 0")
     return pid, i
@@ -445,12 +237,12 @@ def _parse_subscribe(b: bytes, i: int, end: int, b0: int, level: int) -> Subscri
     pid, i = _read_pid_malformed(b, i, end)
     props: dict = {}
     if level == 5:
-        props, i = _read_props(b, i, end, PacketType.SUBSCRIBE)
+        props, i = read_props(b, i, end, PacketType.SUBSCRIBE)
         if len(props.get(_SUB_ID, ())) > 1:
             raise MQTTError("several subscription identifiers", _PROTOCOL)
     topics = []
     while i < end:
-        topic_filter, i = _read_str(b, i, end)
+        topic_filter, i = read_str(b, i, end)
         if i >= end:
             raise MQTTError("SUBSCRIBE filter without options")
         opts = b[i]
@@ -474,10 +266,10 @@ _SUBACK_V4 = frozenset({0, 1, 2, 0x80})
 
 
 def _parse_suback(b: bytes, i: int, end: int, b0: int, level: int) -> SubAck:
-    pid, i = _read_pid(b, i, end)
+    pid, i = read_pid(b, i, end)
     props: dict = {}
     if level == 5:
-        props, i = _read_props(b, i, end, PacketType.SUBACK)
+        props, i = read_props(b, i, end, PacketType.SUBACK)
     codes = list(b[i:end])
     if not codes:
         raise MQTTError("SUBACK without return codes", _PROTOCOL)
@@ -490,10 +282,10 @@ def _parse_unsubscribe(b: bytes, i: int, end: int, b0: int, level: int) -> Unsub
     pid, i = _read_pid_malformed(b, i, end)
     props: dict = {}
     if level == 5:
-        props, i = _read_props(b, i, end, PacketType.UNSUBSCRIBE)
+        props, i = read_props(b, i, end, PacketType.UNSUBSCRIBE)
     topics = []
     while i < end:
-        topic_filter, i = _read_str(b, i, end)
+        topic_filter, i = read_str(b, i, end)
         topics.append(topic_filter)
     if not topics:
         raise MQTTError("UNSUBSCRIBE without topic filters")  # malformed, as Mosquitto
@@ -501,11 +293,11 @@ def _parse_unsubscribe(b: bytes, i: int, end: int, b0: int, level: int) -> Unsub
 
 
 def _parse_unsuback(b: bytes, i: int, end: int, b0: int, level: int) -> UnsubAck:
-    pid, i = _read_pid(b, i, end)
+    pid, i = read_pid(b, i, end)
     props: dict = {}
     codes: list[int] = []
     if level == 5:
-        props, i = _read_props(b, i, end, PacketType.UNSUBACK)
+        props, i = read_props(b, i, end, PacketType.UNSUBACK)
         codes = list(b[i:end])
         i = end
     _trailing(i, end, "UNSUBACK")
@@ -528,14 +320,14 @@ def _reason_tail(b: bytes, i: int, end: int, level: int, ptype: PacketType) -> t
         code = b[i]
         i += 1
         if i < end:
-            props, i = _read_props(b, i, end, ptype)
+            props, i = read_props(b, i, end, ptype)
     _trailing(i, end, ptype.name)
     return code, props
 
 
 def _ack_parser(cls: type, ptype: PacketType) -> Callable[..., Packet]:
     def parse(b: bytes, i: int, end: int, b0: int, level: int) -> Packet:
-        pid, i = _read_pid(b, i, end)
+        pid, i = read_pid(b, i, end)
         return cls(pid, *_reason_tail(b, i, end, level, ptype))
 
     return parse
@@ -585,7 +377,7 @@ class Decoder:
     ``feed()`` raises it again.
     """
 
-    __slots__ = ("protocol_level", "max_packet_size", "_buf", "_need", "_error", "_pos")
+    __slots__ = ("protocol_level", "max_packet_size", "_buf", "_need", "_error", "_pos", "_last")
 
     def __init__(self, max_packet_size: int = MAX_PACKET_SIZE) -> None:
         self.protocol_level: int | None = None
@@ -597,6 +389,9 @@ class Decoder:
         self._need = 0  # bytes the buffered partial packet needs in all
         self._error: MQTTError | None = None
         self._pos = 0  # start of the packet being decoded, for errors
+        # The last PUBLISH property block and its properties: publishers mostly repeat
+        # theirs, and the same bytes are not read twice (made at the first one).
+        self._last: list | None = None
 
     def feed(self, data: bytes) -> list[Packet]:
         """Add received bytes; return every packet they complete, in order."""
@@ -655,7 +450,7 @@ class Decoder:
             if rl < 0x80:
                 start = pos + 2
             else:
-                rl, start = _remaining_length(data, pos + 1, n)
+                rl, start = remaining_length(data, pos + 1, n)
                 if rl < 0:
                     break
             end = start + rl
@@ -696,7 +491,10 @@ class Decoder:
                 else:
                     append(Publish(topic, data[te:end], 0, b0 & 1 == 1, False, None, {}))
             elif ptype == 3:
-                append(_publish_v5(data, start, end, b0, 5))
+                last = self._last
+                if last is None:
+                    last = self._last = [None, None]
+                append(_publish_v5(data, start, end, b0, 5, last))
             elif rl == 2 and 4 <= ptype <= 7:
                 # PUBACK..PUBCOMP, the other per-message packets (at level 5 too:
                 # without a reason code they mean success, with no properties).

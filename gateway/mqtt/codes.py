@@ -90,16 +90,23 @@ _MQTT_IDS = {name: ident for ident, name in _HUB_NAMES.items()}
 
 def hub_properties(props: dict) -> Properties | None:
     """The end-to-end properties of a PUBLISH or will (None when it has none), in the
-    order they came (the codec's ``OrderedProperties.order``)."""
+    order they came (the codec's ``OrderedProperties.order``). Made once per
+    properties object: the codec hands the same one for a repeated block."""
     if not props:
         return None
+    derived = getattr(props, "derived", None)
+    if derived is not None:
+        return derived or None
     order = getattr(props, "order", None)
     if order is None:  # built by hand: the dict's order, each user property in turn
         order = [(ident, v) for ident, value in props.items()
                  for v in (value if ident == P.USER_PROPERTY else (value,))]
     names = _HUB_NAMES
     items = [(names[ident], value) for ident, value in order if ident in names]
-    return Properties.from_items(items) if items else None
+    typed = Properties.from_items(items) if items else None
+    if hasattr(props, "derived"):
+        props.derived = typed or ()  # type: ignore[attr-defined]
+    return typed
 
 
 def hub_message(topic: str, p: Publish, now: Callable[[], float]) -> Message:

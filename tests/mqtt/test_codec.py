@@ -612,6 +612,20 @@ def test_publish_parts_with_properties() -> None:
     )
 
 
+def test_a_repeated_property_block_is_read_once_and_a_changed_one_again() -> None:
+    d = decoder(5)
+    user = wire.prop_pair(0x26, "k", "v")
+    first, second = d.feed(wire.publish("a", b"1", proto_ver=5, properties=user)
+                           + wire.publish("b", b"2", proto_ver=5, properties=user))
+    assert second.properties is first.properties == {P.USER_PROPERTY: [("k", "v")]}
+    assert (second.topic, second.payload) == ("b", b"2")
+    other, = d.feed(wire.publish("c", b"3", proto_ver=5, properties=wire.prop_pair(0x26, "k", "w")))
+    assert other.properties == {P.USER_PROPERTY: [("k", "w")]}
+    # The same length with one byte changed is read, and refused, again.
+    with pytest.raises(MQTTError, match="not allowed here"):
+        d.feed(wire.publish("d", b"4", proto_ver=5, properties=b"\x11" + user[1:]))
+
+
 # --- roundtrips (in addition to the table, never instead of it) -------------------
 
 topic_names = st.text(st.characters(codec="utf-8", exclude_characters="\x00+#"), min_size=1, max_size=40)

@@ -248,6 +248,19 @@ def test_publisher_properties_go_out_unchanged_beside_each_subscribers_own():
                for i in ids)
 
 
+def test_a_repeated_property_block_with_a_topic_alias_keeps_working():
+    """The codec hands the same properties for the same bytes: the alias set by the
+    first PUBLISH resolves the second's empty topic, and each goes out as it should."""
+    broker = Broker()
+    sub = v5(broker, "sub")
+    sub5(sub, "t/#")
+    props = wire.prop_u16(P_ALIAS, 1) + wire.prop_pair(P_USER, "k", "v")
+    pub = v5(broker, "p")
+    pub.send(pub5("t/x", b"1", props=props) + pub5("", b"2", props=props) + pub5("t/y", b"3", props=props))
+    user = wire.prop_pair(P_USER, "k", "v")
+    assert sub.take() == pub5("t/x", b"1", props=user) + pub5("t/x", b"2", props=user) + pub5("t/y", b"3", props=user)
+
+
 def test_a_subscription_identifier_sent_by_a_publisher_is_not_forwarded():
     """A client may not send one (MQTT-3.3.4-6); like Mosquitto, the broker drops it
     and keeps the rest, so a subscriber sees only the identifiers it chose."""
