@@ -1,16 +1,17 @@
 """Sans-IO MQTT codec for protocol levels 3 (3.1), 4 (3.1.1) and 5.
 
-``Decoder.feed(bytes) -> [Packet]`` and ``encode(Packet, level) -> bytes`` (the
-latter from ``gateway.mqtt.encoder``, re-exported); no sockets, no timers, no Twisted. Anything malformed raises ``MQTTError`` carrying
-the ``ReasonCode`` to answer with, and the channel decides what to send and
-when to close (as wsproto's ``events()`` turns ``ParseFailed`` into a close).
+``Decoder.feed(bytes) -> [Packet]`` and ``encode(Packet, level) -> bytes`` (the latter
+from ``gateway.mqtt.encoder``, re-exported); no sockets, no timers, no Twisted. Anything
+malformed raises ``MQTTError`` carrying the ``ReasonCode`` to answer with, and the
+channel decides what to send and when to close (as wsproto's ``events()`` turns
+``ParseFailed`` into a close).
 
-Parsers read from the received ``bytes`` between explicit bounds instead of
-slicing a body per packet (the field and property readers are in
-``gateway.mqtt.fields``), and PUBLISH is decoded inline in the feed loop: it
-is most of the traffic; a level 5 PUBLISH whose property block repeats the
-previous one's bytes reuses what was read from it. ``publish_parts``/``set_dup`` let the broker encode a
-message once and stamp a packet id per subscriber.
+Parsers read from the received ``bytes`` between explicit bounds instead of slicing a
+body per packet (the field and property readers are in ``gateway.mqtt.fields``), and
+PUBLISH is decoded inline in the feed loop: it is most of the traffic. A level 5
+PUBLISH whose property block repeats the previous one's bytes reuses what was read from
+it. ``publish_parts``/``set_dup`` let the broker encode a message once and stamp a
+packet id per subscriber.
 """
 
 from __future__ import annotations
