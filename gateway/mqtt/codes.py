@@ -14,6 +14,8 @@ from gateway.mqtt.reasons import ConnAckCode, PropertyId, ReasonCode
 
 P = PropertyId
 _EXPIRY, _ALIAS, _SUB_ID = P.MESSAGE_EXPIRY_INTERVAL, P.TOPIC_ALIAS, P.SUBSCRIPTION_IDENTIFIER
+#: ``Message.cache`` key of a message's level 5 property block (without its length).
+RAW_PROPS = "props"
 
 #: CONNACK return codes of MQTT 3.1 and 3.1.1 for a refused CONNECT.
 CONNACK_V3 = {
@@ -115,7 +117,7 @@ def hub_message(topic: str, p: Publish, now: Callable[[], float]) -> Message:
     topic alias (never forwarded), no expiry (counted down per delivery) and no
     subscription identifier (a client may not send one; like Mosquitto, it is
     dropped, not forwarded). ``gateway.mqtt.outbound`` finds it in the message's
-    cache under ``"props"``."""
+    cache under ``RAW_PROPS``."""
     props = p.properties
     if not props:
         return Message(topic, p.payload, p.qos, p.retain)
@@ -124,7 +126,7 @@ def hub_message(topic: str, p: Publish, now: Callable[[], float]) -> Message:
                       None if interval is None else now() + interval)
     raw = getattr(props, "raw", None)
     if raw and interval is None and _ALIAS not in props and _SUB_ID not in props:
-        message.cache["props"] = raw
+        message.cache[RAW_PROPS] = raw
     return message
 
 

@@ -239,5 +239,5 @@ def read_props(b: bytes, i: int, end: int, ctx: int, last: list | None = None) -
         if order is not None:
             order.append((prop, value))
     if last is not None:
-        last[0], last[1] = props.raw, props  # type: ignore[attr-defined]
+        last[0], last[1] = raw, props
     return props, i

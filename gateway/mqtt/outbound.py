@@ -6,8 +6,9 @@ has its own (its property block differs), and what varies per delivery (packet i
 DUP, subscription identifiers, the remaining expiry, a topic alias) is stamped onto
 the cached parts. Cache keys: ints below 8 for levels 3/4, 8..15 for plain level 5,
 (QoS, retain, identifiers) tuples for level 5 with subscription identifiers, strings
-for the level 5 parts (``"props"``: the property block, which ``codes.hub_message`` fills
-with the publisher's own bytes when they can go out unchanged).
+for the level 5 parts (``codes.RAW_PROPS``: the property block, which
+``codes.hub_message`` fills with the publisher's own bytes when they can go out
+unchanged).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 _EXPIRY = PropertyId.MESSAGE_EXPIRY_INTERVAL
 _SUB_ID = PropertyId.SUBSCRIPTION_IDENTIFIER
 _ALIAS = PropertyId.TOPIC_ALIAS
+_RAW = codes.RAW_PROPS
 
 
 def encode_delivery(
@@ -78,9 +80,9 @@ def _unmounted(message: Message, mount: str) -> Message:
 def _static_v5(message: Message) -> bytes:
     """The end-to-end property block of ``message`` at level 5 (no length prefix)."""
     cache = message.cache
-    static = cache.get("props")
+    static = cache.get(_RAW)
     if static is None:
-        static = cache["props"] = props_body(codes.static_properties(message.props))
+        static = cache[_RAW] = props_body(codes.static_properties(message.props))
     return static  # type: ignore[no-any-return]
 
 
@@ -88,11 +90,9 @@ def _parts_v5(message: Message, key: object, qos: int, retain: bool, body: bytes
     """(head, tail) of a level 5 PUBLISH with property list ``body``, kept under ``key``:
     the packet is ``head + tail`` at QoS 0, ``head + packet id + tail`` otherwise."""
     topic = message.topic.encode()
-    n = len(body)
-    tail = (bytes((n,)) if n < 0x80 else _varint(n)) + body + message.payload
-    n = 2 + len(topic) + (2 if qos else 0) + len(tail)
-    head = (bytes((0x30 | qos << 1 | retain, n)) if n < 0x80 else bytes((0x30 | qos << 1 | retain,)) + _varint(n)) \
-        + len(topic).to_bytes(2, "big") + topic
+    tail = _varint(len(body)) + body + message.payload
+    rl = 2 + len(topic) + (2 if qos else 0) + len(tail)
+    head = bytes((0x30 | qos << 1 | retain,)) + _varint(rl) + len(topic).to_bytes(2, "big") + topic
     parts = message.cache[key] = (head, tail)
     return parts
 
@@ -118,9 +118,7 @@ def _with_ids(message: Message, qos: int, packet_id: int | None, dup: bool, reta
     cache = message.cache
     parts = cache.get(key)
     if parts is None:
-        static = cache.get("props")
-        if static is None:
-            static = _static_v5(message)
+        static = _static_v5(message)
         if len(sub_ids) == 1 and sub_ids[0] < 0x80:
             ids = bytes((_SUB_ID, sub_ids[0]))
         else:
