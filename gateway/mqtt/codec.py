@@ -192,39 +192,6 @@ def _parse_connack(b: bytes, i: int, end: int, b0: int, level: int) -> ConnAck:
     return ConnAck(code, bool(flags), props)
 
 
-def _publish_v5(b: bytes, i: int, end: int, b0: int, level: int, last: list | None = None) -> Publish:
-    """A level 5 PUBLISH: the level 4 fields, then the property block (``last``: see
-    ``read_props``)."""
-    qos = b0 >> 1 & 3
-    te = i + 2
-    if te > end:
-        raise MQTTError("PUBLISH without topic")
-    te += b[i] << 8 | b[i + 1]
-    if (te + 2 if qos else te) > end:
-        raise MQTTError("PUBLISH topic overruns the packet")
-    try:
-        topic = b[i + 2 : te].decode()
-    except UnicodeDecodeError:
-        raise MQTTError("string is not valid UTF-8") from None
-    if "\x00" in topic:
-        raise MQTTError("string contains U+0000")
-    if "+" in topic or "#" in topic:
-        raise MQTTError("wildcard in a topic name", _TOPIC_INVALID)
-    if topic.count("/") > MAX_TOPIC_SEPARATORS:
-        raise MQTTError("topic name with too many levels", _TOPIC_INVALID)
-    pid = None
-    i = te
-    if qos:
-        pid = b[i] << 8 | b[i + 1]
-        if not pid:
-            raise MQTTError("packet identifier 0", _PROTOCOL)
-        i += 2
-    props, i = read_props(b, i, end, PacketType.PUBLISH, last)
-    if not topic and _TOPIC_ALIAS not in props:
-        raise MQTTError("empty topic without a topic alias", _PROTOCOL)
-    return Publish(topic, b[i:end], qos, b0 & 1 == 1, b0 & 8 == 8, pid, props)
-
-
 def _read_pid_malformed(b: bytes, i: int, end: int) -> tuple[int, int]:
     """A SUBSCRIBE's or UNSUBSCRIBE's packet id: 0 is malformed there, as Mosquitto
     reads it (in PUBLISH and the acks it is a protocol error)."""
@@ -344,7 +311,6 @@ def _reason_parser(cls: type, ptype: PacketType) -> Callable[..., Packet]:
 _PARSERS: dict[int, Callable[..., Packet]] = {
     PacketType.CONNECT: _parse_connect,
     PacketType.CONNACK: _parse_connack,
-    PacketType.PUBLISH: _publish_v5,
     PacketType.PUBACK: _ack_parser(PubAck, PacketType.PUBACK),
     PacketType.PUBREC: _ack_parser(PubRec, PacketType.PUBREC),
     PacketType.PUBREL: _ack_parser(PubRel, PacketType.PUBREL),
@@ -464,8 +430,8 @@ class Decoder:
                     raise MQTTError(f"{PacketType(ptype).name} with a {rl}-byte body")
                 self._need = end - pos
                 break
-            if ptype == 3 and level != 5:
-                # PUBLISH, inline: most of the traffic.
+            if ptype == 3:
+                # PUBLISH, inline at every level: most of the traffic.
                 i = start + 2
                 if i > end:
                     raise MQTTError("PUBLISH without topic")
@@ -479,23 +445,35 @@ class Decoder:
                     raise MQTTError("topic is not valid UTF-8") from None
                 if "\x00" in topic:
                     raise MQTTError("topic contains U+0000")
-                if "+" in topic or "#" in topic or not topic:
-                    raise MQTTError("empty topic or wildcard in a topic name", _TOPIC_INVALID)
+                if "+" in topic or "#" in topic:
+                    raise MQTTError("wildcard in a topic name", _TOPIC_INVALID)
                 if topic.count("/") > MAX_TOPIC_SEPARATORS:
                     raise MQTTError("topic name with too many levels", _TOPIC_INVALID)
                 if qos:
                     pid = data[te] << 8 | data[te + 1]
                     if not pid:
                         raise MQTTError("packet identifier 0", _PROTOCOL)
-                    dup = b0 & 8 == 8
-                    append(Publish(topic, data[te + 2 : end], qos, b0 & 1 == 1, dup, pid, {}))
+                    te += 2
                 else:
-                    append(Publish(topic, data[te:end], 0, b0 & 1 == 1, False, None, {}))
-            elif ptype == 3:
-                last = self._last
-                if last is None:
-                    last = self._last = [None, None]
-                append(_publish_v5(data, start, end, b0, 5, last))
+                    pid = None
+                if level != 5:
+                    if not topic:
+                        raise MQTTError("empty topic name", _TOPIC_INVALID)
+                    props: dict = {}
+                elif te < end and not data[te]:
+                    if not topic:
+                        raise MQTTError("empty topic without a topic alias", _PROTOCOL)
+                    props = {}
+                    te += 1
+                else:
+                    last = self._last
+                    if last is None:
+                        last = self._last = [None, None]
+                    props, te = read_props(data, te, end, PacketType.PUBLISH, last)
+                    if not topic and _TOPIC_ALIAS not in props:
+                        raise MQTTError("empty topic without a topic alias", _PROTOCOL)
+                append(Publish(topic, data[te:end], qos, b0 & 1 == 1, b0 & 8 == 8 if qos else False,
+                               pid, props))
             elif rl == 2 and 4 <= ptype <= 7:
                 # PUBACK..PUBCOMP, the other per-message packets (at level 5 too:
                 # without a reason code they mean success, with no properties).

@@ -92,13 +92,19 @@ _MQTT_IDS = {name: ident for ident, name in _HUB_NAMES.items()}
 
 def hub_properties(props: dict) -> Properties | None:
     """The end-to-end properties of a PUBLISH or will (None when it has none), in the
-    order they came (the codec's ``OrderedProperties.order``). Made once per
-    properties object: the codec hands the same one for a repeated block."""
+    order they came (the codec's ``OrderedProperties.order``)."""
     if not props:
         return None
-    derived = getattr(props, "derived", None)
-    if derived is not None:
-        return derived or None
+    return _hub_form(props)[0]
+
+
+def _hub_form(props: dict) -> tuple[Properties | None, bytes | None]:
+    """(the hub's properties, the block's bytes when they can be forwarded as they
+    came): made once per properties object, since the codec hands the same one for a
+    repeated block."""
+    form = getattr(props, "derived", None)
+    if form is not None:
+        return form  # type: ignore[no-any-return]
     order = getattr(props, "order", None)
     if order is None:  # built by hand: the dict's order, each user property in turn
         order = [(ident, v) for ident, value in props.items()
@@ -106,9 +112,13 @@ def hub_properties(props: dict) -> Properties | None:
     names = _HUB_NAMES
     items = [(names[ident], value) for ident, value in order if ident in names]
     typed = Properties.from_items(items) if items else None
+    raw = getattr(props, "raw", None)
+    if not raw or typed is None or _EXPIRY in props or _ALIAS in props or _SUB_ID in props:
+        raw = None
+    form = (typed, raw)
     if hasattr(props, "derived"):
-        props.derived = typed or ()  # type: ignore[attr-defined]
-    return typed
+        props.derived = form  # type: ignore[attr-defined]
+    return form
 
 
 def hub_message(topic: str, p: Publish, now: Callable[[], float]) -> Message:
@@ -121,13 +131,14 @@ def hub_message(topic: str, p: Publish, now: Callable[[], float]) -> Message:
     props = p.properties
     if not props:
         return Message(topic, p.payload, p.qos, p.retain)
-    interval = props.get(_EXPIRY)
-    message = Message(topic, p.payload, p.qos, p.retain, hub_properties(props),
-                      None if interval is None else now() + interval)
-    raw = getattr(props, "raw", None)
-    if raw and interval is None and _ALIAS not in props and _SUB_ID not in props:
+    typed, raw = _hub_form(props)
+    if raw is not None:
+        message = Message(topic, p.payload, p.qos, p.retain, typed)
         message.cache[RAW_PROPS] = raw
-    return message
+        return message
+    interval = props.get(_EXPIRY)
+    return Message(topic, p.payload, p.qos, p.retain, typed,
+                   None if interval is None else now() + interval)
 
 
 def static_properties(props: Properties | None) -> list[tuple[int, Any]]:

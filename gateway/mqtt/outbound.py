@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from gateway.hub.api import Message
 from gateway.mqtt import codes
-from gateway.mqtt.encoder import _varint, props_body, publish_parts, publish_v5, set_dup
+from gateway.mqtt.encoder import _VARINT1, _varint, props_body, publish_parts, publish_v5, set_dup
 from gateway.mqtt.reasons import PropertyId
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ _EXPIRY = PropertyId.MESSAGE_EXPIRY_INTERVAL
 _SUB_ID = PropertyId.SUBSCRIPTION_IDENTIFIER
 _ALIAS = PropertyId.TOPIC_ALIAS
 _RAW = codes.RAW_PROPS
+_SUB_ID1 = [bytes((_SUB_ID, i)) for i in range(0x80)]  # one identifier below 128
 
 
 def encode_delivery(
@@ -53,10 +54,19 @@ def encode_delivery(
             head = set_dup(head)
         return head + packet_id.to_bytes(2, "big") + message.payload  # type: ignore[union-attr]
     if message.expires_at is None and ch.aliases_out is None:
-        if sub_ids:
-            data = _with_ids(message, qos, packet_id, dup, retain, sub_ids)
+        # The same bytes for every subscriber with the same identifiers: kept once,
+        # whole at QoS 0, as (head, tail) around the packet id otherwise.
+        key = (qos, retain, sub_ids) if sub_ids else 8 + qos * 2 + retain
+        parts = cache.get(key)
+        if parts is None:
+            parts = _parts_v5(message, key, qos, retain, sub_ids)
+        if qos == 0:
+            data = parts
         else:
-            data = _plain_v5(message, qos, packet_id, dup, retain)
+            head, tail = parts
+            if dup:
+                head = set_dup(head)
+            data = head + packet_id.to_bytes(2, "big") + tail  # type: ignore[union-attr]
     else:
         data = _stamped_v5(ch, message, qos, packet_id, dup, retain, sub_ids)
         if data is None:
@@ -79,6 +89,8 @@ def _unmounted(message: Message, mount: str) -> Message:
 
 def _static_v5(message: Message) -> bytes:
     """The end-to-end property block of ``message`` at level 5 (no length prefix)."""
+    if message.props is None:
+        return b""
     cache = message.cache
     static = cache.get(_RAW)
     if static is None:
@@ -86,50 +98,31 @@ def _static_v5(message: Message) -> bytes:
     return static  # type: ignore[no-any-return]
 
 
-def _parts_v5(message: Message, key: object, qos: int, retain: bool, body: bytes) -> tuple[bytes, bytes]:
-    """(head, tail) of a level 5 PUBLISH with property list ``body``, kept under ``key``:
-    the packet is ``head + tail`` at QoS 0, ``head + packet id + tail`` otherwise."""
+def _parts_v5(message: Message, key: object, qos: int, retain: bool,
+              sub_ids: tuple[int, ...]) -> bytes | tuple[bytes, bytes]:
+    """A level 5 PUBLISH with subscription identifiers ``sub_ids``, kept under
+    ``key``: the packet at QoS 0, else (head, tail) with the packet id between."""
+    static = _static_v5(message)
+    if not sub_ids:
+        ids = b""
+    elif len(sub_ids) == 1 and sub_ids[0] < 0x80:
+        ids = _SUB_ID1[sub_ids[0]]
+    else:
+        ids = b"".join(bytes((_SUB_ID,)) + _varint(i) for i in sub_ids)
     topic = message.topic.encode()
-    tail = _varint(len(body)) + body + message.payload
-    rl = 2 + len(topic) + (2 if qos else 0) + len(tail)
-    head = bytes((0x30 | qos << 1 | retain,)) + _varint(rl) + len(topic).to_bytes(2, "big") + topic
-    parts = message.cache[key] = (head, tail)
+    payload = message.payload
+    n = len(static) + len(ids)
+    plen = _VARINT1[n] if n < 0x80 else _varint(n)
+    rl = 2 + len(topic) + (2 if qos else 0) + len(plen) + n + len(payload)
+    b0 = 0x30 | qos << 1 | retain
+    lead = bytes((b0, rl)) if rl < 0x80 else bytes((b0,)) + _varint(rl)
+    if qos == 0:
+        parts: bytes | tuple[bytes, bytes] = b"".join(
+            (lead, len(topic).to_bytes(2, "big"), topic, plen, static, ids, payload))
+    else:
+        parts = (lead + len(topic).to_bytes(2, "big") + topic, b"".join((plen, static, ids, payload)))
+    message.cache[key] = parts
     return parts
-
-
-def _plain_v5(message: Message, qos: int, packet_id: int | None, dup: bool, retain: bool) -> bytes:
-    key = 8 + qos * 2 + retain
-    parts = message.cache.get(key)
-    if parts is None:
-        parts = _parts_v5(message, key, qos, retain, _static_v5(message))
-    head, tail = parts
-    if qos == 0:
-        return head + tail
-    if dup:
-        head = set_dup(head)
-    return head + packet_id.to_bytes(2, "big") + tail  # type: ignore[union-attr]
-
-
-def _with_ids(message: Message, qos: int, packet_id: int | None, dup: bool, retain: bool,
-              sub_ids: tuple[int, ...]) -> bytes:
-    """With subscription identifiers and nothing else per delivery: the same bytes for
-    every subscriber with the same identifiers, kept once."""
-    key = (qos, retain, sub_ids)
-    cache = message.cache
-    parts = cache.get(key)
-    if parts is None:
-        static = _static_v5(message)
-        if len(sub_ids) == 1 and sub_ids[0] < 0x80:
-            ids = bytes((_SUB_ID, sub_ids[0]))
-        else:
-            ids = b"".join(bytes((_SUB_ID,)) + _varint(i) for i in sub_ids)
-        parts = _parts_v5(message, key, qos, retain, static + ids)
-    head, tail = parts
-    if qos == 0:
-        return head + tail
-    if dup:
-        head = set_dup(head)
-    return head + packet_id.to_bytes(2, "big") + tail  # type: ignore[union-attr]
 
 
 def _stamped_v5(

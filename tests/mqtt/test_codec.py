@@ -436,6 +436,9 @@ MALFORMED = [
     pytest.param(4, PKT(0x30, b"\x00\x05abc"), R.MALFORMED_PACKET, id="publish-topic-overrun"),
     pytest.param(4, PKT(0x32, b"\x00\x01a\x00"), R.MALFORMED_PACKET, id="publish-no-room-for-mid"),
     pytest.param(5, PKT(0x40, b"\x00\x01\x00\x05\x1f"), R.MALFORMED_PACKET, id="puback-props-overrun-v5"),
+    pytest.param(5, PKT(0x30, b"\x00\x01a"), R.MALFORMED_PACKET, id="publish-no-property-length-v5"),
+    pytest.param(5, PKT(0x32, b"\x00\x01a\x00\x07"), R.MALFORMED_PACKET, id="publish-qos1-no-property-length-v5"),
+    pytest.param(5, PKT(0x30, b"\x00\x01a\x03\x26"), R.MALFORMED_PACKET, id="publish-props-overrun-v5"),
     # level 5 properties
     pytest.param(5, PUB("a", proto_ver=5, properties=b"\x05\x00"), R.MALFORMED_PACKET, id="unknown-property"),
     pytest.param(
