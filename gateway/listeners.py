@@ -21,6 +21,7 @@ from gateway.hub.hub import Hub
 from gateway.mqtt.channel import MQTTSettings
 from gateway.mqtt.transport import MQTTFactory
 from gateway.netaddr import LISTEN_BACKLOG, interface
+from gateway.tcpserver import listen_tcp
 from gateway.tls import is_tls
 
 
@@ -101,11 +102,9 @@ def _listen(ctx: ListenerContext, listener: Listener, factory: Any, mqtt: MQTTFa
 
         proxy = ProxyHeaderFactory(factory, listener.enable_proxy_protocol, ctx.reactor,
                                    mqtt.settings.connect_timeout, tls)
-        port = ctx.reactor.listenTCP(listener.port, proxy, **where)
-    elif tls is not None:
-        port = ctx.reactor.listenSSL(listener.port, factory, tls, **where)
+        port = listen_tcp(ctx.reactor, listener.port, proxy, **where)
     else:
-        port = ctx.reactor.listenTCP(listener.port, factory, **where)
+        port = listen_tcp(ctx.reactor, listener.port, factory, tls=tls, **where)
     return TCPHandle(port, mqtt, ctx.reactor, proxy)
 
 

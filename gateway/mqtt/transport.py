@@ -6,9 +6,10 @@ import socket
 from typing import Any
 
 from twisted.internet import interfaces, tcp
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from gateway import outbox
 from gateway.hub.hub import Hub
@@ -50,6 +51,15 @@ def packet_limit(settings: MQTTSettings) -> int:
     return limit
 
 
+_LIMITS: dict[int, int] = {}
+
+
+def _shared(limit: int) -> int:
+    """The same int object for every connection with this limit (an int above 256
+    is a new 32-byte object each time it is computed)."""
+    return _LIMITS.setdefault(limit, limit)
+
+
 def tcp_connection(transport: Any) -> tcp.Connection | None:
     """Twisted's TCP connection: ``transport`` itself or the one under a TLS wrapper."""
     while transport is not None and not isinstance(transport, tcp.Connection):
@@ -57,15 +67,33 @@ def tcp_connection(transport: Any) -> tcp.Connection | None:
     return transport
 
 
-class MQTTProtocol(Protocol):
-    """One TCP (or TLS, or WebSocket-wrapped) MQTT connection."""
+@implementer(interfaces.IProtocol, interfaces.ILoggingContext)
+class MQTTProtocol:
+    """One TCP (or TLS, or WebSocket-wrapped) MQTT connection.
+
+    Slotted, so not a subclass of Twisted's ``Protocol`` (whose instances carry a
+    ``__dict__``): a gateway holds tens of thousands of these, mostly idle."""
+
+    __slots__ = ("factory", "transport", "connected", "decoder", "authenticated", "link",
+                 "channel", "tcp_conn")
 
     channel: MQTTChannel
     decoder: Decoder
-    tcp_conn: tcp.Connection | None = None  # set when ACKs can be forced (ack_if_unanswered)
 
     def __init__(self, factory: MQTTFactory) -> None:
         self.factory = factory
+        self.transport: Any = None
+        self.connected = 0
+        # Set when ACKs can be forced (ack_if_unanswered).
+        self.tcp_conn: tcp.Connection | None = None
+
+    def makeConnection(self, transport: Any) -> None:
+        self.connected = 1
+        self.transport = transport
+        self.connectionMade()
+
+    def logPrefix(self) -> str:
+        return "MQTTProtocol"
 
     def connectionMade(self) -> None:
         f = self.factory
@@ -80,7 +108,7 @@ class MQTTProtocol(Protocol):
         address = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
         # Until CONNACK the client is anonymous: it may not make us buffer more than a
         # CONNECT needs (the limit rises in dataReceived once it is authenticated).
-        self.decoder = Decoder(connect_limit(settings))
+        self.decoder = Decoder(_shared(connect_limit(settings)))
         self.authenticated = False
         self.link = BufferedLink(self.transport)
         self.channel = MQTTChannel(f.hub, settings, self.link, f.clock, address, f.listener)
@@ -114,7 +142,7 @@ class MQTTProtocol(Protocol):
         while True:
             if not self.authenticated and (channel.state == CONNECTED or channel.state == WAITING):
                 self.authenticated = True
-                decoder.max_packet_size = packet_limit(self.factory.settings)
+                decoder.max_packet_size = _shared(packet_limit(self.factory.settings))
             error = None
             try:
                 packets = decoder.feed(data)

@@ -20,6 +20,7 @@ from twisted.web import pages, resource, server
 
 from gateway.hub.auth import listener_key
 from gateway.netaddr import LISTEN_BACKLOG, interface
+from gateway.tcpserver import listen_tcp
 from gateway.web import access, mosquitto
 from gateway.web.files import resolve, serve_file
 from gateway.web.metrics import Exposition
@@ -140,12 +141,9 @@ def start_http_api(ctx: Any, listener: Any) -> HTTPHandle:
     site = QuietSite(api, timeout=IDLE_TIMEOUT)
     tls = ctx.tls.get(listener_key(listener))
     address = interface(listener)
-    if tls is not None:
-        port = ctx.reactor.listenSSL(listener.port, site, tls, backlog=LISTEN_BACKLOG, interface=address)
-    else:
-        port = ctx.reactor.listenTCP(listener.port, site, backlog=LISTEN_BACKLOG, interface=address)
-        if address not in ("127.0.0.1", "::1", "localhost"):
-            GatewayAPI.log.warn(
-                "HTTP API on {address}:{port} without TLS: passwords cross the network in "
-                "clear; give the listener certfile and keyfile", address=address, port=listener.port)
+    port = listen_tcp(ctx.reactor, listener.port, site, LISTEN_BACKLOG, address, tls)
+    if tls is None and address not in ("127.0.0.1", "::1", "localhost"):
+        GatewayAPI.log.warn(
+            "HTTP API on {address}:{port} without TLS: passwords cross the network in "
+            "clear; give the listener certfile and keyfile", address=address, port=listener.port)
     return HTTPHandle(port, api)

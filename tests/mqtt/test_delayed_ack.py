@@ -25,6 +25,7 @@ from gateway.config import Listener
 from gateway.hub.hub import Hub
 from gateway.mqtt.channel import MQTTSettings
 from gateway.mqtt.transport import MQTTFactory
+from gateway.tcpserver import listen_tcp
 from gateway.tls import ServerTLS
 from tests import wire
 from tests.security.pki import make_pki
@@ -92,12 +93,12 @@ def publish_to_self(factory: MQTTFactory, port: int, wrap: Callable[[socket.sock
 def broker(request: Any, tmp_path: Any) -> Any:
     factory = MQTTFactory(Hub(), MQTTSettings(), reactor)
     if request.param == "tcp":
-        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        port = listen_tcp(reactor, 0, factory, interface="127.0.0.1")
         wrap: Callable[[socket.socket], Any] = lambda s: s
     else:
         pki = make_pki(tmp_path)
         tls = ServerTLS(Listener(0, certfile=pki["server"], keyfile=pki["server_key"]))
-        port = reactor.listenSSL(0, factory, tls, interface="127.0.0.1")
+        port = listen_tcp(reactor, 0, factory, interface="127.0.0.1", tls=tls)
         context = ssl.create_default_context(cafile=pki["ca"])
         wrap = lambda s: context.wrap_socket(s, server_hostname="localhost")
     yield factory, port.getHost().port, wrap
