@@ -6,7 +6,7 @@ the legacy log prefix, and ``repstr``, for ``repr``), the socket's bound ``filen
 method and a session number that only those strings use: about 260 bytes of an
 idle connection. Here each is worked out when it is read (the session number is
 not kept). The connection is still Twisted's own class and code; only these four
-stores are dropped (``_Derived``), so nothing of its logic is copied.
+stores are dropped (``_derived``), so nothing of its logic is copied.
 """
 
 from __future__ import annotations
@@ -19,23 +19,12 @@ from twisted.internet.interfaces import IProtocolFactory, IReactorTCP
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 
-class _Derived:
-    """An attribute computed from the connection when read; Twisted's assignments
-    and deletions of it are dropped."""
+def _drop(conn: Any, value: Any = None) -> None:
+    """Twisted's assignment (or deletion) of a value worked out when read."""
 
-    __slots__ = ("compute",)
 
-    def __init__(self, compute: Callable[[Any], Any]) -> None:
-        self.compute = compute
-
-    def __get__(self, obj: Any, owner: type | None = None) -> Any:
-        return self if obj is None else self.compute(obj)
-
-    def __set__(self, obj: Any, value: Any) -> None:
-        pass
-
-    def __delete__(self, obj: Any) -> None:
-        pass
+def _derived(compute: Callable[[Any], Any]) -> property:
+    return property(compute, _drop, _drop)
 
 
 def _closed() -> int:
@@ -55,10 +44,10 @@ def _repstr(conn: Any) -> str:
 class LeanServer(tcp.Server):
     """Twisted's accepted connection, without the four per-connection stores."""
 
-    sessionno = _Derived(lambda conn: -1)
-    logstr = _Derived(lambda conn: conn.server.connection_prefix)
-    repstr = _Derived(_repstr)
-    fileno = _Derived(_fileno)
+    sessionno = _derived(lambda conn: -1)
+    logstr = _derived(lambda conn: conn.server.connection_prefix)
+    repstr = _derived(_repstr)
+    fileno = _derived(_fileno)
 
     def logPrefix(self) -> str:
         # Read on every reactor dispatch (the legacy log context): one string per port.
