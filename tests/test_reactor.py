@@ -1,0 +1,102 @@
+"""The gateway's reactor: asyncio calls its dispatch directly (no legacy log
+context per event), and readers and writers still come and go as Twisted's do.
+A reactor of its own on a fresh asyncio loop, with a real socket pair."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from typing import Any
+
+import pytest
+from twisted.internet import abstract, main
+
+from gateway.reactor import GatewayReactor
+
+
+class Peer(abstract.FileDescriptor):
+    """One end of a socket pair, as a Twisted connection reads and writes it."""
+
+    def __init__(self, reactor: Any, sock: socket.socket) -> None:
+        super().__init__(reactor)
+        self.sock: socket.socket | None = sock
+        self.got: list[bytes] = []
+        self.writable = 0
+        self.lost: Any = None
+
+    def fileno(self) -> int:
+        return self.sock.fileno() if self.sock is not None else -1
+
+    def doRead(self) -> Any:
+        data = self.sock.recv(100)  # type: ignore[union-attr]
+        if not data:
+            return main.CONNECTION_DONE
+        self.got.append(data)
+        return None
+
+    def doWrite(self) -> Any:
+        self.writable += 1
+        self.reactor.removeWriter(self)
+        return None
+
+    def connectionLost(self, reason: Any) -> None:
+        self.lost = reason
+
+
+@pytest.fixture
+def setup() -> Any:
+    loop = asyncio.new_event_loop()
+    reactor = GatewayReactor(loop)
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    yield loop, reactor, Peer(reactor, ours), theirs
+    reactor.removeAll()
+    for sock in (ours, theirs):
+        sock.close()
+    loop.close()
+
+
+def spin(loop: asyncio.AbstractEventLoop) -> None:
+    """Run the loop briefly, in a thread of its own (the test's thread already runs
+    the suite's reactor)."""
+    thread = threading.Thread(target=loop.run_until_complete, args=(asyncio.sleep(0.05),))
+    thread.start()
+    thread.join()
+
+
+def test_events_reach_the_connection_through_the_reactors_own_dispatch(setup):
+    loop, reactor, peer, theirs = setup
+    reactor.addReader(peer)
+    reactor.addReader(peer)  # a second registration changes nothing
+    assert reactor.getReaders().count(peer) == 1
+    handle = loop._selector.get_key(peer.fileno()).data[0]  # type: ignore[attr-defined]
+    assert handle._callback == reactor._readOrWrite and handle._args == (peer, True)
+    theirs.sendall(b"hello")
+    spin(loop)
+    assert peer.got == [b"hello"]
+    theirs.shutdown(socket.SHUT_WR)
+    spin(loop)
+    assert peer.lost is not None and peer.lost.check(main.CONNECTION_DONE.__class__)
+    assert peer not in reactor.getReaders()
+
+
+def test_writers_are_called_and_removed(setup):
+    loop, reactor, peer, _ = setup
+    reactor.addWriter(peer)
+    spin(loop)
+    assert peer.writable == 1
+    assert peer not in reactor.getWriters()
+
+
+def test_a_connection_whose_socket_is_gone_is_disconnected(setup):
+    loop, reactor, peer, theirs = setup
+    reactor.addReader(peer)
+    fd = peer.fileno()
+    theirs.sendall(b"x")
+    peer.sock = None  # fileno() now answers -1, as a closed Twisted connection does
+    spin(loop)
+    assert peer.lost is not None
+    assert peer not in reactor.getReaders()
+    with pytest.raises(KeyError):
+        loop._selector.get_key(fd)  # type: ignore[attr-defined]
