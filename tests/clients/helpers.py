@@ -73,12 +73,15 @@ class Client:
     def wait_for(self, test: Callable[[bytes], bool], what: str) -> None:
         deadline = time.monotonic() + WAIT
         while not test(bytes(self.out)):
-            if self.proc.poll() is not None:
+            # Asked once per turn: a client that exits between two asks would be
+            # failed without its last output being read.
+            exited = self.proc.poll() is not None
+            if exited:
                 for t in self._readers:  # what it wrote before exiting may still be in the pipe
                     t.join(WAIT)
                 if test(bytes(self.out)):
                     return
-            if self.proc.poll() is not None or time.monotonic() > deadline:
+            if exited or time.monotonic() > deadline:
                 self.proc.kill()
                 raise AssertionError(f"{self.argv}: no {what}; status {self.proc.poll()}, "
                                      f"stdout {bytes(self.out)!r}, stderr {bytes(self.err)!r}")
