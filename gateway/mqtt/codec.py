@@ -469,7 +469,11 @@ class Decoder:
                     last = self._last
                     if last is None:
                         last = self._last = [None, None]
-                    props, te = read_props(data, te, end, PacketType.PUBLISH, last)
+                    stop = te + 1 + data[te] if te < end else end + 1
+                    if stop <= end and data[te] < 0x80 and data[te + 1 : stop] == last[0]:
+                        props, te = last[1], stop  # the block read last time (read_props)
+                    else:
+                        props, te = read_props(data, te, end, PacketType.PUBLISH, last)
                     if not topic and _TOPIC_ALIAS not in props:
                         raise MQTTError("empty topic without a topic alias", _PROTOCOL)
                 append(Publish(topic, data[te:end], qos, b0 & 1 == 1, b0 & 8 == 8 if qos else False,

@@ -5,7 +5,8 @@ kept in ``message.cache``: levels 3 and 4 share one encoding per (QoS, retain); 
 has its own (its property block differs), and what varies per delivery (packet id,
 DUP, subscription identifiers, the remaining expiry, a topic alias) is stamped onto
 the cached parts. Cache keys: ints below 8 for levels 3/4, 8..15 for plain level 5,
-(QoS, retain, identifiers) tuples for level 5 with subscription identifiers, strings
+(QoS, retain, identifiers) tuples for level 5 with subscription identifiers (the
+identifiers tuple alone at QoS 0 without retain: ints, so it equals no other key), strings
 for the level 5 parts (``codes.RAW_PROPS``: the property block, which
 ``codes.hub_message`` fills with the publisher's own bytes when they can go out
 unchanged).
@@ -56,7 +57,12 @@ def encode_delivery(
     if message.expires_at is None and ch.aliases_out is None:
         # The same bytes for every subscriber with the same identifiers: kept once,
         # whole at QoS 0, as (head, tail) around the packet id otherwise.
-        key = (qos, retain, sub_ids) if sub_ids else 8 + qos * 2 + retain
+        if not sub_ids:
+            key: object = 8 + qos * 2 + retain
+        elif qos or retain:
+            key = (qos, retain, sub_ids)
+        else:
+            key = sub_ids  # the common case, hashed faster than the tuple around it
         parts = cache.get(key)
         if parts is None:
             parts = _parts_v5(message, key, qos, retain, sub_ids)

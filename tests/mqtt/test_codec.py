@@ -629,6 +629,18 @@ def test_a_repeated_property_block_is_read_once_and_a_changed_one_again() -> Non
         d.feed(wire.publish("d", b"4", proto_ver=5, properties=b"\x11" + user[1:]))
 
 
+def test_a_repeated_block_that_overruns_its_packet_is_malformed() -> None:
+    """The bytes after the packet end (the next packet's) match the block read last
+    time: the packet is still refused, not completed from its neighbour."""
+    d = decoder(5)
+    user = wire.prop_pair(0x26, "k", "v")
+    d.feed(wire.publish("a", b"1", proto_ver=5, properties=user))
+    body = b"\x00\x01b" + bytes((len(user),)) + user[:2]
+    with pytest.raises(MQTTError) as e:
+        d.feed(bytes((0x30, len(body))) + body + user[2:] + b"\x00" * 8)
+    assert e.value.reason is R.MALFORMED_PACKET
+
+
 # --- roundtrips (in addition to the table, never instead of it) -------------------
 
 topic_names = st.text(st.characters(codec="utf-8", exclude_characters="\x00+#"), min_size=1, max_size=40)
