@@ -402,8 +402,8 @@ class MQTTChannel:
             self._write_ack(packet)
 
     def _write_ack(self, packet: Any) -> None:
-        """An acknowledgement: at levels 3 and 4 its four bytes, at 5 through the encoder."""
-        if self.level == 5:
+        """An acknowledgement: four bytes without a reason code or properties, any level."""
+        if self.level == 5 and (packet.reason_code or packet.properties):
             self._write(encode(packet, 5))
         else:
             self._write(_ACK_V4[type(packet)] + packet.packet_id.to_bytes(2, "big"))
