@@ -45,13 +45,9 @@ class LeanServer(tcp.Server):
     """Twisted's accepted connection, without the four per-connection stores."""
 
     sessionno = _derived(lambda conn: -1)
-    logstr = _derived(lambda conn: conn.server.connection_prefix)
+    logstr = _derived(lambda conn: conn.server.connection_prefix)  # one string per port
     repstr = _derived(_repstr)
     fileno = _derived(_fileno)
-
-    def logPrefix(self) -> str:
-        # Read on every reactor dispatch (the legacy log context): one string per port.
-        return self.server.connection_prefix  # type: ignore[no-any-return]
 
 
 class LeanPort(tcp.Port):
