@@ -25,6 +25,9 @@ column for the gateway of another checkout (e.g. ``git worktree add --detach
 ``mosquitto`` is Debian's; ``aedes`` is bench/js/aedes.js and needs
 ``cd bench/js && npm ci`` first (skipped, with the reason, otherwise);
 ``aiocoap`` is a bare aiocoap server, the reference of the CoAP scenarios.
+``floor-asyncio`` and ``floor-twisted`` (only when named in ``--brokers``) are
+``bench/floor.py``, a bare QoS 0 forwarder: what a Python broker pays per wake-up
+before doing a broker's work, in ``lowrate``.
 
 The output, header first (UTC date, CPU, cores, load average, Python, Twisted,
 Mosquitto, node and aedes versions, the commit and imported package of every
@@ -65,7 +68,7 @@ PEERS = ("mosquitto", "aedes", "aiocoap")
 def targets_of(args: argparse.Namespace, ap: argparse.ArgumentParser) -> list[brokers.Target]:
     """The columns: this tree's gateway, other checkouts, then the peers asked for."""
     names = [b.strip() for b in args.brokers.split(",") if b.strip()]
-    bad = [n for n in names if n not in ("mqttgateway", *PEERS)]
+    bad = [n for n in names if n not in ("mqttgateway", *PEERS, *brokers.FLOORS)]
     if bad:
         ap.error(f"unknown broker: {', '.join(bad)}")
     out = [brokers.Target("mqttgateway", "mqttgateway")] if "mqttgateway" in names else []
@@ -79,7 +82,7 @@ def targets_of(args: argparse.Namespace, ap: argparse.ArgumentParser) -> list[br
         commit = report.git_commit(checkout)
         out.append(brokers.Target(f"gw-{commit[:7]}" if commit != "unknown" else checkout.name,
                                   "mqttgateway", checkout))
-    out += [brokers.Target(n, n) for n in PEERS if n in names]
+    out += [brokers.Target(n, n) for n in (*PEERS, *brokers.FLOORS) if n in names]
     if len({t.name for t in out}) != len(out):
         ap.error("two columns have the same name")
     return out

@@ -55,6 +55,7 @@ CORES = psutil.cpu_count() or 1
 CTX = mp.get_context("fork")
 MQTT_KINDS = ("mqttgateway", "mosquitto", "aedes")
 MQTT5 = ("mqttgateway", "mosquitto")  # aedes speaks MQTT 3.1 and 3.1.1 only
+FLOOR_SCENARIOS = ("lowrate",)  # where bench/floor.py is a floor (one write per packet)
 
 
 class ScenarioError(Exception):
@@ -470,6 +471,8 @@ class Scenario:
 
     def applies(self, kind: str) -> bool:
         """Whether a column of this kind has a cell for this scenario at all."""
+        if kind in brokers.FLOORS:
+            return self.name in FLOOR_SCENARIOS
         if self.family == "mqtt":
             return kind in MQTT_KINDS
         if self.family == "coap":
