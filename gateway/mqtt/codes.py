@@ -131,7 +131,7 @@ def hub_message(topic: str, p: Publish, now: Callable[[], float]) -> Message:
     props = p.properties
     if not props:
         return Message(topic, p.payload, p.qos, p.retain)
-    typed, raw = _hub_form(props)
+    typed, raw = getattr(props, "derived", None) or _hub_form(props)
     if raw is not None:
         message = Message(topic, p.payload, p.qos, p.retain, typed)
         message.cache[RAW_PROPS] = raw

@@ -4,9 +4,9 @@ A message fanned out to many subscribers is encoded once per shape and the bytes
 kept in ``message.cache``: levels 3 and 4 share one encoding per (QoS, retain); level 5
 has its own (its property block differs), and what varies per delivery (packet id,
 DUP, subscription identifiers, the remaining expiry, a topic alias) is stamped onto
-the cached parts. Cache keys: ints below 8 for levels 3/4, 8..15 for plain level 5,
-(QoS, retain, identifiers) tuples for level 5 with subscription identifiers (the
-identifiers tuple alone at QoS 0 without retain: ints, so it equals no other key), strings
+the cached parts. Cache keys: ints below 8 for levels 3/4; at level 5, the identifiers
+tuple alone at QoS 0 without retain (ints or empty, so it equals no other key), else
+8..15 without identifiers and (QoS, retain, identifiers) tuples with them; strings
 for the level 5 parts (``codes.RAW_PROPS``: the property block, which
 ``codes.hub_message`` fills with the publisher's own bytes when they can go out
 unchanged).
@@ -57,22 +57,24 @@ def encode_delivery(
     if message.expires_at is None and ch.aliases_out is None:
         # The same bytes for every subscriber with the same identifiers: kept once,
         # whole at QoS 0, as (head, tail) around the packet id otherwise.
-        if not sub_ids:
-            key: object = 8 + qos * 2 + retain
-        elif qos or retain:
-            key = (qos, retain, sub_ids)
+        if not (qos or retain):
+            # The common case: the identifiers tuple alone is the key (hashed faster
+            # than a tuple around it; the empty one stands for none).
+            data = cache.get(sub_ids)
+            if data is None:
+                data = _parts_v5(message, sub_ids, 0, False, sub_ids)
         else:
-            key = sub_ids  # the common case, hashed faster than the tuple around it
-        parts = cache.get(key)
-        if parts is None:
-            parts = _parts_v5(message, key, qos, retain, sub_ids)
-        if qos == 0:
-            data = parts
-        else:
-            head, tail = parts
-            if dup:
-                head = set_dup(head)
-            data = head + packet_id.to_bytes(2, "big") + tail  # type: ignore[union-attr]
+            key = (qos, retain, sub_ids) if sub_ids else 8 + qos * 2 + retain
+            parts = cache.get(key)
+            if parts is None:
+                parts = _parts_v5(message, key, qos, retain, sub_ids)
+            if qos == 0:
+                data = parts
+            else:
+                head, tail = parts
+                if dup:
+                    head = set_dup(head)
+                data = head + packet_id.to_bytes(2, "big") + tail  # type: ignore[union-attr]
     else:
         data = _stamped_v5(ch, message, qos, packet_id, dup, retain, sub_ids)
         if data is None:
@@ -108,7 +110,10 @@ def _parts_v5(message: Message, key: object, qos: int, retain: bool,
               sub_ids: tuple[int, ...]) -> bytes | tuple[bytes, bytes]:
     """A level 5 PUBLISH with subscription identifiers ``sub_ids``, kept under
     ``key``: the packet at QoS 0, else (head, tail) with the packet id between."""
-    static = _static_v5(message)
+    cache = message.cache
+    static = b"" if message.props is None else cache.get(_RAW)
+    if static is None:
+        static = _static_v5(message)
     if not sub_ids:
         ids = b""
     elif len(sub_ids) == 1 and sub_ids[0] < 0x80:
@@ -117,17 +122,20 @@ def _parts_v5(message: Message, key: object, qos: int, retain: bool,
         ids = b"".join(bytes((_SUB_ID,)) + _varint(i) for i in sub_ids)
     topic = message.topic.encode()
     payload = message.payload
+    tl = len(topic)
     n = len(static) + len(ids)
     plen = _VARINT1[n] if n < 0x80 else _varint(n)
-    rl = 2 + len(topic) + (2 if qos else 0) + len(plen) + n + len(payload)
+    rl = 2 + tl + (2 if qos else 0) + len(plen) + n + len(payload)
     b0 = 0x30 | qos << 1 | retain
-    lead = bytes((b0, rl)) if rl < 0x80 else bytes((b0,)) + _varint(rl)
-    if qos == 0:
-        parts: bytes | tuple[bytes, bytes] = b"".join(
-            (lead, len(topic).to_bytes(2, "big"), topic, plen, static, ids, payload))
+    if rl < 0x80:  # the fixed header and the topic length in one step
+        lead = bytes((b0, rl, tl >> 8, tl & 0xFF))
     else:
-        parts = (lead + len(topic).to_bytes(2, "big") + topic, b"".join((plen, static, ids, payload)))
-    message.cache[key] = parts
+        lead = bytes((b0,)) + _varint(rl) + tl.to_bytes(2, "big")
+    if qos == 0:
+        parts: bytes | tuple[bytes, bytes] = b"".join((lead, topic, plen, static, ids, payload))
+    else:
+        parts = (lead + topic, b"".join((plen, static, ids, payload)))
+    cache[key] = parts
     return parts
 
 
