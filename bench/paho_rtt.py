@@ -11,6 +11,12 @@ ACK of the client's last packet (its PUBACK or PUBCOMP for the delivery) to the
 kernel's delayed-ACK timer makes paho's next PUBLISH wait for it (40 ms on Linux).
 ``ws-rtt`` (``bench/run.py``) is the same over WebSockets (paho's websocket transport).
 
+paho-pub (``oneway``): one paho client publishes QoS 0 at a fixed pace and reads
+nothing, a second one subscribes; the time from ``publish()`` to the second's
+``on_message``.  The publisher's Nagle holds each message until the broker has
+ACKed the one before, so a broker whose ACKs wait for the kernel's delayed-ACK
+timer shows it here.
+
 Each level runs ``count`` round trips after ``WARMUP`` unmeasured ones, or stops
 after ``seconds``, whichever comes first.  A message that does not come back
 within ``TIMEOUT`` seconds, or comes back altered, fails the scenario.
@@ -94,3 +100,67 @@ def worker(host: str, port: int, count: int, seconds: float, payload_len: int,
         results.put({"who": "paho client", "error": f"{type(exc).__name__}: {exc}"})
         return
     results.put({"who": "paho client", "latencies": out})
+
+
+ONEWAY_INTERVAL = 0.002  # seconds between the publisher's messages
+
+
+def oneway(host: str, port: int, seconds: float, payload_len: int) -> list[float]:
+    """Publish-to-delivery times in seconds of paced QoS 0 messages between two
+    paho clients (the first ``WARMUP`` left out)."""
+    import paho.mqtt.client as mqtt
+
+    topic = "bench/oneway"
+    latencies: list[float] = []
+    subscribed = threading.Event()
+
+    def on_message(client: Any, userdata: Any, msg: Any) -> None:
+        latencies.append(time.perf_counter() - struct.unpack("!d", msg.payload[:8])[0])
+
+    def client(name: str) -> Any:
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name,
+                        protocol=mqtt.MQTTv311)
+        c.connect(host, port, keepalive=60)
+        c.loop_start()
+        return c
+
+    sub = client("bench-oneway-sub")
+    sub.on_message = on_message
+    sub.on_subscribe = lambda *_: subscribed.set()
+    pub = client("bench-oneway-pub")
+    try:
+        sub.subscribe(topic, 0)
+        if not subscribed.wait(TIMEOUT):
+            raise TimeoutError(f"no SUBACK in {TIMEOUT:g} s")
+        pad = b"x" * max(0, payload_len - 8)
+        count = WARMUP + int(seconds / ONEWAY_INTERVAL)
+        due = time.perf_counter()
+        for _ in range(count):
+            pub.publish(topic, struct.pack("!d", time.perf_counter()) + pad, 0)
+            due += ONEWAY_INTERVAL
+            pause = due - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+        deadline = time.monotonic() + TIMEOUT
+        while len(latencies) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if len(latencies) < count:
+            raise TimeoutError(f"{count - len(latencies)} of {count} messages not delivered")
+    finally:
+        for c in (pub, sub):
+            c.disconnect()
+            c.loop_stop()
+    return latencies[WARMUP:]
+
+
+def oneway_worker(host: str, port: int, seconds: float, payload_len: int, barrier: Any,
+                  results: Any) -> None:
+    """Forked generator process for ``oneway``."""
+    try:
+        barrier.wait()
+        lat = oneway(host, port, seconds, max(payload_len, 8))
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        barrier.abort()
+        results.put({"who": "paho clients", "error": f"{type(exc).__name__}: {exc}"})
+        return
+    results.put({"who": "paho clients", "latencies": lat})

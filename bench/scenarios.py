@@ -16,6 +16,8 @@ idle      open N idle sessions (keepalive 600) from 4 processes, 12 handshakes
 paho-rtt  a paho-mqtt client publishing to its own topic one message at a time at
           QoS 0, 1, 2; publish -> on_message p50/p99 (bench/paho_rtt.py)
 ws-rtt    paho-rtt over WebSockets
+paho-pub  a paho-mqtt client publishing QoS 0 every 2 ms and reading nothing, a
+          second one subscribed; publish -> on_message p50/p90/p99
 
 Gateway only (every gateway checkout; no Mosquitto peer):
 
@@ -361,6 +363,24 @@ def paho_roundtrip(broker: brokers.Broker, args: argparse.Namespace,
     return metrics + sanity
 
 
+def paho_publisher(broker: brokers.Broker, args: argparse.Namespace) -> list[Metric]:
+    pool = Pool(1)
+    pool.spawn(paho_rtt.oneway_worker, HOST, broker.port, args.duration, args.payload,
+               pool.barrier, pool.results)
+    pool.ready()
+    try:
+        results = pool.drain(args.duration + 3 * paho_rtt.TIMEOUT)
+    finally:
+        pool.kill()
+    if not results:
+        raise ScenarioError("paho clients did not report")
+    if results[0].get("error"):
+        raise ScenarioError(results[0]["error"])
+    lat = sorted(results[0]["latencies"])
+    return [*(Metric(f"QoS 0 p{p} ms", percentile(lat, p), "{:.3f}") for p in (50, 90, 99)),
+            Metric("sanity: messages", len(lat), ratio=False)]
+
+
 def idle(broker: brokers.Broker, args: argparse.Namespace) -> list[Metric]:
     nproc = 4
     counts = [args.connections // nproc + (i < args.connections % nproc) for i in range(nproc)]
@@ -491,6 +511,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     _mqtt("qos1", qos1), _mqtt("qos1-5", qos1, 5),
     _mqtt("lowrate", lowrate), _mqtt("idle", idle),
     Scenario("paho-rtt", "mqtt", paho_roundtrip),
+    Scenario("paho-pub", "mqtt", paho_publisher),
     Scenario("ws-rtt", "mqtt", lambda broker, args: paho_roundtrip(broker, args, "websockets"),
              ws=True),
     *[Scenario(s, "mqttsn", mqttsn) for s in mqttsn_load.SCENARIOS],
