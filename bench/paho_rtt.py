@@ -15,7 +15,9 @@ paho-pub (``oneway``): one paho client publishes QoS 0 at a fixed pace and reads
 nothing, a second one subscribes; the time from ``publish()`` to the second's
 ``on_message``.  The publisher's Nagle holds each message until the broker has
 ACKed the one before, so a broker whose ACKs wait for the kernel's delayed-ACK
-timer shows it here.
+timer shows it here.  paho-mixed: the same, while the publisher also receives a
+QoS 0 message every ``CHATTER`` seconds from a third client, so the broker writes
+to it too (Linux then delays the ACKs of what it reads from it).
 
 Each level runs ``count`` round trips after ``WARMUP`` unmeasured ones, or stops
 after ``seconds``, whichever comes first.  A message that does not come back
@@ -103,11 +105,14 @@ def worker(host: str, port: int, count: int, seconds: float, payload_len: int,
 
 
 ONEWAY_INTERVAL = 0.002  # seconds between the publisher's messages
+CHATTER = 0.005          # paho-mixed: seconds between the messages the publisher receives
 
 
-def oneway(host: str, port: int, seconds: float, payload_len: int) -> list[float]:
+def oneway(host: str, port: int, seconds: float, payload_len: int,
+           chatter: float = 0.0) -> list[float]:
     """Publish-to-delivery times in seconds of paced QoS 0 messages between two
-    paho clients (the first ``WARMUP`` left out)."""
+    paho clients (the first ``WARMUP`` left out); with ``chatter`` the publisher
+    also receives a message that often."""
     import paho.mqtt.client as mqtt
 
     topic = "bench/oneway"
@@ -128,10 +133,21 @@ def oneway(host: str, port: int, seconds: float, payload_len: int) -> list[float
     sub.on_message = on_message
     sub.on_subscribe = lambda *_: subscribed.set()
     pub = client("bench-oneway-pub")
+    talker = client("bench-oneway-talker") if chatter else None
+    stop = threading.Event()
     try:
         sub.subscribe(topic, 0)
         if not subscribed.wait(TIMEOUT):
             raise TimeoutError(f"no SUBACK in {TIMEOUT:g} s")
+        if talker is not None:
+            pub.subscribe(topic + "/chatter", 0)
+
+            def talk() -> None:
+                while not stop.wait(chatter):
+                    talker.publish(topic + "/chatter", b"c" * 16, 0)
+
+            threading.Thread(target=talk, daemon=True).start()
+            time.sleep(0.2)
         pad = b"x" * max(0, payload_len - 8)
         count = WARMUP + int(seconds / ONEWAY_INTERVAL)
         due = time.perf_counter()
@@ -147,18 +163,20 @@ def oneway(host: str, port: int, seconds: float, payload_len: int) -> list[float
         if len(latencies) < count:
             raise TimeoutError(f"{count - len(latencies)} of {count} messages not delivered")
     finally:
-        for c in (pub, sub):
-            c.disconnect()
-            c.loop_stop()
+        stop.set()
+        for c in (pub, sub, talker):
+            if c is not None:
+                c.disconnect()
+                c.loop_stop()
     return latencies[WARMUP:]
 
 
 def oneway_worker(host: str, port: int, seconds: float, payload_len: int, barrier: Any,
-                  results: Any) -> None:
+                  results: Any, chatter: float = 0.0) -> None:
     """Forked generator process for ``oneway``."""
     try:
         barrier.wait()
-        lat = oneway(host, port, seconds, max(payload_len, 8))
+        lat = oneway(host, port, seconds, max(payload_len, 8), chatter)
     except Exception as exc:  # noqa: BLE001 - reported to the parent
         barrier.abort()
         results.put({"who": "paho clients", "error": f"{type(exc).__name__}: {exc}"})

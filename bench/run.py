@@ -15,8 +15,8 @@ every broker, the brokers' order rotating from one repeat to the next, so a
 host that gets busier for a while weighs on all of them.  The tables show the
 median of the repeats and their range; ratios are of medians.  Scenarios are
 described in ``bench/scenarios.py``; the default set is the one the
-performance targets are stated on (``--only all`` adds paho-rtt, paho-pub, ws-rtt,
-sn-idle, coap-non and coap-notify).
+performance targets are stated on (``--only all`` adds paho-rtt, paho-pub,
+paho-mixed, ws-rtt, sn-idle, coap-non and coap-notify).
 
 Columns: ``mqttgateway`` is this tree.  ``--gateway before=/tmp/gw-old`` adds a
 column for the gateway of another checkout (e.g. ``git worktree add --detach

@@ -18,6 +18,7 @@ paho-rtt  a paho-mqtt client publishing to its own topic one message at a time a
 ws-rtt    paho-rtt over WebSockets
 paho-pub  a paho-mqtt client publishing QoS 0 every 2 ms and reading nothing, a
           second one subscribed; publish -> on_message p50/p90/p99
+paho-mixed  paho-pub while the publisher also receives a message every 5 ms
 
 Gateway only (every gateway checkout; no Mosquitto peer):
 
@@ -363,10 +364,11 @@ def paho_roundtrip(broker: brokers.Broker, args: argparse.Namespace,
     return metrics + sanity
 
 
-def paho_publisher(broker: brokers.Broker, args: argparse.Namespace) -> list[Metric]:
+def paho_publisher(broker: brokers.Broker, args: argparse.Namespace,
+                   chatter: float = 0.0) -> list[Metric]:
     pool = Pool(1)
     pool.spawn(paho_rtt.oneway_worker, HOST, broker.port, args.duration, args.payload,
-               pool.barrier, pool.results)
+               pool.barrier, pool.results, chatter)
     pool.ready()
     try:
         results = pool.drain(args.duration + 3 * paho_rtt.TIMEOUT)
@@ -512,6 +514,8 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     _mqtt("lowrate", lowrate), _mqtt("idle", idle),
     Scenario("paho-rtt", "mqtt", paho_roundtrip),
     Scenario("paho-pub", "mqtt", paho_publisher),
+    Scenario("paho-mixed", "mqtt",
+             lambda broker, args: paho_publisher(broker, args, paho_rtt.CHATTER)),
     Scenario("ws-rtt", "mqtt", lambda broker, args: paho_roundtrip(broker, args, "websockets"),
              ws=True),
     *[Scenario(s, "mqttsn", mqttsn) for s in mqttsn_load.SCENARIOS],

@@ -118,7 +118,7 @@ class BufferedLink:
         t.write(data)
 
     def replied(self) -> bool:
-        """Whether anything was written since the last call (a reply carries the ACK)."""
+        """Whether anything was sent since the last call (a reply carries the ACK)."""
         sent, self.sent = self.sent, False
         return sent
 

@@ -125,14 +125,18 @@ class MQTTProtocol:
         channel = self.channel
         if channel.state == CLOSED:
             return
+        link = self.link
+        written = link.replied()  # since its last read: what we sent it meanwhile
         outbox.begin()
         try:
             last = self._received(channel, data)
         finally:
             outbox.end()
-        if (self.tcp_conn is not None and not self.link.replied() and channel.state != CLOSED
-                and not (type(last) is Publish and last.packet_id is None)):
-            self.ack_if_unanswered(self.tcp_conn)
+        if self.tcp_conn is not None and not link.replied() and channel.state != CLOSED:
+            if not (type(last) is Publish and last.packet_id is None):
+                self.ack_if_unanswered(self.tcp_conn)
+            elif written:
+                self.ack_if_unanswered(self.tcp_conn, 1)
 
     def _received(self, channel: MQTTChannel, data: bytes) -> object:
         """Handle every packet in ``data``; returns the last one handled."""
@@ -166,7 +170,7 @@ class MQTTProtocol:
                 return packets[-1] if packets else None
             data = b""
 
-    def ack_if_unanswered(self, conn: tcp.Connection) -> None:
+    def ack_if_unanswered(self, conn: tcp.Connection, mode: int = 2) -> None:
         """ACK the bytes just read now if no reply is queued to carry the ACK.
 
         PUBACK and PUBCOMP get no reply, so the kernel delays their ACK (40 ms on
@@ -178,18 +182,22 @@ class MQTTProtocol:
         later segments. A reply written during the read (sent when it ends) carries
         the ACK itself, as does output Twisted still holds for the connection.
 
-        A read that ends in a QoS 0 PUBLISH is left to the kernel (``dataReceived``):
-        on a connection we seldom write to, Linux is not in its interactive mode and
-        ACKs a pushed segment when it is read; on one we write to often, our next
-        write carries the ACK. Forcing it cost a system call and an ACK segment per
-        read, about 15 % of the CPU at one message per ms (bench/results: the
-        low-rate scenario), and changed no latency measured with paho-mqtt
-        publishers.
+        Only a reply written during the read counts: a delivery sent to the client
+        before it (from another client's read) carried the ACK of earlier bytes, not
+        of these. A read that ends in a QoS 0 PUBLISH (``dataReceived``) is ACKed
+        here only when we wrote to the client since its last read, which puts Linux
+        in its interactive mode for the connection, where it delays ACKs; ``mode``
+        1 then also leaves that mode, so the client's next QoS 0 packets are ACKed
+        by the kernel as they are read (paho-mixed in bench/scenarios.py: a paho
+        publisher that also receives messages). Otherwise Linux ACKs a pushed
+        segment itself when it is read, and forcing it cost a system call and an
+        ACK segment per read, about a tenth of the CPU at one message per ms (the
+        low-rate scenario).
         """
         if conn.dataBuffer or conn._tempDataLen:  # Twisted's unsent output
             return
         try:
-            conn.socket.setsockopt(socket.IPPROTO_TCP, TCP_QUICKACK, 2)  # type: ignore[arg-type]
+            conn.socket.setsockopt(socket.IPPROTO_TCP, TCP_QUICKACK, mode)  # type: ignore[arg-type]
         except OSError:
             self.tcp_conn = None  # not a TCP socket after all (a UNIX socket, say)
 

@@ -36,9 +36,10 @@ TCPI_SEGS_OUT = 136  # offset of tcpi_segs_out in Linux's struct tcp_info
 POLLS = 10_000       # reactor round trips to wait for a packet; only to avoid hangs
 
 
-def segs_out(factory: MQTTFactory) -> int:
-    """Segments the broker's one connection has sent so far."""
-    (protocol,) = factory.protocols
+def segs_out(factory: MQTTFactory, client_id: str = "self") -> int:
+    """Segments the broker's connection of ``client_id`` has sent so far."""
+    (protocol,) = [p for p in factory.protocols
+                   if p.channel.client is not None and p.channel.client.client_id == client_id]
     sock = protocol.transport.getHandle()
     if not isinstance(sock, socket.socket):  # TLS: the handle is the OpenSSL connection
         sock = protocol.transport.transport.getHandle()
@@ -59,12 +60,13 @@ def in_reactor(f: Callable[[], Any]) -> Any:
     return threads.blockingCallFromThread(reactor, f)
 
 
-def after_handling(factory: MQTTFactory, packets: int) -> int:
+def after_handling(factory: MQTTFactory, packets: int, client_id: str = "self") -> int:
     """From the client thread: wait until the broker has read ``packets`` packets in
-    all, then return its segment count, taken in the same reactor turn."""
+    all, then return the segment count of ``client_id``'s connection, taken in the
+    same reactor turn."""
     for _ in range(POLLS):
         count = in_reactor(lambda: factory.stats.messages_received >= packets
-                           and segs_out(factory))
+                           and segs_out(factory, client_id))
         if count is not False:
             return count
     raise AssertionError(f"broker did not read {packets} packets")
@@ -110,3 +112,37 @@ async def test_puback_for_a_delivery_is_acked_at_once(broker):
     factory, port, wrap = broker
     sent = await threads.deferToThread(publish_to_self, factory, port, wrap)
     assert sent == 1  # the bare ACK, not left to the 40 ms delayed-ACK timer
+
+
+def publish_after_a_delivery(factory: MQTTFactory, port: int, wrap: Callable[[socket.socket], Any]) -> int:
+    """Client A subscribes to t, B publishes to t at QoS 0 (the broker writes to A
+    between A's reads), then A publishes at QoS 0 to a topic nobody reads: the
+    broker's segments to A between having handled B's PUBLISH and A's."""
+    a = wrap(socket.create_connection(("127.0.0.1", port)))
+    b = wrap(socket.create_connection(("127.0.0.1", port)))
+    try:
+        a.sendall(wire.connect("a", keepalive=60))
+        assert recv_exact(a, 4) == wire.connack(0)
+        a.sendall(wire.subscribe(1, [("t", 0)]))
+        assert recv_exact(a, 5) == wire.suback(1, [0])
+        b.sendall(wire.connect("b", keepalive=60))
+        assert recv_exact(b, 4) == wire.connack(0)
+        delivery = wire.publish("t", b"x" * 16)
+        b.sendall(delivery)
+        assert recv_exact(a, len(delivery)) == delivery
+        before = after_handling(factory, 4, "a")
+        a.sendall(wire.publish("u", b"y" * 16))
+        return after_handling(factory, 5, "a") - before
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_qos0_publish_after_a_delivery_is_acked_at_once(broker):
+    """Writing to a client puts Linux in its interactive mode for the connection,
+    where it delays the ACK of what it reads next. A client that leaves Nagle on
+    would hold its following packet until then."""
+    factory, port, wrap = broker
+    sent = await threads.deferToThread(publish_after_a_delivery, factory, port, wrap)
+    assert sent == 1
