@@ -25,6 +25,8 @@ import argparse
 import asyncio
 from typing import Any
 
+import mqttload
+
 CONNACK = b"\x20\x02\x00\x00"
 PINGRESP = b"\xd0\x00"
 
@@ -35,7 +37,7 @@ class Forwarder:
     subscribers: list[Any] = []
 
     def start(self) -> None:
-        self.buffer = b""
+        self.buffer = bytearray()
 
     def stop(self) -> None:
         if self in self.subscribers:
@@ -45,35 +47,20 @@ class Forwarder:
         raise NotImplementedError
 
     def received(self, data: bytes) -> None:
-        buf = self.buffer + data
-        i, n = 0, len(buf)
-        while i + 2 <= n:
-            length, shift, j = 0, 0, i + 1
-            while j < n:
-                b = buf[j]
-                length |= (b & 0x7F) << shift
-                shift += 7
-                j += 1
-                if not b & 0x80:
-                    break
-            else:
-                break
-            if j + length > n:
-                break
-            kind = buf[i] >> 4
+        self.buffer += data
+        for first, body in mqttload.split_packets(self.buffer):
+            kind = first >> 4
             if kind == 3:
-                packet = buf[i:j + length]
+                packet = mqttload.packet(first, body)
                 for sub in self.subscribers:
                     sub.send(packet)
             elif kind == 1:
                 self.send(CONNACK)
             elif kind == 8:
                 self.subscribers.append(self)
-                self.send(b"\x90\x03" + buf[j:j + 2] + b"\x00")
+                self.send(b"\x90\x03" + body[:2] + b"\x00")
             elif kind == 12:
                 self.send(PINGRESP)
-            i = j + length
-        self.buffer = buf[i:]
 
 
 class AsyncioForwarder(asyncio.Protocol, Forwarder):
