@@ -29,7 +29,7 @@ from __future__ import annotations
 import struct
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 LEVELS = (0, 1, 2)
 WARMUP = 10
@@ -90,18 +90,25 @@ def roundtrips(host: str, port: int, qos: int, count: int, seconds: float,
     return latencies
 
 
-def worker(host: str, port: int, count: int, seconds: float, payload_len: int,
-           barrier: Any, results: Any, transport: str = "tcp") -> None:
-    """Forked generator process: every level in turn, latencies to ``results``."""
+def _report(barrier: Any, results: Any, measure: Callable[[], Any]) -> None:
+    """In a forked generator process: wait for the start, then put what ``measure``
+    returns, or why it failed, to ``results``."""
     try:
         barrier.wait()
-        out = {qos: roundtrips(host, port, qos, count, seconds, payload_len, transport)
-               for qos in LEVELS}
+        out = measure()
     except Exception as exc:  # noqa: BLE001 - reported to the parent
         barrier.abort()
         results.put({"who": "paho client", "error": f"{type(exc).__name__}: {exc}"})
         return
     results.put({"who": "paho client", "latencies": out})
+
+
+def worker(barrier: Any, results: Any, host: str, port: int, count: int, seconds: float,
+           payload_len: int, transport: str = "tcp") -> None:
+    """Forked generator process: every level in turn, latencies to ``results``."""
+    _report(barrier, results, lambda: {
+        qos: roundtrips(host, port, qos, count, seconds, payload_len, transport)
+        for qos in LEVELS})
 
 
 ONEWAY_INTERVAL = 0.002  # seconds between the publisher's messages
@@ -171,14 +178,7 @@ def oneway(host: str, port: int, seconds: float, payload_len: int,
     return latencies[WARMUP:]
 
 
-def oneway_worker(host: str, port: int, seconds: float, payload_len: int, barrier: Any,
-                  results: Any, chatter: float = 0.0) -> None:
+def oneway_worker(barrier: Any, results: Any, host: str, port: int, seconds: float,
+                  payload_len: int, chatter: float = 0.0) -> None:
     """Forked generator process for ``oneway``."""
-    try:
-        barrier.wait()
-        lat = oneway(host, port, seconds, max(payload_len, 8), chatter)
-    except Exception as exc:  # noqa: BLE001 - reported to the parent
-        barrier.abort()
-        results.put({"who": "paho clients", "error": f"{type(exc).__name__}: {exc}"})
-        return
-    results.put({"who": "paho clients", "latencies": lat})
+    _report(barrier, results, lambda: oneway(host, port, seconds, max(payload_len, 8), chatter))

@@ -339,24 +339,31 @@ def percentile(sorted_s: list[float], p: float) -> float | None:
     return sorted_s[min(len(sorted_s) - 1, int(p / 100 * len(sorted_s)))] * 1000
 
 
-def paho_roundtrip(broker: brokers.Broker, args: argparse.Namespace,
-                   transport: str = "tcp") -> list[Metric]:
+def _paho(timeout: float, worker: Callable[..., None], *args: Any) -> Any:
+    """Run one paho generator process (``bench/paho_rtt.py``) and return what it measured."""
     pool = Pool(1)
-    port = broker.ws_port if transport == "websockets" else broker.port
-    pool.spawn(paho_rtt.worker, HOST, port, args.rtt_count, args.duration,
-               args.payload, pool.barrier, pool.results, transport)
+    pool.spawn(worker, pool.barrier, pool.results, *args)
     pool.ready()
     try:
-        results = pool.drain(len(paho_rtt.LEVELS) * (args.duration + 2 * paho_rtt.TIMEOUT))
+        results = pool.drain(timeout)
     finally:
         pool.kill()
     if not results:
         raise ScenarioError("paho client did not report")
     if results[0].get("error"):
         raise ScenarioError(results[0]["error"])
+    return results[0]["latencies"]
+
+
+def paho_roundtrip(broker: brokers.Broker, args: argparse.Namespace,
+                   transport: str = "tcp") -> list[Metric]:
+    port = broker.ws_port if transport == "websockets" else broker.port
+    latencies = _paho(len(paho_rtt.LEVELS) * (args.duration + 2 * paho_rtt.TIMEOUT),
+                      paho_rtt.worker, HOST, port, args.rtt_count, args.duration, args.payload,
+                      transport)
     metrics: list[Metric] = []
     sanity: list[Metric] = []
-    for qos, lat in sorted(results[0]["latencies"].items()):
+    for qos, lat in sorted(latencies.items()):
         lat = sorted(lat)
         for p in (50, 99):
             metrics.append(Metric(f"QoS {qos} p{p} ms", percentile(lat, p), "{:.3f}"))
@@ -366,19 +373,8 @@ def paho_roundtrip(broker: brokers.Broker, args: argparse.Namespace,
 
 def paho_publisher(broker: brokers.Broker, args: argparse.Namespace,
                    chatter: float = 0.0) -> list[Metric]:
-    pool = Pool(1)
-    pool.spawn(paho_rtt.oneway_worker, HOST, broker.port, args.duration, args.payload,
-               pool.barrier, pool.results, chatter)
-    pool.ready()
-    try:
-        results = pool.drain(args.duration + 3 * paho_rtt.TIMEOUT)
-    finally:
-        pool.kill()
-    if not results:
-        raise ScenarioError("paho clients did not report")
-    if results[0].get("error"):
-        raise ScenarioError(results[0]["error"])
-    lat = sorted(results[0]["latencies"])
+    lat = sorted(_paho(args.duration + 3 * paho_rtt.TIMEOUT, paho_rtt.oneway_worker, HOST,
+                       broker.port, args.duration, args.payload, chatter))
     return [*(Metric(f"QoS 0 p{p} ms", percentile(lat, p), "{:.3f}") for p in (50, 90, 99)),
             Metric("sanity: messages", len(lat), ratio=False)]
 
