@@ -23,8 +23,9 @@ the checkout it runs from.  The gateway is started as ``python -c "from
 gateway.cli import main; main()"`` with the checkout as working directory and
 first on PYTHONPATH, never through the venv's ``mqttgateway`` script, so an
 installed copy of the package cannot stand in for the tree under test
-(``gateway_origin`` shows which file was imported).  ``floor-asyncio`` and
-``floor-twisted`` (``bench/floor.py``) are bare QoS 0 forwarders, asked for by name.
+(``gateway_origin`` shows which file was imported).  ``floor-asyncio``,
+``floor-uvloop`` and ``floor-twisted`` (``bench/floor.py``) are bare QoS 0
+forwarders, asked for by name.
 
 ``Server`` (a process's CPU time, RSS, log and stop), ``spawn``, ``free_port``,
 ``cpu_of`` and ``host_busy`` also serve the MQTT-SN and CoAP benchmarks.
@@ -50,7 +51,7 @@ HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parent.parent
 BROKERS = ("mqttgateway", "mosquitto", "aedes")
 #: bench/floor.py: a bare QoS 0 forwarder on asyncio or Twisted, the floor of a Python broker.
-FLOORS = ("floor-asyncio", "floor-twisted")
+FLOORS = ("floor-asyncio", "floor-uvloop", "floor-twisted")
 JS = REPO / "bench" / "js"
 CONFIG = """\
 listener {port} {host}
@@ -128,8 +129,8 @@ def command(name: str, conf: Path, checkout: Path = REPO, ports: tuple[int, ...]
         return [sys.executable, "-c", "from gateway.cli import main; main()",
                 "-c", str(conf)], gateway_env(checkout)
     if name in FLOORS:
-        twisted = ["--twisted"] if name == "floor-twisted" else []
-        return [sys.executable, str(REPO / "bench" / "floor.py"), *twisted, "-c", str(conf)], \
+        kind = {"floor-twisted": ["--twisted"], "floor-uvloop": ["--uvloop"]}.get(name, [])
+        return [sys.executable, str(REPO / "bench" / "floor.py"), *kind, "-c", str(conf)], \
             dict(os.environ)
     if name == "aedes":
         node = shutil.which("node")

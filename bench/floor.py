@@ -1,9 +1,9 @@
 """The least a Python broker does: a QoS 0 forwarder, the floor under the gateway's figures.
 
-Usage (started by bench/run.py as the ``floor-asyncio`` and ``floor-twisted``
-columns; by hand)::
+Usage (started by bench/run.py as the ``floor-asyncio``, ``floor-uvloop`` and
+``floor-twisted`` columns; by hand)::
 
-    python bench/floor.py [--twisted] -c CONF
+    python bench/floor.py [--uvloop | --twisted] -c CONF
 
 It reads the ``listener PORT HOST`` line of a Mosquitto-syntax ``CONF``, answers
 CONNECT, SUBSCRIBE and PINGREQ as a level 4 broker does, and sends every PUBLISH
@@ -14,9 +14,10 @@ Python broker's CPU per message; at full speed it writes each packet on its own,
 so it is no floor there.
 
 With asyncio (the default) it is an ``asyncio.Protocol`` on the stock event loop:
-what any asyncio broker pays per wake-up before doing a broker's work. With
-``--twisted`` it is a Twisted ``Protocol`` on Twisted's asyncio reactor, writing
-through ``transport.write`` as a plain Twisted application does.
+what any asyncio broker pays per wake-up before doing a broker's work; ``--uvloop``
+runs the same protocol on uvloop's loop (the gateway's default). With
+``--twisted`` it is a Twisted ``Protocol`` on Twisted's asyncio reactor (stock
+loop), writing through ``transport.write`` as a plain Twisted application does.
 """
 
 from __future__ import annotations
@@ -90,11 +91,18 @@ def listener(conf: str) -> tuple[str, int]:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-c", dest="conf", required=True, help="Mosquitto-syntax config file")
-    ap.add_argument("--twisted", action="store_true", help="Twisted's asyncio reactor")
+    kind = ap.add_mutually_exclusive_group()
+    kind.add_argument("--uvloop", action="store_true", help="asyncio protocol on uvloop's loop")
+    kind.add_argument("--twisted", action="store_true", help="Twisted's asyncio reactor")
     args = ap.parse_args(argv)
     host, port = listener(args.conf)
     if not args.twisted:
-        loop = asyncio.new_event_loop()
+        if args.uvloop:
+            import uvloop
+
+            loop = uvloop.new_event_loop()
+        else:
+            loop = asyncio.new_event_loop()
         loop.run_until_complete(loop.create_server(AsyncioForwarder, host, port))
         loop.run_forever()
         return

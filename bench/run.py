@@ -25,9 +25,10 @@ column for the gateway of another checkout (e.g. ``git worktree add --detach
 ``mosquitto`` is Debian's; ``aedes`` is bench/js/aedes.js and needs
 ``cd bench/js && npm ci`` first (skipped, with the reason, otherwise);
 ``aiocoap`` is a bare aiocoap server, the reference of the CoAP scenarios.
-``floor-asyncio`` and ``floor-twisted`` (only when named in ``--brokers``) are
-``bench/floor.py``, a bare QoS 0 forwarder: what a Python broker pays per wake-up
-before doing a broker's work, in ``lowrate``.
+``floor-asyncio``, ``floor-uvloop`` and ``floor-twisted`` (only when named in
+``--brokers``) are ``bench/floor.py``, a bare QoS 0 forwarder on asyncio's loop,
+uvloop's and Twisted's: what a Python broker pays per wake-up before doing a
+broker's work, in ``lowrate``.
 
 The output, header first (UTC date, CPU, cores, load average, Python, Twisted,
 Mosquitto, node and aedes versions, the commit and imported package of every
@@ -111,6 +112,14 @@ def versions(targets: list[brokers.Target]) -> list[tuple[str, str]]:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     out = [("cores", f"{scenarios.CORES} ({platform.machine()}), load average {load} at start"),
            ("twisted", twisted.__version__), ("aiocoap", aiocoap.meta.version)]
+    try:
+        import uvloop
+
+        loop = f"{uvloop.__version__} (a gateway whose checkout uses it, unless "
+        loop += f"MQTTGATEWAY_EVENT_LOOP=asyncio: {os.environ.get('MQTTGATEWAY_EVENT_LOOP', 'unset')})"
+    except ImportError:
+        loop = "not installed (every gateway on asyncio's loop)"
+    out.append(("uvloop", loop))
     peers = brokers.versions()
     kinds = {t.kind for t in targets}
     if "mosquitto" in kinds:

@@ -272,10 +272,13 @@ class GatewayService(service.MultiService):
         raise StartupFailed(reason.removeprefix("mqttgateway: ")) from None
 
     def startService(self) -> None:
+        from gateway.reactor import event_loop_name
+
         self.log.info(
-            "mqttgateway {version} starting (config: {path})",
+            "mqttgateway {version} starting (config: {path}, event loop: {loop})",
             version=__version__,
             path=self.config.path or "embedded defaults",
+            loop=event_loop_name(),
         )
         super().startService()
         if hasattr(signal, "SIGHUP"):

@@ -1,6 +1,7 @@
 """The gateway's reactor: asyncio calls its dispatch directly (no legacy log
 context per event), and readers and writers still come and go as Twisted's do.
-A reactor of its own on a fresh asyncio loop, with a real socket pair."""
+A reactor of its own on a fresh loop (asyncio's and uvloop's, the default), with
+a real socket pair."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import threading
 from typing import Any
 
 import pytest
+import uvloop
 from twisted.internet import abstract, main
 
-from gateway.reactor import GatewayReactor
+from gateway.reactor import EVENT_LOOP_ENV, GatewayReactor, new_event_loop
 
 
 class Peer(abstract.FileDescriptor):
@@ -44,9 +46,9 @@ class Peer(abstract.FileDescriptor):
         self.lost = reason
 
 
-@pytest.fixture
-def setup() -> Any:
-    loop = asyncio.new_event_loop()
+@pytest.fixture(params=["asyncio", "uvloop"])
+def setup(request: Any) -> Any:
+    loop = asyncio.new_event_loop() if request.param == "asyncio" else uvloop.new_event_loop()
     reactor = GatewayReactor(loop)
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
@@ -70,8 +72,9 @@ def test_events_reach_the_connection_through_the_reactors_own_dispatch(setup):
     reactor.addReader(peer)
     reactor.addReader(peer)  # a second registration changes nothing
     assert reactor.getReaders().count(peer) == 1
-    handle = loop._selector.get_key(peer.fileno()).data[0]  # type: ignore[attr-defined]
-    assert handle._callback == reactor._readOrWrite and handle._args == (peer, True)
+    if isinstance(loop, asyncio.SelectorEventLoop):
+        handle = loop._selector.get_key(peer.fileno()).data[0]  # type: ignore[attr-defined]
+        assert handle._callback == reactor._readOrWrite and handle._args == (peer, True)
     theirs.sendall(b"hello")
     spin(loop)
     assert peer.got == [b"hello"]
@@ -92,11 +95,27 @@ def test_writers_are_called_and_removed(setup):
 def test_a_connection_whose_socket_is_gone_is_disconnected(setup):
     loop, reactor, peer, theirs = setup
     reactor.addReader(peer)
-    fd = peer.fileno()
+    fd, ours = peer.fileno(), peer.sock
     theirs.sendall(b"x")
     peer.sock = None  # fileno() now answers -1, as a closed Twisted connection does
     spin(loop)
     assert peer.lost is not None
     assert peer not in reactor.getReaders()
-    with pytest.raises(KeyError):
-        loop._selector.get_key(fd)  # type: ignore[attr-defined]
+    if isinstance(loop, asyncio.SelectorEventLoop):
+        with pytest.raises(KeyError):
+            loop._selector.get_key(fd)  # type: ignore[attr-defined]
+    peer.sock = ours  # were the loop still watching it, more data would be read now
+    theirs.sendall(b"y")
+    spin(loop)
+    assert peer.got == []
+
+
+def test_the_loop_is_uvloops_unless_the_environment_says_asyncio(monkeypatch):
+    monkeypatch.delenv(EVENT_LOOP_ENV, raising=False)
+    loop = new_event_loop()
+    assert isinstance(loop, uvloop.Loop)
+    loop.close()
+    monkeypatch.setenv(EVENT_LOOP_ENV, "asyncio")
+    loop = new_event_loop()
+    assert isinstance(loop, asyncio.SelectorEventLoop)
+    loop.close()

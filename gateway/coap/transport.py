@@ -112,6 +112,11 @@ class GatewayUDP6(MessageInterfaceUDP6):
     latter into an error for the peer being sent to, which ends that innocent peer's
     requests and observations and drops the datagram. Here the send is repeated
     instead; the error queue still reports the real peer.
+
+    On uvloop's event loop, libuv stops watching a socket that reports an error
+    (``POLLERR``), which this one does for every ICMP error it queues: after each
+    such error the socket is watched again (``_rewatch``), or the listener would go
+    deaf at the first client that left.
     """
 
     _sock: socket.socket
@@ -119,6 +124,21 @@ class GatewayUDP6(MessageInterfaceUDP6):
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         self._sock = transport.get_extra_info("socket")
+
+    def datagram_errqueue_received(self, data: bytes, ancdata: list[Any], flags: int,
+                                   address: Any) -> None:
+        super().datagram_errqueue_received(data, ancdata, flags, address)
+        self._rewatch()
+
+    def error_received(self, exc: Exception) -> None:
+        super().error_received(exc)
+        self._rewatch()
+
+    def _rewatch(self) -> None:
+        loop = self.loop
+        if isinstance(loop, asyncio.SelectorEventLoop):
+            return  # asyncio's loop keeps watching
+        loop.call_soon(_watch_again, loop, self._sock, weakref.ref(self.transport))
 
     def datagram_msg_received(self, data: bytes, ancdata: list[Any], flags: int,
                               address: Any) -> None:
@@ -156,6 +176,22 @@ class GatewayUDP6(MessageInterfaceUDP6):
                         remote = GatewayAddress(sockaddr, self)
                     self._ctx.dispatch_error(e, remote)
                     return
+
+
+def _watch_again(loop: asyncio.AbstractEventLoop, sock: socket.socket, transport: Any) -> None:
+    """Register the transport's reader anew (after libuv dropped it on ``POLLERR``),
+    unless the transport was closed meanwhile."""
+    fd = sock.fileno()
+    if fd < 0 or transport() is None:
+        return
+    loop.remove_reader(fd)
+    loop.add_reader(fd, _read_ready, transport)
+
+
+def _read_ready(transport: Any) -> None:
+    t = transport()
+    if t is not None:
+        t._read_ready()
 
 
 class _Throttled(logging.Handler):

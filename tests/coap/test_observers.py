@@ -172,6 +172,20 @@ def test_a_vanished_observer_does_not_end_other_observations(shared_gateway, coa
     neighbour.cancel()
 
 
+def test_the_listener_still_reads_after_icmp_errors(shared_gateway, coap_port, aio):
+    # On uvloop's loop (the gateway's default) libuv stops watching a socket that
+    # reports an error, as this UDP socket does for each ICMP error it queues: without
+    # watching it again the listener would answer nothing after the first one.
+    topic = unique("coap/deaf/")
+    for n in range(3):
+        gone = AioCoAP()
+        gone.observe(uri(coap_port, f"/ps/{topic}"))
+        gone.close()
+        # The notification to the closed port gets ICMP port unreachable at once.
+        assert aio.request(PUT, uri(coap_port, f"/ps/{topic}", "qos=0"), b"%d" % n).code == CHANGED
+        assert aio.request(PUT, uri(coap_port, f"/ps/{topic}", "qos=0"), b"after").code == CHANGED
+
+
 def test_reregistration_replaces_the_only_observation(shared_gateway, coap_port, aio,
                                                        mqtt_client):
     pub = mqtt_client(shared_gateway.port)

@@ -98,6 +98,13 @@ def test_connects_once_listening_is_logged(gateway, raw, twistd):
     client.expect(wire.pingresp())
 
 
+@COMMANDS
+def test_runs_on_uvloops_event_loop(gateway, raw, twistd):
+    gw = gateway(twistd=twistd)
+    gw.wait_for_log("event loop: uvloop)")
+    assert raw(gw.port).connect(unique("uvloop")) == (False, 0)
+
+
 def test_without_config_listens_on_loopback_only(gateway, raw):
     gw = gateway(use_config=False)  # mqttgateway -p PORT
     gw.wait_for_log(f"listening for mqtt on 127.0.0.1:{gw.port}")
