@@ -16,7 +16,20 @@ import os
 import sys
 from typing import Any
 
+from twisted.internet import main, tcp
 from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+from twisted.internet.posixbase import _NO_FILEDESC
+
+_TCP_DO_READ = tcp.Connection.doRead
+_TCP_DATA_RECEIVED = tcp.Connection._dataReceived
+
+
+def _plain_tcp_reader(reader: Any) -> bool:
+    """A TCP connection reading with Twisted's own ``doRead`` (not a client still
+    connecting, whose ``doRead`` is its ``doConnect`` meanwhile)."""
+    do_read = getattr(reader, "doRead", None)
+    return (isinstance(reader, tcp.Connection) and getattr(do_read, "__func__", None) is _TCP_DO_READ
+            and type(reader)._dataReceived is _TCP_DATA_RECEIVED)
 
 
 class GatewayReactor(AsyncioSelectorReactor):
@@ -32,18 +45,50 @@ class GatewayReactor(AsyncioSelectorReactor):
     (bench/results: the low-rate and idle scenarios). Here asyncio calls the reactor's
     dispatch directly; the rest of registration is Twisted's, as in its ``addReader``
     and ``addWriter``.
+
+    A readable TCP connection goes through four Python calls in Twisted (the
+    dispatch, the ``fileno()`` check, ``doRead`` and ``_dataReceived``) before its
+    protocol sees the bytes: a fifth of the gateway's CPU at one message per
+    wake-up (``bench/pyspy.py lowrate``). ``_read_tcp`` is those four in one, with
+    the same outcomes: bytes to ``dataReceived``, EOF, a lost or closed socket, an
+    exception from the protocol, each disconnecting as Twisted's dispatch does.
     """
 
     def __init__(self, eventloop: Any = None) -> None:
         self._dispatch = self._readOrWrite  # one bound method for every registration
+        self._read_dispatch = self._read_tcp
         super().__init__(eventloop)  # (which registers the waker)
+
+    def _read_tcp(self, conn: tcp.Connection) -> None:
+        try:
+            data = conn.socket.recv(conn.bufferSize)
+        except OSError as e:
+            if e.args[0] == tcp.EWOULDBLOCK:
+                return
+            why: Any = main.CONNECTION_LOST if conn.fileno() != -1 else _NO_FILEDESC
+        except AttributeError:  # the socket is gone: Twisted's fileno() == -1 case
+            why = _NO_FILEDESC
+        else:
+            if data:
+                try:
+                    conn.protocol.dataReceived(data)
+                    return
+                except Exception as e:
+                    why = e
+                    self._log.failure(None)
+            else:
+                why = main.CONNECTION_DONE
+        self._disconnectSelectable(conn, why, True)
 
     def addReader(self, reader: Any) -> None:
         if reader in self._readers.keys() or reader in self._continuousPolling._readers:
             return
         fd = reader.fileno()
         try:
-            self._asyncioEventloop.add_reader(fd, self._dispatch, reader, True)
+            if _plain_tcp_reader(reader):
+                self._asyncioEventloop.add_reader(fd, self._read_dispatch, reader)
+            else:
+                self._asyncioEventloop.add_reader(fd, self._dispatch, reader, True)
             self._readers[reader] = fd
         except OSError as e:
             self._unregisterFDInAsyncio(fd)

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 import threading
 from typing import Any
 
 import pytest
 import uvloop
-from twisted.internet import abstract, main
+from twisted.internet import abstract, error, main, protocol, tcp
 
 from gateway.reactor import EVENT_LOOP_ENV, GatewayReactor, new_event_loop
 
@@ -119,3 +120,99 @@ def test_the_loop_is_uvloops_unless_the_environment_says_asyncio(monkeypatch):
     loop = new_event_loop()
     assert isinstance(loop, asyncio.SelectorEventLoop)
     loop.close()
+
+
+class Recorder(protocol.Protocol):
+    """What a TCP connection's protocol was told."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.got: list[bytes] = []
+        self.lost: Any = None
+        self.fail = fail
+
+    def dataReceived(self, data: bytes) -> None:
+        self.got.append(data)
+        if self.fail:
+            raise ValueError("the protocol failed")
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.lost = reason
+
+
+@pytest.fixture
+def tcp_pair(setup: Any) -> Any:
+    """A Twisted TCP connection (ours) over a real loopback TCP socket (theirs)."""
+    loop, reactor, _, _ = setup
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        theirs = socket.create_connection(listening.getsockname())
+        ours, _ = listening.accept()
+
+    def make(fail: bool = False, register: bool = True) -> tuple[tcp.Connection, Recorder]:
+        proto = Recorder(fail)
+        conn = tcp.Connection(ours, proto, reactor)
+        proto.makeConnection(conn)
+        if register:
+            conn.startReading()
+        return conn, proto
+
+    yield loop, reactor, make, theirs
+    theirs.close()
+    ours.close()
+
+
+def test_a_tcp_connection_is_read_in_one_call(tcp_pair):
+    loop, reactor, make, theirs = tcp_pair
+    conn, proto = make()
+    if isinstance(loop, asyncio.SelectorEventLoop):
+        handle = loop._selector.get_key(conn.fileno()).data[0]  # type: ignore[attr-defined]
+        assert handle._callback == reactor._read_tcp and handle._args == (conn,)
+    theirs.sendall(b"hello")
+    spin(loop)
+    assert proto.got == [b"hello"]
+    theirs.shutdown(socket.SHUT_WR)
+    spin(loop)
+    assert proto.lost is not None and proto.lost.check(error.ConnectionDone)
+    assert conn not in reactor.getReaders()
+
+
+def test_a_reset_tcp_connection_is_lost(tcp_pair):
+    loop, reactor, make, theirs = tcp_pair
+    conn, proto = make()
+    theirs.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    theirs.close()  # RST
+    spin(loop)
+    assert proto.lost is not None and proto.lost.check(error.ConnectionLost)
+    assert conn not in reactor.getReaders()
+
+
+def test_a_protocol_that_raises_loses_its_connection(tcp_pair):
+    loop, reactor, make, theirs = tcp_pair
+    conn, proto = make(fail=True)
+    theirs.sendall(b"boom")
+    spin(loop)
+    assert proto.got == [b"boom"]
+    assert proto.lost is not None and proto.lost.check(ValueError)
+    assert conn not in reactor.getReaders()
+
+
+def test_a_tcp_connection_without_its_socket_is_disconnected(tcp_pair):
+    loop, reactor, make, theirs = tcp_pair
+    conn, proto = make()
+    sock = conn.socket
+    del conn.socket  # as after Twisted's connectionLost
+    reactor._read_tcp(conn)
+    assert conn not in reactor.getReaders()
+    sock.close()
+
+
+def test_a_connection_with_a_doRead_of_its_own_keeps_twisteds_dispatch(tcp_pair):
+    # Twisted's connecting client sets doRead = doConnect on the instance meanwhile.
+    loop, reactor, make, theirs = tcp_pair
+    conn, proto = make(register=False)
+    calls: list[int] = []
+    conn.doRead = lambda: calls.append(1)  # type: ignore[method-assign]
+    conn.startReading()
+    theirs.sendall(b"x")
+    spin(loop)
+    assert calls and proto.got == []
+    reactor.removeReader(conn)
