@@ -6,11 +6,13 @@ the legacy log prefix, and ``repstr``, for ``repr``), the socket's bound ``filen
 method and a session number that only those strings use: about 260 bytes of an
 idle connection. Here each is worked out when it is read (the session number is
 not kept). The connection is still Twisted's own class and code; only these four
-stores are dropped (``_derived``), so nothing of its logic is copied.
+stores are dropped (``_derived``), so nothing of its logic is copied. The peer's host
+string is interned: connections from one address share it.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -42,7 +44,14 @@ def _repstr(conn: Any) -> str:
 
 
 class LeanServer(tcp.Server):
-    """Twisted's accepted connection, without the four per-connection stores."""
+    """Twisted's accepted connection, without the four per-connection stores, and
+    with one copy of a peer host's address string however many connections it has
+    (a fleet behind one NAT address; every load generator)."""
+
+    def __init__(self, sock: Any, protocol: Any, client: tuple[Any, ...], server: tcp.Port,
+                 sessionno: int, reactor: Any) -> None:
+        super().__init__(sock, protocol, (sys.intern(client[0]), *client[1:]), server, sessionno,
+                         reactor)
 
     sessionno = _derived(lambda conn: -1)
     logstr = _derived(lambda conn: conn.server.connection_prefix)  # one string per port

@@ -50,9 +50,9 @@ def broker(request: Any, tmp_path: Any) -> Any:
     port.stopListening()
 
 
-def connect(port: int, wrap: Callable[[socket.socket], Any]) -> Any:
+def connect(port: int, wrap: Callable[[socket.socket], Any], client_id: str = "lean") -> Any:
     sock = wrap(socket.create_connection(("127.0.0.1", port), timeout=10))
-    sock.sendall(wire.connect("lean"))
+    sock.sendall(wire.connect(client_id))
     assert recv_exact(sock, 4) == wire.connack(0)
     return sock
 
@@ -88,3 +88,18 @@ async def test_connections_keep_none_of_the_dropped_values_and_still_answer(brok
     assert conn.fileno() == -1  # as Twisted answers for a closed connection
     assert conn not in reactor.getReaders()
     assert not set(DROPPED) & set(vars(conn))
+
+
+@pytest_twisted.ensureDeferred
+async def test_connections_from_one_host_share_its_address_string(broker):
+    factory, port, wrap = broker
+    socks = [await threads.deferToThread(connect, port.getHost().port, wrap, f"lean{i}")
+             for i in range(2)]
+    try:
+        first, second = (tcp_of(p) for p in factory.protocols)
+        assert first.client[0] == second.client[0] == "127.0.0.1"
+        assert first.client[0] is second.client[0] is first.hostname
+        assert first.getPeer().host == "127.0.0.1" and first.getPeer().port != second.getPeer().port
+    finally:
+        for sock in socks:
+            sock.close()
