@@ -460,13 +460,6 @@ class Decoder:
                     if not topic:
                         raise MQTTError("empty topic name", _TOPIC_INVALID)
                     props: dict = {}
-                    if b0 == 0x30 and (start == pos + 2 or data[start - 1]):
-                        # QoS 0, no retain, minimal length: these bytes are what a level
-                        # 3/4 subscriber of the same topic gets (Publish.raw).
-                        append(Publish(topic, data[te:end], 0, False, False, None, props,
-                                       data if pos == 0 and end == n else data[pos:end]))
-                        pos = end
-                        continue
                 elif te < end and not data[te]:
                     if not topic:
                         raise MQTTError("empty topic without a topic alias", _PROTOCOL)

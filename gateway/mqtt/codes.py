@@ -16,9 +16,6 @@ P = PropertyId
 _EXPIRY, _ALIAS, _SUB_ID = P.MESSAGE_EXPIRY_INTERVAL, P.TOPIC_ALIAS, P.SUBSCRIPTION_IDENTIFIER
 #: ``Message.cache`` key of a message's level 5 property block (without its length).
 RAW_PROPS = "props"
-#: ``Message.cache`` key of its level 3/4 PUBLISH at QoS 0 without retain, whole
-#: (``gateway.mqtt.outbound``'s key for that shape).
-WHOLE_QOS0 = 0
 
 #: CONNACK return codes of MQTT 3.1 and 3.1.1 for a refused CONNECT.
 CONNACK_V3 = {
@@ -130,16 +127,10 @@ def hub_message(topic: str, p: Publish, now: Callable[[], float]) -> Message:
     topic alias (never forwarded), no expiry (counted down per delivery) and no
     subscription identifier (a client may not send one; like Mosquitto, it is
     dropped, not forwarded). ``gateway.mqtt.outbound`` finds it in the message's
-    cache under ``RAW_PROPS``. A level 3/4 QoS 0 PUBLISH without retain is kept
-    whole (``Publish.raw``, under ``WHOLE_QOS0``) unless a mount point or a bridge
-    changed its topic: level 3/4 subscribers get those very bytes."""
+    cache under ``RAW_PROPS``."""
     props = p.properties
     if not props:
-        message = Message(topic, p.payload, p.qos, p.retain)
-        raw = p.raw
-        if raw is not None and topic is p.topic:  # (not under a mount point)
-            message.cache[WHOLE_QOS0] = raw  # forwarded as it came
-        return message
+        return Message(topic, p.payload, p.qos, p.retain)
     typed, raw = getattr(props, "derived", None) or _hub_form(props)
     if raw is not None:
         message = Message(topic, p.payload, p.qos, p.retain, typed)

@@ -4,8 +4,7 @@ A message fanned out to many subscribers is encoded once per shape and the bytes
 kept in ``message.cache``: levels 3 and 4 share one encoding per (QoS, retain); level 5
 has its own (its property block differs), and what varies per delivery (packet id,
 DUP, subscription identifiers, the remaining expiry, a topic alias) is stamped onto
-the cached parts. Cache keys: ints below 8 for levels 3/4 (0 may already hold the
-publisher's own packet, ``codes.WHOLE_QOS0``); at level 5, the identifiers
+the cached parts. Cache keys: ints below 8 for levels 3/4; at level 5, the identifiers
 tuple alone at QoS 0 without retain (ints or empty, so it equals no other key), else
 8..15 without identifiers and (QoS, retain, identifiers) tuples with them; strings
 for the level 5 parts (``codes.RAW_PROPS``: the property block, which

@@ -61,9 +61,7 @@ class ConnAck:
 
 @dataclass(slots=True)
 class Publish:
-    """``packet_id`` is None exactly when ``qos`` is 0. ``raw``: the packet's bytes as
-    received, set by the decoder for a level 3/4 QoS 0 PUBLISH without retain, the
-    bytes a level 3/4 subscriber of the same topic is sent."""
+    """``packet_id`` is None exactly when ``qos`` is 0."""
 
     topic: str
     payload: bytes = b""
@@ -72,7 +70,6 @@ class Publish:
     dup: bool = False
     packet_id: int | None = None
     properties: dict = field(default_factory=dict)
-    raw: bytes | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(slots=True)

@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 
 from gateway.hub.api import Message, Properties
 from gateway.mqtt.channel import MQTTSettings
-from gateway.mqtt import codes
-from gateway.mqtt.codec import Decoder, encode
+from gateway.mqtt.codec import encode
 from gateway.mqtt.outbound import encode_delivery
 from gateway.mqtt.packets import Publish
 from gateway.mqtt.reasons import PropertyId as P
@@ -81,53 +80,3 @@ def test_remaining_lengths_around_one_byte_are_encoded_right():
                         expected = {P.USER_PROPERTY: [("k", "v")], **expected}
                     got = encode_delivery(channel(5), message, qos, pid, False, False, ids)  # type: ignore[arg-type]
                     assert got == encode(Publish("t", b"x" * size, qos, False, False, pid, expected), 5)
-
-
-def decoded(data: bytes, level: int = 4) -> list[Publish]:
-    decoder = Decoder()
-    decoder.protocol_level = level
-    return decoder.feed(data)  # type: ignore[return-value]
-
-
-@given(
-    topic=topics,
-    payload=st.binary(max_size=300),
-    level=st.sampled_from([3, 4]),
-    deliveries=st.lists(st.tuples(st.integers(0, 2), st.booleans(), st.booleans(), st.sampled_from([3, 4, 5])),
-                        min_size=1, max_size=6),
-)
-def test_a_received_qos_0_publish_is_forwarded_as_it_came(topic, payload, level, deliveries):
-    """A level 3/4 QoS 0 PUBLISH without retain is kept whole for level 3/4
-    subscribers (``Publish.raw``); every delivery of it, at any level, QoS and
-    retain, is still what the plain encoder gives."""
-    packet = encode(Publish(topic, payload), level)
-    (alone,) = decoded(packet, level)
-    assert alone.raw is packet  # the read was the packet: no copy
-    first, second = decoded(packet + packet, level)
-    assert first.raw == second.raw == packet
-    message = codes.hub_message(second.topic, second, lambda: 0.0)
-    for qos, retain, dup, out_level in deliveries:
-        pid = 9 if qos else None
-        dup = dup and qos > 0
-        got = encode_delivery(channel(out_level), message, qos, pid, dup, retain, ())  # type: ignore[arg-type]
-        assert got == encode(Publish(topic, payload, qos, retain, dup, pid, {}), out_level)
-
-
-def test_only_packets_a_subscriber_could_get_unchanged_are_kept_whole():
-    body = b"\x00\x01tpayload"
-    plain = b"\x30" + bytes((len(body),)) + body
-    assert decoded(plain)[0].raw == plain
-    assert decoded(b"\x31" + plain[1:])[0].raw is None  # retained
-    assert decoded(b"\x32" + bytes((len(body) + 2,)) + body[:3] + b"\x00\x07" + body[3:])[0].raw is None
-    # A remaining length in more bytes than needed is accepted, and re-encoded.
-    (long,) = decoded(b"\x30" + bytes((len(body) | 0x80, 0x00)) + body)
-    assert long.raw is None and (long.topic, long.payload) == ("t", b"payload")
-    message = codes.hub_message(long.topic, long, lambda: 0.0)
-    assert encode_delivery(channel(4), message, 0, None, False, False, ()) == plain  # type: ignore[arg-type]
-    # At level 5 the property block differs between publisher and subscriber.
-    assert decoded(b"\x30" + bytes((len(body) + 1,)) + body[:3] + b"\x00" + body[3:], 5)[0].raw is None
-    # Under a mount point the topic changes: the packet is encoded anew.
-    (p,) = decoded(plain)
-    message = codes.hub_message("site/" + p.topic, p, lambda: 0.0)
-    assert encode_delivery(channel(4), message, 0, None, False, False, ()) == encode(
-        Publish("site/t", b"payload"), 4)
