@@ -1,10 +1,11 @@
 """The asyncio reactor, installed before anything imports ``twisted.internet.reactor``.
 
 aiocoap needs an asyncio loop; running Twisted on it lets both share one thread.
-The loop is uvloop's when it is installed (a dependency on CPython/Linux):
-at one message per wake-up asyncio's own loop, Python code running for every
-event, was about a fifth of the gateway's CPU (bench/results: the low-rate
-scenario, ``uvloop`` against ``mqttgateway`` with ``MQTTGATEWAY_EVENT_LOOP=asyncio``).
+The loop is uvloop's when it is installed (a dependency on CPython outside
+Windows): at one message per wake-up asyncio's own loop, Python code running for
+every event, had about a third of the gateway's profile samples
+(bench/results/profile-lowrate-20261206-133520.txt), and uvloop cut the CPU per
+message by about an eighth (bench/results/run-20261206-135302.txt).
 ``MQTTGATEWAY_EVENT_LOOP=asyncio`` keeps asyncio's own.
 """
 

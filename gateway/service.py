@@ -296,11 +296,7 @@ class GatewayService(service.MultiService):
         (Mosquitto's 04-retain-check-source)."""
         from twisted.internet import reactor
 
-        loop = getattr(reactor, "_asyncioEventloop", None)
-        if loop is not None:
-            loop.call_soon_threadsafe(self.reload)
-        else:
-            reactor.callFromThread(self.reload)  # type: ignore[attr-defined]
+        reactor._asyncioEventloop.call_soon_threadsafe(self.reload)  # type: ignore[attr-defined]
 
     def reload(self) -> bool:
         """Reread the config file and apply what a running service can apply."""
