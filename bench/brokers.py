@@ -50,7 +50,7 @@ import psutil
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parent.parent
 BROKERS = ("mqttgateway", "mosquitto", "aedes")
-#: bench/floor.py: a bare QoS 0 forwarder on asyncio or Twisted, the floor of a Python broker.
+#: bench/floor.py: a bare QoS 0 forwarder on asyncio, uvloop or Twisted, the floor of a Python broker.
 FLOORS = ("floor-asyncio", "floor-uvloop", "floor-twisted")
 JS = REPO / "bench" / "js"
 CONFIG = """\

@@ -72,15 +72,20 @@ def after_handling(factory: MQTTFactory, packets: int, client_id: str = "self") 
     raise AssertionError(f"broker did not read {packets} packets")
 
 
+def subscribe_to_t(sock: Any, client_id: str, qos: int) -> None:
+    """CONNECT as ``client_id`` and SUBSCRIBE to t at ``qos``, checking both answers."""
+    sock.sendall(wire.connect(client_id, keepalive=60))
+    assert recv_exact(sock, 4) == wire.connack(0)
+    sock.sendall(wire.subscribe(1, [("t", qos)]))
+    assert recv_exact(sock, 5) == wire.suback(1, [qos])
+
+
 def publish_to_self(factory: MQTTFactory, port: int, wrap: Callable[[socket.socket], Any]) -> int:
     """CONNECT, SUBSCRIBE t at QoS 1, PUBLISH to t at QoS 1, PUBACK the delivery:
     the broker's segments between having handled the PUBLISH and the PUBACK."""
     sock = wrap(socket.create_connection(("127.0.0.1", port)))
     try:
-        sock.sendall(wire.connect("self", keepalive=60))
-        assert recv_exact(sock, 4) == wire.connack(0)
-        sock.sendall(wire.subscribe(1, [("t", 1)]))
-        assert recv_exact(sock, 5) == wire.suback(1, [1])
+        subscribe_to_t(sock, "self", 1)
         sock.sendall(wire.publish("t", b"x" * 64, qos=1, mid=7))
         delivery = wire.publish("t", b"x" * 64, qos=1, mid=1)
         assert recv_exact(sock, len(delivery) + 4) == delivery + wire.puback(7)
@@ -121,10 +126,7 @@ def publish_after_a_delivery(factory: MQTTFactory, port: int, wrap: Callable[[so
     a = wrap(socket.create_connection(("127.0.0.1", port)))
     b = wrap(socket.create_connection(("127.0.0.1", port)))
     try:
-        a.sendall(wire.connect("a", keepalive=60))
-        assert recv_exact(a, 4) == wire.connack(0)
-        a.sendall(wire.subscribe(1, [("t", 0)]))
-        assert recv_exact(a, 5) == wire.suback(1, [0])
+        subscribe_to_t(a, "a", 0)
         b.sendall(wire.connect("b", keepalive=60))
         assert recv_exact(b, 4) == wire.connack(0)
         delivery = wire.publish("t", b"x" * 16)
