@@ -47,6 +47,9 @@ from typing import Any
 
 import psutil
 
+sys.path.append(str(Path(__file__).resolve().parent.parent))  # the checkout, for tests.ports
+from tests.ports import unused_port  # noqa: E402
+
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parent.parent
 BROKERS = ("mqttgateway", "mosquitto", "aedes")
@@ -69,10 +72,9 @@ class BrokerError(Exception):
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A TCP (or, with ``socket.SOCK_DGRAM``, UDP) port on HOST that was free a moment ago."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+    """A TCP (or, with ``socket.SOCK_DGRAM``, UDP) port on HOST that was free a moment
+    ago, never one this run handed out before (``tests/ports.py``)."""
+    return unused_port(kind, socket.AF_INET, HOST)
 
 
 def _raise_nofile() -> None:

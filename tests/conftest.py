@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 import pytest
 
 from tests.e2e.clients import PahoClient
+from tests.ports import unused_port
 
 REPO = Path(__file__).resolve().parent.parent
 TWISTD = Path(sys.executable).parent / "twistd"
@@ -33,31 +34,14 @@ LISTENER = re.compile(r"^listener (\d+)\b", re.M)
 T = TypeVar("T")
 
 
-_HANDED_OUT: set[int] = set()
-
-
-def _unused_port(kind: int, family: int = socket.AF_INET, host: str = HOST) -> int:
-    """A port the kernel offers on ``host`` whose number this run has not handed out before.
-
-    The probe socket is closed before the caller binds, so the kernel may offer the same
-    number twice; two listeners of one config then collide (``duplicate listener``)."""
-    while True:
-        with socket.socket(family, kind) as s:
-            s.bind((host, 0))
-            port = s.getsockname()[1]
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
-
-
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listened on a moment ago."""
-    return _unused_port(socket.SOCK_STREAM)
+    return unused_port(socket.SOCK_STREAM)
 
 
 def free_udp_port(family: int = socket.AF_INET, host: str = HOST) -> int:
     """A UDP port on ``host`` that nothing was bound to a moment ago."""
-    return _unused_port(socket.SOCK_DGRAM, family, host)
+    return unused_port(socket.SOCK_DGRAM, family, host)
 
 
 def gateway_env() -> dict[str, str]:
